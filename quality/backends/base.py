@@ -1,0 +1,48 @@
+"""The backend contract.
+
+A backend computes one or more metrics that share work (BRISQUE and NIQE share decoding and luma; the LAION
+aesthetic head and the CLIP score share one ViT-L/14 image embedding). The scorer calls :meth:`Backend.load` once
+per process (through :mod:`quality.models`, which caches loaded backends), then :meth:`Backend.compute` for every
+image, possibly from several threads at once: ``compute`` must not mutate shared state.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from quality.image_io import PreparedImage
+from quality.weights import WeightsStore
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    weights: WeightsStore
+    device: str = "cpu"
+    """A torch device string ("cpu", "cuda", "cuda:1", "mps")."""
+    options: dict[str, object] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    #: registry key, e.g. "nss"
+    name: str = ""
+    #: metric names this backend produces (keys of quality.specs.METRICS)
+    metrics: tuple[str, ...] = ()
+    #: metrics that need a prompt (they are skipped, "not applicable", when there is none)
+    prompt_metrics: tuple[str, ...] = ()
+
+    @abstractmethod
+    def load(self, ctx: LoadContext) -> None:
+        """Load weights / build models. Raises :class:`quality.errors.WeightsError` when weights are absent."""
+
+    @abstractmethod
+    def compute(self, image: PreparedImage, prompt: str | None) -> dict[str, float]:
+        """Raw values for this backend's metrics (prompt metrics only when ``prompt`` is given)."""
+
+    def versions(self) -> dict[str, str]:
+        """metric name → implementation and weights identity (recorded in every report)."""
+        return {}
+
+    def cache_key(self, ctx: LoadContext) -> tuple[object, ...]:
+        """Two loads with the same key give the same model: the process-wide cache keys on this."""
+        return (type(self).__name__, ctx.device, str(ctx.weights.dir), tuple(sorted(ctx.options.items())))

@@ -1,0 +1,66 @@
+"""The quality package's exception tree.
+
+Every error carries a message that says what went wrong *and what to do about it*; callers (CLI, MCP tools)
+show ``str(err)`` to people and agents as is.
+
+    QualityError
+    ├── ImageError                 the input image cannot be used
+    │   ├── ImageDecodeError       corrupt, truncated or not an image
+    │   ├── UnsupportedImageError  a format or mode we do not read
+    │   └── ImageTooLargeError     over the byte or pixel limit (decompression bombs included)
+    ├── WeightsError               model weights cannot be had
+    │   ├── WeightsUnavailableError   absent and not downloadable (offline, no network)
+    │   └── WeightsChecksumError      present but not the expected bytes
+    ├── MetricError                a metric failed while computing (bug or unexpected input)
+    └── ConfigError                invalid settings (weights, thresholds, unknown metric names)
+"""
+
+from __future__ import annotations
+
+
+class QualityError(Exception):
+    """Base class of every error raised by :mod:`quality`."""
+
+
+class ImageError(QualityError):
+    """The input image cannot be used."""
+
+
+class ImageDecodeError(ImageError):
+    """The bytes are not a readable image (corrupt, truncated, empty, or another file type)."""
+
+
+class UnsupportedImageError(ImageError):
+    """The image is readable but in a form we do not score."""
+
+
+class ImageTooLargeError(ImageError):
+    """The image exceeds the configured file-size or pixel-count limit."""
+
+
+class WeightsError(QualityError):
+    """Model weights for a metric cannot be used."""
+
+    def __init__(self, message: str, *, file: str | None = None) -> None:
+        super().__init__(message)
+        self.file = file
+
+
+class WeightsUnavailableError(WeightsError):
+    """The weights file is absent and cannot be downloaded."""
+
+
+class WeightsChecksumError(WeightsError):
+    """The weights file exists but its SHA-256 does not match the expected value."""
+
+
+class MetricError(QualityError):
+    """A metric failed while computing a value."""
+
+    def __init__(self, message: str, *, metric: str | None = None) -> None:
+        super().__init__(message)
+        self.metric = metric
+
+
+class ConfigError(QualityError):
+    """Settings are inconsistent or name unknown things."""

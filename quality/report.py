@@ -1,0 +1,122 @@
+"""Pydantic models of a quality report.
+
+:class:`QualityBlock` is exactly the ``quality`` block of the generation metadata schema::
+
+    "quality": {
+      "composite_score": 7.8, "grade": "B",
+      "technical":        {"score": 8.2, "brisque": 22.1, "niqe": 3.4},
+      "aesthetic":        {"score": 7.5, "laion_aesthetic": 6.1, "nima_mean": 5.4},
+      "prompt_adherence": {"score": 8.0, "clip_score": 0.31},
+      "detail":           {"score": 7.0, "topiq": 0.62, "edge_density": 0.12}
+    }
+
+A value is ``null`` when its metric did not run; :class:`QualityReport` adds why (``metrics``, ``coverage``),
+the device, the metric/weights versions and the timings. This module imports nothing heavy (no torch), so
+storage and the MCP layer can use it freely.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from quality.composite import Grade
+from quality.specs import Dimension
+
+MetricStatus = Literal["ok", "unavailable", "not_applicable", "error"]
+DimensionStatus = Literal["scored", "unavailable", "not_applicable"]
+
+
+class TechnicalScores(BaseModel):
+    score: float | None = Field(None, description="0–10; artifacts, noise, blur")
+    brisque: float | None = Field(None, description="raw BRISQUE (lower is better, ~0–100)")
+    niqe: float | None = Field(None, description="raw NIQE (lower is better, ~2–20)")
+
+
+class AestheticScores(BaseModel):
+    score: float | None = Field(None, description="0–10; composition, colour, appeal")
+    laion_aesthetic: float | None = Field(None, description="raw LAION aesthetic predictor (1–10)")
+    nima_mean: float | None = Field(None, description="raw NIMA mean rating (1–10)")
+
+
+class PromptAdherenceScores(BaseModel):
+    score: float | None = Field(None, description="0–10; how well the image matches the prompt")
+    clip_score: float | None = Field(None, description="raw CLIP cosine similarity of image and prompt")
+
+
+class DetailScores(BaseModel):
+    score: float | None = Field(None, description="0–10; fine detail and sharpness")
+    topiq: float | None = Field(None, description="raw TOPIQ-NR (0–1)")
+    edge_density: float | None = Field(None, description="raw share of edge pixels (0–1)")
+
+
+class QualityBlock(BaseModel):
+    """The ``quality`` block of the metadata schema."""
+
+    composite_score: float = Field(description="0–10, weighted over the dimensions that were scored")
+    grade: Grade = Field(description="A ≥ 8.0, B ≥ 6.5, C ≥ 5.0, D ≥ 3.0, else F (configurable)")
+    technical: TechnicalScores = Field(default_factory=TechnicalScores)
+    aesthetic: AestheticScores = Field(default_factory=AestheticScores)
+    prompt_adherence: PromptAdherenceScores = Field(default_factory=PromptAdherenceScores)
+    detail: DetailScores = Field(default_factory=DetailScores)
+
+
+class MetricResult(BaseModel):
+    name: str
+    dimension: Dimension
+    status: MetricStatus
+    raw: float | None = None
+    score: float | None = Field(None, description="0–10 after normalisation")
+    reason: str | None = Field(None, description="why the metric did not produce a value")
+    out_of_range: bool = Field(False, description="raw value outside the metric's plausible range")
+    seconds: float | None = None
+    version: str | None = Field(None, description="implementation and weights identity")
+
+
+class Coverage(BaseModel):
+    coverage: float = Field(description="share of the configured composite weight that was scored (0–1)")
+    partial: bool = Field(description="a dimension that applies could not be scored: the grade is partial")
+    dimensions: dict[Dimension, DimensionStatus]
+    effective_weights: dict[Dimension, float] = Field(
+        description="weights actually used in the composite (renormalised over scored dimensions)"
+    )
+    metrics_ran: list[str]
+    metrics_unavailable: dict[str, str] = Field(
+        default_factory=dict, description="metric name → reason it did not run"
+    )
+
+
+class ImageInfo(BaseModel):
+    width: int
+    height: int
+    format: str | None = None
+    mode: str | None = None
+    frames: int = 1
+    bytes: int | None = None
+    sha256: str | None = None
+    source: str | None = None
+
+
+class QualityReport(QualityBlock):
+    model_config = ConfigDict(populate_by_name=True)
+
+    partial: bool = Field(description="true when the grade does not cover every applicable dimension")
+    coverage: Coverage
+    metrics: dict[str, MetricResult]
+    flat: bool = Field(False, description="the image is (nearly) one flat colour: a failed generation")
+    notes: list[str] = Field(default_factory=list)
+    prompt: str | None = None
+    image: ImageInfo
+    device: str
+    versions: dict[str, str] = Field(default_factory=dict)
+    calibration: str | None = Field(None, description="identity of the calibration model used, if any")
+    seconds: float = Field(description="wall time to score this image")
+    timings: dict[str, float] = Field(default_factory=dict, description="seconds per backend")
+
+    def quality_block(self) -> QualityBlock:
+        return QualityBlock.model_validate(self.model_dump(include=set(QualityBlock.model_fields)))
+
+    def dimension_score(self, dimension: Dimension) -> float | None:
+        block: TechnicalScores | AestheticScores | PromptAdherenceScores | DetailScores = getattr(self, dimension)
+        return block.score
