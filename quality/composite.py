@@ -12,6 +12,7 @@ to 1, and the result says so: ``coverage`` is the share of the configured weight
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Literal
 
@@ -22,16 +23,17 @@ from quality.specs import DIMENSIONS, Dimension
 Grade = Literal["A", "B", "C", "D", "F"]
 
 
+def default_weights() -> dict[Dimension, float]:
+    return {"technical": 0.30, "aesthetic": 0.25, "prompt_adherence": 0.25, "detail": 0.20}
+
+
+def default_grades() -> dict[Grade, float]:
+    return {"A": 8.0, "B": 6.5, "C": 5.0, "D": 3.0}
+
+
 class CompositeConfig(BaseModel):
-    weights: dict[Dimension, float] = Field(
-        default_factory=lambda: {
-            "technical": 0.30,
-            "aesthetic": 0.25,
-            "prompt_adherence": 0.25,
-            "detail": 0.20,
-        }
-    )
-    grades: dict[Grade, float] = Field(default_factory=lambda: {"A": 8.0, "B": 6.5, "C": 5.0, "D": 3.0})
+    weights: dict[Dimension, float] = Field(default_factory=default_weights)
+    grades: dict[Grade, float] = Field(default_factory=default_grades)
     """Lower bound (inclusive) of each grade; anything below the D bound is F."""
 
     @model_validator(mode="after")
@@ -44,14 +46,15 @@ class CompositeConfig(BaseModel):
         bounds = [self.grades.get(g) for g in ("A", "B", "C", "D")]
         if any(b is None for b in bounds):
             raise ValueError("grade thresholds need A, B, C and D")
-        if not all(a > b for a, b in zip(bounds, bounds[1:], strict=False)):  # type: ignore[operator]
+        if not all(a > b for a, b in itertools.pairwise(bounds)):  # type: ignore[operator]
             raise ValueError(f"grade thresholds must decrease strictly from A to D, got {self.grades}")
         return self
 
     def grade(self, composite: float) -> Grade:
-        for g in ("A", "B", "C", "D"):
-            if composite >= self.grades[g]:  # type: ignore[index]
-                return g  # type: ignore[return-value]
+        bounds: tuple[Grade, ...] = ("A", "B", "C", "D")
+        for g in bounds:
+            if composite >= self.grades[g]:
+                return g
         return "F"
 
 
@@ -84,8 +87,7 @@ def combine(
             composite_score=0.0, grade="F", coverage=0.0, partial=True, scored=[], effective_weights={}
         )
     eff = {d: config.weights[d] / total_scored for d in scored}
-    composite = sum(eff[d] * float(dimension_scores[d]) for d in scored)  # type: ignore[arg-type]
-    composite = round(composite, 4)
+    composite = round(sum(eff[d] * float(dimension_scores[d] or 0.0) for d in scored), 4)
     coverage = total_scored / total_applicable if total_applicable > 0 else 0.0
     return CompositeResult(
         composite_score=composite,

@@ -167,9 +167,7 @@ def load_image(
         except Image.DecompressionBombError as exc:
             raise ImageTooLargeError(f"{name}: {exc}") from exc
         if img.format and img.format not in SUPPORTED_FORMATS:
-            raise UnsupportedImageError(
-                f"{name} is a {img.format} image; supported: PNG, JPEG, WebP, BMP, TIFF, GIF"
-            )
+            raise UnsupportedImageError(f"{name} is a {img.format} image; supported: PNG, JPEG, WebP, BMP, TIFF, GIF")
     width, height = img.size
     if width <= 0 or height <= 0:
         raise ImageDecodeError(f"{name} has an empty size {width}x{height}")

@@ -82,9 +82,7 @@ class Coverage(BaseModel):
         description="weights actually used in the composite (renormalised over scored dimensions)"
     )
     metrics_ran: list[str]
-    metrics_unavailable: dict[str, str] = Field(
-        default_factory=dict, description="metric name → reason it did not run"
-    )
+    metrics_unavailable: dict[str, str] = Field(default_factory=dict, description="metric name → reason it did not run")
 
 
 class ImageInfo(BaseModel):

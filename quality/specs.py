@@ -140,7 +140,7 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec(
             name="edge_density",
             dimension="detail",
-            description="Edge density: Canny edge pixels / area at a fixed working size (band: too few or too many is bad)",
+            description="Edge density: Canny edge pixels / area at a fixed working size (too few or too many is bad)",
             mapping=BandMap(zero_low=0.003, ideal_low=0.04, ideal_high=0.16, zero_high=0.45),
             plausible=(0.0, 1.0),
             backend="edges",

@@ -244,9 +244,9 @@ class WeightsStore:
         target = self.dir / entry.filename
         if self.offline:
             raise WeightsUnavailableError(
-                f"weights file {entry.filename} ({entry.description}) is not in {self.dir} and downloads are "
-                "off (offline mode). Run `python -m quality weights prefetch` on a machine with internet and "
-                "copy the folder here, or set COMFY_QUALITY_WEIGHTS_DIR to a folder that has it.",
+                f"weights file {entry.filename} is not in {self.dir} (offline: downloads are off). "
+                "Run `python -m quality weights prefetch` on a machine with internet and copy the folder here, "
+                "or set COMFY_QUALITY_WEIGHTS_DIR to a folder that has it.",
                 file=entry.filename,
             )
         if not entry.urls:
@@ -282,7 +282,7 @@ class WeightsStore:
                 part.unlink(missing_ok=True)
         raise WeightsUnavailableError(
             f"weights file {entry.filename} is not in {self.dir} and could not be downloaded "
-            f"({'; '.join(errors)}). On an offline machine, copy a prefetched weights folder and set "
+            f"({'; '.join(errors)[:300]}). On an offline machine, copy a prefetched weights folder and set "
             "COMFY_QUALITY_WEIGHTS_DIR.",
             file=entry.filename,
         )

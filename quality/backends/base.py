@@ -31,6 +31,11 @@ class Backend(ABC):
     #: metrics that need a prompt (they are skipped, "not applicable", when there is none)
     prompt_metrics: tuple[str, ...] = ()
 
+    def __init__(self) -> None:
+        #: metrics this backend cannot produce although it loaded (e.g. CLIP loaded, aesthetic head absent),
+        #: metric name → reason; filled by :meth:`load`
+        self.unavailable: dict[str, str] = {}
+
     @abstractmethod
     def load(self, ctx: LoadContext) -> None:
         """Load weights / build models. Raises :class:`quality.errors.WeightsError` when weights are absent."""

@@ -1,0 +1,62 @@
+"""comfy-quality's image scorer: four dimensions (technical, aesthetic, prompt adherence, detail), a composite
+and a grade.
+
+    from quality import Scorer
+    report = Scorer().score("image.png", "a prompt")
+
+Importing this package is cheap: the scorer (and torch) load on first use of ``Scorer``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from quality.composite import CompositeConfig, Grade
+from quality.errors import (
+    ConfigError,
+    ImageDecodeError,
+    ImageError,
+    ImageTooLargeError,
+    MetricError,
+    QualityError,
+    UnsupportedImageError,
+    WeightsChecksumError,
+    WeightsError,
+    WeightsUnavailableError,
+)
+from quality.report import QualityBlock, QualityReport
+
+if TYPE_CHECKING:
+    from quality.scorer import Scorer
+    from quality.settings import QualitySettings
+
+__all__ = [
+    "CompositeConfig",
+    "ConfigError",
+    "Grade",
+    "ImageDecodeError",
+    "ImageError",
+    "ImageTooLargeError",
+    "MetricError",
+    "QualityBlock",
+    "QualityError",
+    "QualityReport",
+    "QualitySettings",
+    "Scorer",
+    "UnsupportedImageError",
+    "WeightsChecksumError",
+    "WeightsError",
+    "WeightsUnavailableError",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Scorer":
+        from quality.scorer import Scorer
+
+        return Scorer
+    if name == "QualitySettings":
+        from quality.settings import QualitySettings
+
+        return QualitySettings
+    raise AttributeError(f"module 'quality' has no attribute {name!r}")

@@ -1,0 +1,415 @@
+"""``python -m quality``: score images from the command line, manage weights, show the metric table.
+
+    python -m quality IMAGE [PROMPT]              one image → readable table (or --json)
+    python -m quality a.png b.jpg DIR 'g/*.png'   many images (files, folders, globs) → progress bar on stderr,
+                                                  CSV or JSONL (--format, --output)
+    python -m quality weights list|prefetch       what weights are present / fetch them for offline use
+    python -m quality metrics                     the metric table (ranges and mappings used for normalisation)
+    python -m quality eval DATASET_DIR            agreement with human scores (see quality.eval)
+
+Exit codes: 0 scored (and passed --min-grade/--min-score); 1 scored but below --min-grade/--min-score;
+2 usage error; 3 an image could not be read (in a batch: at least one); 4 settings or weights error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import glob
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+EXIT_OK, EXIT_BELOW, EXIT_USAGE, EXIT_IMAGE, EXIT_CONFIG = 0, 1, 2, 3, 4
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+GRADE_ORDER = "FDCBA"
+SUBCOMMANDS = ("weights", "metrics", "eval", "score")
+
+
+class UsageError(Exception):
+    pass
+
+
+# -- input expansion -----------------------------------------------------------------------------------------
+def expand_inputs(items: Sequence[str]) -> list[Path]:
+    """Files, folders (recursively, image suffixes only) and glob patterns → sorted unique paths."""
+    out: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            out.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.exists():
+            out.append(path)
+        elif glob.has_magic(item):
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
+            files = [p for p in matches if p.is_file()]
+            if not files:
+                raise UsageError(f"no files match {item!r}")
+            out.extend(files)
+        else:
+            raise UsageError(f"no such file or folder: {item}")
+    seen: set[Path] = set()
+    unique = []
+    for p in out:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def read_prompts(path: Path) -> dict[str, str]:
+    """A CSV with columns ``name`` and ``prompt`` (the AGIQA-3K ``labels.csv`` layout works as is)."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or "name" not in reader.fieldnames or "prompt" not in reader.fieldnames:
+            raise UsageError(f"{path} needs the columns 'name' and 'prompt'")
+        return {row["name"]: row["prompt"] for row in reader}
+
+
+# -- rendering -----------------------------------------------------------------------------------------------
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _first_sentence(text: str) -> str:
+    head = text.split(". ")[0].split(" (")[0] if len(text) > 160 else text
+    return head if len(head) <= 160 else head[:157] + "..."
+
+
+def render_table(report: Any) -> str:
+    from quality.specs import DIMENSIONS, METRICS
+
+    info = report.image
+    lines = [
+        f"{info.source or 'image'}  ({info.width}×{info.height} {info.format or ''} {info.mode or ''})".rstrip()
+        + (f'   prompt: "{report.prompt}"' if report.prompt else "   (no prompt)")
+    ]
+    lines.append(f"  {'dimension':<18}{'score':>7}  raw metrics")
+    problems: dict[str, list[str]] = {}
+    for dim in DIMENSIONS:
+        status = report.coverage.dimensions[dim]
+        parts = []
+        for name, spec in METRICS.items():
+            if spec.dimension != dim:
+                continue
+            r = report.metrics[name]
+            if r.status == "ok":
+                parts.append(f"{name} {r.raw:.4g}" + (" (out of range)" if r.out_of_range else ""))
+            else:
+                parts.append(f"{name} –")
+                if r.status != "not_applicable":
+                    problems.setdefault(_first_sentence(r.reason or r.status), []).append(name)
+        score = report.dimension_score(dim)
+        label = dim.replace("_", " ")
+        shown = _fmt(score) if status == "scored" else "–"
+        suffix = "" if status == "scored" else f"   ({status.replace('_', ' ')})"
+        lines.append(f"  {label:<18}{shown:>7}  " + " · ".join(parts) + suffix)
+    cov = report.coverage
+    tail = f"  {'composite':<18}{report.composite_score:>7.2f}  grade {report.grade}"
+    if report.partial:
+        scored = " + ".join(d for d, s in cov.dimensions.items() if s == "scored") or "nothing"
+        tail += f"  (partial: covers {scored} = {cov.coverage:.0%} of the weight)"
+    lines.append(tail)
+    for reason, names in problems.items():
+        lines.append(f"  {', '.join(names)}: {reason}")
+    if any("weights file" in reason for reason in problems):
+        lines.append("  → `python -m quality weights list` shows what is missing; `... weights prefetch` fetches it")
+    for note in report.notes:
+        if not note.startswith("partial grade"):
+            lines.append(f"  note: {note}")
+    lines.append(f"  device {report.device}, {report.seconds:.2f} s")
+    return "\n".join(lines)
+
+
+FLAT_COLUMNS = [
+    "file", "prompt", "composite_score", "grade", "partial", "coverage",
+    "technical", "brisque", "niqe", "aesthetic", "laion_aesthetic", "nima_mean",
+    "prompt_adherence", "clip_score", "detail", "topiq", "edge_density", "seconds", "error",
+]  # fmt: skip
+
+
+def flat_row(file: str, report: Any | None, error: str | None = None) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(FLAT_COLUMNS, "")
+    row["file"] = file
+    if report is None:
+        row["error"] = error or ""
+        return row
+    row.update(
+        prompt=report.prompt or "",
+        composite_score=report.composite_score,
+        grade=report.grade,
+        partial=report.partial,
+        coverage=report.coverage.coverage,
+        seconds=report.seconds,
+    )
+    for dim in ("technical", "aesthetic", "prompt_adherence", "detail"):
+        block = getattr(report, dim)
+        for key, value in block.model_dump().items():
+            row[dim if key == "score" else key] = "" if value is None else value
+    return row
+
+
+def _passes(report: Any, min_grade: str | None, min_score: float | None) -> bool:
+    if min_grade and GRADE_ORDER.index(report.grade) < GRADE_ORDER.index(min_grade):
+        return False
+    return not (min_score is not None and report.composite_score < min_score)
+
+
+# -- commands ------------------------------------------------------------------------------------------------
+def _settings(args: argparse.Namespace) -> Any:
+    from quality.settings import QualitySettings
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, "weights_dir", None):
+        overrides["weights_dir"] = args.weights_dir
+    if getattr(args, "offline", False):
+        overrides["offline"] = True
+    if getattr(args, "device", None):
+        overrides["device"] = args.device
+    if getattr(args, "metrics", None):
+        overrides["metrics"] = args.metrics
+    if getattr(args, "no_calibration", False):
+        overrides["calibration"] = False
+    return QualitySettings(**overrides)
+
+
+def cmd_score(args: argparse.Namespace, out: IO[str]) -> int:
+    from quality.errors import ConfigError, ImageError, WeightsError
+    from quality.scorer import Scorer
+
+    items = list(args.inputs)
+    prompt = args.prompt
+    if prompt is None and len(items) == 2 and not Path(items[1]).exists() and not glob.has_magic(items[1]):
+        items, prompt = items[:1], items[1]
+    paths = expand_inputs(items)
+    if not paths:
+        raise UsageError("no images to score")
+    prompts = read_prompts(Path(args.prompts)) if args.prompts else {}
+    if not args.prompts:  # a folder that carries its own labels (name,prompt columns) uses them
+        for item in items:
+            labels = Path(item) / "labels.csv"
+            if Path(item).is_dir() and labels.is_file():
+                with contextlib.suppress(UsageError):
+                    prompts.update(read_prompts(labels))
+    try:
+        scorer = Scorer(_settings(args))
+    except (ConfigError, WeightsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    single = len(paths) == 1 and not args.output and args.format is None
+    if single:
+        try:
+            report = scorer.score(paths[0], prompts.get(paths[0].name, prompt))
+        except ImageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_IMAGE
+        out.write((report.model_dump_json(indent=2) if args.json else render_table(report)) + "\n")
+        return EXIT_OK if _passes(report, args.min_grade, args.min_score) else EXIT_BELOW
+    return _score_batch(scorer, paths, prompt, prompts, args, out)
+
+
+def _score_batch(
+    scorer: Any, paths: list[Path], prompt: str | None, prompts: dict[str, str], args: argparse.Namespace, out: IO[str]
+) -> int:
+    from quality.errors import ImageError
+
+    fmt = args.format or ("csv" if args.output and str(args.output).endswith(".csv") else "jsonl")
+    sink: IO[str] = open(args.output, "w", newline="", encoding="utf-8") if args.output else out  # noqa: SIM115
+    writer = csv.DictWriter(sink, fieldnames=FLAT_COLUMNS) if fmt == "csv" else None
+    if writer:
+        writer.writeheader()
+    failures = below = 0
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            paths, unit="img", file=sys.stderr, disable=args.quiet or (not sys.stderr.isatty() and not args.progress)
+        )
+        for path in bar:
+            p = prompts.get(path.name, prompt)
+            try:
+                report = scorer.score(path, p)
+            except ImageError as exc:
+                failures += 1
+                if writer:
+                    writer.writerow(flat_row(str(path), None, str(exc)))
+                else:
+                    sink.write(json.dumps({"file": str(path), "error": str(exc)}) + "\n")
+                continue
+            below += not _passes(report, args.min_grade, args.min_score)
+            if writer:
+                writer.writerow(flat_row(str(path), report))
+            else:
+                sink.write(json.dumps({"file": str(path), **report.model_dump(mode="json")}) + "\n")
+            sink.flush()
+    finally:
+        if sink is not out:
+            sink.close()
+    print(f"scored {len(paths) - failures} of {len(paths)} images ({failures} failed)", file=sys.stderr)
+    if failures:
+        return EXIT_IMAGE
+    return EXIT_BELOW if below else EXIT_OK
+
+
+def cmd_weights(args: argparse.Namespace, out: IO[str]) -> int:
+    from quality.weights import WeightsStore
+
+    settings = _settings(args)
+    store = WeightsStore(settings.weights_dir, offline=settings.offline)
+    if args.action == "prefetch":
+        if settings.offline:
+            print("error: prefetch needs network access; unset COMFY_QUALITY_OFFLINE / HF_HUB_OFFLINE", file=sys.stderr)
+            return EXIT_CONFIG
+        results = store.prefetch(args.names or None)
+        for name, outcome in results.items():
+            out.write(f"{name:<32} {outcome}\n")
+        return EXIT_OK if all(v == "ok" for v in results.values()) else EXIT_CONFIG
+    rows = store.statuses(hash_files=not args.no_hash)
+    if args.json:
+        out.write(
+            json.dumps(
+                [
+                    {
+                        "name": s.entry.name,
+                        "file": s.entry.filename,
+                        "path": str(s.path) if s.path else None,
+                        "present": s.present,
+                        "size": s.size,
+                        "sha256": s.sha256,
+                        "verified": s.verified,
+                        "note": s.note,
+                    }
+                    for s in rows
+                ],
+                indent=2,
+            )
+            + "\n"
+        )
+        return EXIT_OK
+    out.write(f"weights folder: {store.dir}{'  (offline)' if store.offline else ''}\n")
+    out.write(f"{'name':<30} {'present':<8} {'size':>10}  {'sha256':<16}  status\n")
+    for s in rows:
+        size = f"{s.size / 1e6:.1f} MB" if s.size else ("~" + f"{s.entry.size / 1e6:.0f} MB" if s.entry.size else "?")
+        sha = (s.sha256 or "")[:16]
+        status = s.note if s.verified is not False else "CHECKSUM MISMATCH"
+        out.write(f"{s.entry.name:<30} {'yes' if s.present else 'no':<8} {size:>10}  {sha:<16}  {status}\n")
+    return EXIT_OK
+
+
+def cmd_metrics(args: argparse.Namespace, out: IO[str]) -> int:
+    from quality.specs import METRICS, BandMap
+
+    out.write("| metric | dimension | raw range | direction | 0–10 mapping |\n| --- | --- | --- | --- | --- |\n")
+    for spec in METRICS.values():
+        m = spec.mapping
+        if isinstance(m, BandMap):
+            mapping = f"10 in [{m.ideal_low}, {m.ideal_high}], 0 at ≤{m.zero_low} and ≥{m.zero_high} (linear in log10)"
+            direction = "band"
+        else:
+            mapping = f"{m.worst} → 0, {m.best} → 10 (linear, clamped)"
+            direction = "lower is better" if m.lower_better else "higher is better"
+        lo, hi = spec.plausible
+        out.write(f"| `{spec.name}` | {spec.dimension} | {lo} … {hi} | {direction} | {mapping} |\n")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # SUPPRESS: the same options on the top parser and every subparser must not reset each other
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common.add_argument("--weights-dir", help="weights folder (COMFY_QUALITY_WEIGHTS_DIR)")
+    common.add_argument("--offline", action="store_true", help="never download weights")
+    common.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
+    common.add_argument("-v", "--verbose", action="count", help="log more (stderr)")
+
+    parser = argparse.ArgumentParser(prog="python -m quality", description=__doc__.split("\n\n")[0], parents=[common])
+    sub = parser.add_subparsers(dest="command")
+
+    score = sub.add_parser("score", parents=[common], help="score images (default command)")
+    score.add_argument("inputs", nargs="+", help="image files, folders or globs; with one image, a prompt may follow")
+    score.add_argument("-p", "--prompt", help="prompt for prompt adherence (all images)")
+    score.add_argument("--prompts", help="CSV with columns name,prompt (per-image prompts; AGIQA labels.csv works)")
+    score.add_argument("--json", action="store_true", help="print the full report as JSON (single image)")
+    score.add_argument("--format", choices=["csv", "jsonl"], help="batch output format (default from --output)")
+    score.add_argument("-o", "--output", help="batch output file (.csv or .jsonl); default stdout")
+    score.add_argument("--metrics", help="comma-separated subset of metrics to run")
+    score.add_argument("--no-calibration", action="store_true", help="use the plain spec-table mapping only")
+    score.add_argument("--min-grade", choices=list("ABCDF"), help="exit 1 if any image grades below this")
+    score.add_argument("--min-score", type=float, help="exit 1 if any composite is below this")
+    score.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a tty")
+    score.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    weights = sub.add_parser("weights", parents=[common], help="list or prefetch model weights")
+    weights.add_argument("action", choices=["list", "prefetch"])
+    weights.add_argument("names", nargs="*", help="prefetch only these entries")
+    weights.add_argument("--json", action="store_true")
+    weights.add_argument("--no-hash", action="store_true", help="list without hashing files (fast)")
+
+    sub.add_parser("metrics", parents=[common], help="print the metric table")
+
+    ev = sub.add_parser("eval", parents=[common], help="agreement with human opinion scores")
+    ev.add_argument("dataset", help="folder with labels.csv and images/")
+    ev.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+OPTIONS_WITH_VALUE = {"--weights-dir", "--device"}
+
+
+def _needs_score_command(argv: Sequence[str]) -> bool:
+    """``python -m quality IMAGE ...`` means ``python -m quality score IMAGE ...``."""
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        if token in OPTIONS_WITH_VALUE:
+            skip = True
+            continue
+        if token.startswith("-"):
+            continue
+        return token not in SUBCOMMANDS
+    return False
+
+
+def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out = out or sys.stdout
+    if _needs_score_command(argv):
+        argv = ["score", *argv]
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) if exc.code in (0, None) else EXIT_USAGE
+    verbose = getattr(args, "verbose", 0) or 0
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        logging.getLogger("quality").setLevel(logging.ERROR)
+    os.environ.setdefault("TQDM_DISABLE", "0")
+    try:
+        if args.command == "weights":
+            return cmd_weights(args, out)
+        if args.command == "metrics":
+            return cmd_metrics(args, out)
+        if args.command == "eval":
+            from quality.eval import main as eval_main
+
+            return eval_main([args.dataset, *args.rest], out=out)
+        if args.command == "score":
+            return cmd_score(args, out)
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `... | head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK

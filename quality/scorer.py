@@ -1,0 +1,356 @@
+"""The Scorer: loads its metrics once, scores images into :class:`~quality.report.QualityReport` s.
+
+    scorer = Scorer()                      # settings from the environment; models loaded here, once
+    report = scorer.score("cat.png", "a cat on a sofa")
+    report.composite_score, report.grade, report.technical.brisque, report.coverage.metrics_unavailable
+
+Flow per image: decode (limits, EXIF, alpha…) → flat-image check → every backend in a thread pool (independent
+metrics run concurrently; torch and numpy release the GIL) → raw values → 0–10 per metric (spec table) →
+dimension scores (weighted mean of the dimension's metrics that ran) → composite over the scored dimensions.
+
+A metric whose weights are absent is *unavailable* (with the reason) and its dimension is left out of the
+composite, which then says its coverage; nothing is ever filled in with a made-up value.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import platform
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+from typing import Any, cast
+
+from pydantic import BaseModel
+
+from quality.backends.base import Backend, LoadContext
+from quality.composite import Grade, combine
+from quality.errors import MetricError, QualityError, WeightsError
+from quality.image_io import ImageInput, PreparedImage, load_image
+from quality.models import load_backend
+from quality.normalize import in_plausible_range, to_score
+from quality.report import (
+    AestheticScores,
+    Coverage,
+    DetailScores,
+    DimensionStatus,
+    MetricResult,
+    PromptAdherenceScores,
+    QualityReport,
+    TechnicalScores,
+)
+from quality.settings import QualitySettings, resolve_device
+from quality.specs import DIMENSIONS, METRICS, Dimension
+from quality.weights import WeightsStore
+
+log = logging.getLogger(__name__)
+
+#: backend name → "module:Class"; imported lazily so an unused family costs nothing
+BACKENDS: dict[str, str] = {
+    "nss": "quality.backends.nss:NSSBackend",
+    "edges": "quality.backends.edges:EdgeBackend",
+    "clip": "quality.backends.clip:ClipBackend",
+    "nima": "quality.backends.nima:NIMABackend",
+    "topiq": "quality.backends.topiq:TopiqBackend",
+}
+
+#: luma standard deviation (8-bit units) below which an image counts as one flat colour
+FLAT_STD = 1.0
+
+_SCORE_BLOCKS: dict[Dimension, type[BaseModel]] = {
+    "technical": TechnicalScores,
+    "aesthetic": AestheticScores,
+    "prompt_adherence": PromptAdherenceScores,
+    "detail": DetailScores,
+}
+
+
+def _import_backend(path: str) -> type[Backend]:
+    module_name, _, cls_name = path.partition(":")
+    cls: type[Backend] = getattr(importlib.import_module(module_name), cls_name)
+    return cls
+
+
+def _package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("comfy-quality", "torch", "open_clip_torch", "pyiqa", "timm", "numpy", "opencv-python-headless"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+class Scorer:
+    """Scores images; holds the loaded backends. Thread-safe: ``score`` may be called from several threads."""
+
+    def __init__(
+        self,
+        settings: QualitySettings | None = None,
+        *,
+        weights: WeightsStore | None = None,
+        backends: Mapping[str, str | type[Backend]] | None = None,
+        options: Mapping[str, object] | None = None,
+        load: bool = True,
+    ) -> None:
+        self.settings = settings or QualitySettings()
+        self.weights = weights or WeightsStore(self.settings.weights_dir, offline=self.settings.offline)
+        self.device = resolve_device(self.settings.device)
+        self._backend_paths = dict(BACKENDS if backends is None else backends)
+        self._options = dict(options or {})
+        self._enabled = self.settings.enabled_metrics()
+        self._backends: dict[str, Backend] = {}
+        self._unavailable: dict[str, str] = {}
+        self._versions: dict[str, str] = {}
+        self._pool = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="quality")
+        self._loaded = False
+        self.load_seconds = 0.0
+        if load:
+            self.load()
+
+    # -- loading ------------------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load every backend that an enabled metric needs (once per process; see :mod:`quality.models`)."""
+        if self._loaded:
+            return
+        started = time.perf_counter()
+        ctx = LoadContext(weights=self.weights, device=self.device, options=self._options)
+        wanted: dict[str, list[str]] = {}
+        for name in self._enabled:
+            wanted.setdefault(METRICS[name].backend, []).append(name)
+        for backend_name, metric_names in wanted.items():
+            target = self._backend_paths.get(backend_name)
+            if target is None:
+                for m in metric_names:
+                    self._unavailable[m] = f"no backend {backend_name!r} is configured"
+                continue
+            try:
+                cls = _import_backend(target) if isinstance(target, str) else target
+                backend = load_backend(cls, ctx)
+            except WeightsError as exc:
+                for m in metric_names:
+                    self._unavailable[m] = str(exc)
+                log.warning("metrics %s unavailable: %s", ", ".join(metric_names), exc)
+                continue
+            except ImportError as exc:
+                for m in metric_names:
+                    self._unavailable[m] = f"backend {backend_name!r} cannot be imported: {exc}"
+                log.warning("backend %s cannot be imported: %s", backend_name, exc)
+                continue
+            self._backends[backend_name] = backend
+            for m in metric_names:
+                if m in backend.unavailable:
+                    self._unavailable[m] = backend.unavailable[m]
+            self._versions.update({k: v for k, v in backend.versions().items() if k in metric_names})
+        for name in METRICS:
+            if name not in self._enabled:
+                self._unavailable[name] = "disabled by settings (COMFY_QUALITY_METRICS)"
+        self._loaded = True
+        self.load_seconds = time.perf_counter() - started
+
+    @property
+    def availability(self) -> dict[str, str | None]:
+        """metric → None when it can run, else the reason it cannot."""
+        return {name: self._unavailable.get(name) for name in METRICS}
+
+    def metric_versions(self) -> dict[str, str]:
+        return dict(self._versions)
+
+    # -- scoring ------------------------------------------------------------------------------------------
+    def prepare(self, image: ImageInput, *, source_name: str | None = None) -> PreparedImage:
+        return load_image(
+            image,
+            max_bytes=self.settings.max_image_bytes,
+            max_pixels=self.settings.max_image_pixels,
+            source_name=source_name,
+        )
+
+    def score(self, image: ImageInput, prompt: str | None = None, *, source_name: str | None = None) -> QualityReport:
+        """Score one image. Raises :class:`quality.errors.ImageError` for unusable input."""
+        started = time.perf_counter()
+        prepared = self.prepare(image, source_name=source_name)
+        return self.score_prepared(prepared, prompt, started=started)
+
+    def score_many(
+        self, images: Iterable[tuple[ImageInput, str | None]]
+    ) -> Iterator[tuple[int, QualityReport | QualityError]]:
+        """Score a sequence of (image, prompt); yields (index, report or the error for that image)."""
+        for i, (image, prompt) in enumerate(images):
+            try:
+                yield i, self.score(image, prompt)
+            except QualityError as exc:
+                yield i, exc
+
+    def score_prepared(
+        self, prepared: PreparedImage, prompt: str | None = None, *, started: float | None = None
+    ) -> QualityReport:
+        self.load()
+        started = time.perf_counter() if started is None else started
+        prompt = prompt.strip() if prompt and prompt.strip() else None
+        results: dict[str, MetricResult] = {}
+        timings: dict[str, float] = {}
+        notes: list[str] = []
+        luma_std = prepared.luma_std()
+        flat = luma_std < FLAT_STD
+
+        for name, spec in METRICS.items():
+            if name in self._unavailable:
+                results[name] = MetricResult(
+                    name=name, dimension=spec.dimension, status="unavailable", reason=self._unavailable[name]
+                )
+            elif spec.needs_prompt and prompt is None:
+                results[name] = MetricResult(
+                    name=name, dimension=spec.dimension, status="not_applicable", reason="no prompt given"
+                )
+
+        if flat:
+            notes.append(
+                f"the image is one flat colour (luma standard deviation {luma_std:.2f} of 255): a failed "
+                "generation; graded F without running the metrics"
+            )
+            for name, spec in METRICS.items():
+                results.setdefault(
+                    name,
+                    MetricResult(name=name, dimension=spec.dimension, status="error", reason="flat image"),
+                )
+        else:
+            self._run_backends(prepared, prompt, results, timings)
+
+        return self._assemble(prepared, prompt, results, timings, notes, flat, started)
+
+    def _run_backends(
+        self,
+        prepared: PreparedImage,
+        prompt: str | None,
+        results: dict[str, MetricResult],
+        timings: dict[str, float],
+    ) -> None:
+        def run(backend: Backend) -> tuple[dict[str, float] | Exception, float]:
+            t0 = time.perf_counter()
+            try:
+                return backend.compute(prepared, prompt), time.perf_counter() - t0
+            except Exception as exc:  # a metric failure must not sink the other metrics
+                return exc, time.perf_counter() - t0
+
+        todo = [b for b in self._backends.values() if any(m not in results and m in self._enabled for m in b.metrics)]
+        futures = [(b, self._pool.submit(run, b)) for b in todo]
+        for backend, future in futures:
+            outcome, seconds = future.result()
+            timings[backend.name] = round(seconds, 4)
+            for name in backend.metrics:
+                if name in results:
+                    continue
+                spec = METRICS[name]
+                if isinstance(outcome, Exception):
+                    reason = (
+                        str(outcome) if isinstance(outcome, MetricError) else f"{type(outcome).__name__}: {outcome}"
+                    )
+                    if not isinstance(outcome, MetricError):
+                        log.exception("backend %s failed", backend.name, exc_info=outcome)
+                    results[name] = MetricResult(name=name, dimension=spec.dimension, status="error", reason=reason)
+                    continue
+                raw = outcome.get(name)
+                if raw is None:
+                    results[name] = MetricResult(
+                        name=name, dimension=spec.dimension, status="error", reason=f"{backend.name} gave no value"
+                    )
+                    continue
+                try:
+                    score = to_score(spec, raw)
+                except MetricError as exc:
+                    results[name] = MetricResult(name=name, dimension=spec.dimension, status="error", reason=str(exc))
+                    continue
+                results[name] = MetricResult(
+                    name=name,
+                    dimension=spec.dimension,
+                    status="ok",
+                    raw=round(float(raw), 6),
+                    score=round(score, 4),
+                    out_of_range=not in_plausible_range(spec, raw),
+                    seconds=round(seconds, 4),
+                    version=self._versions.get(name),
+                )
+
+    def _dimension_scores(self, results: Mapping[str, MetricResult]) -> dict[Dimension, float | None]:
+        scores: dict[Dimension, float | None] = {}
+        for dim in DIMENSIONS:
+            ok = [
+                (METRICS[r.name].weight, r.score) for r in results.values() if r.dimension == dim and r.status == "ok"
+            ]
+            total = sum(w for w, _ in ok)
+            scores[dim] = round(sum(w * s for w, s in ok if s is not None) / total, 4) if total > 0 else None
+        return scores
+
+    def _assemble(
+        self,
+        prepared: PreparedImage,
+        prompt: str | None,
+        results: dict[str, MetricResult],
+        timings: dict[str, float],
+        notes: list[str],
+        flat: bool,
+        started: float,
+    ) -> QualityReport:
+        cfg = self.settings.composite
+        not_applicable: frozenset[Dimension] = frozenset(("prompt_adherence",) if prompt is None else ())
+        dims = self._dimension_scores(results)
+        if flat:
+            composite = combine(dict.fromkeys(DIMENSIONS), cfg, not_applicable=not_applicable)
+            composite_score, grade, coverage_value, partial = 0.0, cast(Grade, "F"), 0.0, False
+        else:
+            composite = combine(dims, cfg, not_applicable=not_applicable)
+            composite_score, grade = composite.composite_score, composite.grade
+            coverage_value, partial = composite.coverage, composite.partial
+        dim_status: dict[Dimension, DimensionStatus] = {}
+        for dim in DIMENSIONS:
+            if dim in not_applicable:
+                dim_status[dim] = "not_applicable"
+            else:
+                dim_status[dim] = "scored" if dims[dim] is not None else "unavailable"
+        if partial:
+            missing = [d for d, s in dim_status.items() if s == "unavailable"]
+            notes.append(f"partial grade: {', '.join(missing)} could not be scored (see metrics_unavailable)")
+        blocks: dict[str, Any] = {}
+        for block_dim, block_cls in _SCORE_BLOCKS.items():
+            fields: dict[str, Any] = {"score": dims[block_dim]}
+            for name, r in results.items():
+                if r.dimension == block_dim:
+                    fields[name] = r.raw
+            blocks[block_dim] = block_cls(**fields)
+        coverage = Coverage(
+            coverage=coverage_value,
+            partial=partial,
+            dimensions=dim_status,
+            effective_weights=composite.effective_weights if not flat else {},
+            metrics_ran=[n for n, r in results.items() if r.status == "ok"],
+            metrics_unavailable={n: r.reason or "" for n, r in results.items() if r.status in ("unavailable", "error")},
+        )
+        versions = _package_versions() | {f"metric:{k}": v for k, v in self._versions.items()}
+        return QualityReport(
+            composite_score=composite_score,
+            grade=grade,
+            **blocks,
+            partial=partial,
+            coverage=coverage,
+            metrics=results,
+            flat=flat,
+            notes=notes,
+            prompt=prompt,
+            image=prepared.info,
+            device=self.device,
+            versions=versions,
+            seconds=round(time.perf_counter() - started, 4),
+            timings=timings,
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> Scorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

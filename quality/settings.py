@@ -1,0 +1,92 @@
+"""Scorer settings, from arguments, environment variables (prefix ``COMFY_QUALITY_``) or a ``.env`` file.
+
+| variable | default | meaning |
+| --- | --- | --- |
+| ``COMFY_QUALITY_WEIGHTS_DIR`` | ``~/.cache/comfy-quality/weights`` | model weights (download target) |
+| ``COMFY_QUALITY_OFFLINE`` | ``false`` (``true`` when ``HF_HUB_OFFLINE=1``) | never try to download weights |
+| ``COMFY_QUALITY_DEVICE`` | ``auto`` | ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps`` |
+| ``COMFY_QUALITY_METRICS`` | all | comma-separated subset of metrics to run (e.g. ``brisque,niqe,edge_density``) |
+| ``COMFY_QUALITY_WEIGHTS_JSON`` | 0.30/0.25/0.25/0.20 | composite weights as JSON, e.g. ``{"technical":0.4,...}`` |
+| ``COMFY_QUALITY_GRADES_JSON`` | A 8.0, B 6.5, C 5.0, D 3.0 | grade lower bounds as JSON |
+| ``COMFY_QUALITY_CALIBRATION`` | ``true`` | use the shipped calibration model for the technical and detail scores |
+| ``COMFY_QUALITY_MAX_IMAGE_BYTES`` | 67108864 (64 MB) | largest encoded image accepted |
+| ``COMFY_QUALITY_MAX_IMAGE_PIXELS`` | 50000000 | largest pixel count accepted (decompression-bomb guard) |
+| ``COMFY_QUALITY_WORKERS`` | 2 | threads used to run independent metrics of one image concurrently |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from quality.composite import CompositeConfig
+from quality.image_io import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from quality.specs import METRICS
+from quality.weights import default_weights_dir
+
+
+def _env_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+class QualitySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COMFY_QUALITY_", env_file=".env", extra="ignore")
+
+    weights_dir: Path = Field(default_factory=default_weights_dir)
+    offline: bool = Field(default_factory=_env_offline)
+    device: str = "auto"
+    metrics: list[str] | None = Field(None, description="subset of metrics to run; None = all")
+    composite: CompositeConfig = Field(default_factory=CompositeConfig)
+    weights_json: str | None = Field(None, description="composite weights as JSON (env convenience)")
+    grades_json: str | None = Field(None, description="grade thresholds as JSON (env convenience)")
+    calibration: bool = True
+    max_image_bytes: int = Field(DEFAULT_MAX_BYTES, gt=0)
+    max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
+    workers: int = Field(2, ge=1, le=32)
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _split_metrics(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if value is not None:
+            unknown = [v for v in value if v not in METRICS]
+            if unknown:
+                raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)}")
+        return value
+
+    def model_post_init(self, __context: Any) -> None:
+        updates: dict[str, Any] = {}
+        if self.weights_json:
+            updates["weights"] = json.loads(self.weights_json)
+        if self.grades_json:
+            updates["grades"] = json.loads(self.grades_json)
+        if updates:
+            merged = self.composite.model_dump() | updates
+            self.composite = CompositeConfig.model_validate(merged)
+
+    def enabled_metrics(self) -> list[str]:
+        return list(self.metrics) if self.metrics else list(METRICS)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → the best available torch device; anything else is checked and returned."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from quality.errors import ConfigError
+
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+    return device

@@ -1,0 +1,112 @@
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from quality.cli import EXIT_BELOW, EXIT_IMAGE, EXIT_OK, EXIT_USAGE, main
+from tests.quality.conftest import AGIQA, REPO
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("COMFY_QUALITY_OFFLINE", "1")
+    monkeypatch.setenv("COMFY_QUALITY_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("COMFY_QUALITY_DEVICE", "cpu")
+
+
+def run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(list(argv), out=out)
+    return code, out.getvalue()
+
+
+def test_single_image_with_prompt_prints_a_table():
+    code, text = run(str(AGIQA / "sd1.5_lowstep_001.jpg"), "a tray of sushi")
+    assert code == EXIT_OK
+    assert 'prompt: "a tray of sushi"' in text
+    for label in ("technical", "aesthetic", "prompt adherence", "detail", "composite", "grade"):
+        assert label in text
+    assert "weights prefetch" in text  # tells the user how to get the missing metrics
+
+
+def test_json_output_is_the_full_report():
+    code, text = run(str(AGIQA / "xl2.2_normal_004.jpg"), "red and blue armor", "--json")
+    data = json.loads(text)
+    assert code == EXIT_OK and data["prompt"] == "red and blue armor"
+    assert data["grade"] in "ABCDF" and "coverage" in data and "metrics" in data
+
+
+def test_batch_over_a_folder_writes_csv_with_per_image_prompts(tmp_path):
+    out = tmp_path / "scores.csv"
+    code, _ = run(str(AGIQA), "-o", str(out), "-q")
+    assert code == EXIT_OK
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 10
+    by_name = {r["file"].rsplit("/", 1)[-1]: r for r in rows}
+    assert by_name["DALLE2_normal_001.jpg"]["prompt"] == "a tray of sushi"  # from the folder's labels.csv
+    assert all(r["grade"] in "ABCDF" and r["edge_density"] for r in rows)
+
+
+def test_batch_jsonl_over_a_glob_reports_unreadable_files_and_exits_3(tmp_path):
+    for i in range(2):
+        Image.new("RGB", (64, 64), (i * 50, 100, 100)).save(tmp_path / f"ok{i}.png")
+    (tmp_path / "broken.png").write_bytes(b"nope")
+    code, text = run(str(tmp_path / "*.png"), "--format", "jsonl", "-q")
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert code == EXIT_IMAGE and len(lines) == 3
+    broken = next(line for line in lines if line["file"].endswith("broken.png"))
+    assert "not a readable image" in broken["error"]
+
+
+def test_min_grade_gates_the_exit_code():
+    flat = str(REPO / "tests" / "data" / "agiqa" / "sd1.5_normal_000.jpg")
+    code, _ = run(flat, "--min-score", "10.01")
+    assert code == EXIT_BELOW
+    code, _ = run(flat, "--min-grade", "F")
+    assert code == EXIT_OK
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [(["nope.png"], EXIT_USAGE), (["--metrics", "psnr", str(AGIQA / "DALLE2_normal_001.jpg")], 4), ([], EXIT_USAGE)],
+)
+def test_usage_and_config_errors_have_distinct_exit_codes(argv, expected, capsys):
+    code, _ = run(*argv)
+    assert code == expected
+    if argv:
+        assert "error" in capsys.readouterr().err
+
+
+def test_unreadable_single_image_exits_3(tmp_path, capsys):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 truncated")
+    code, _ = run(str(bad))
+    assert code == EXIT_IMAGE and "bad.jpg" in capsys.readouterr().err
+
+
+def test_weights_list_and_metrics_table():
+    code, text = run("weights", "list")
+    assert code == EXIT_OK and "brisque_svm" in text and "packaged" in text and "missing" in text
+    code, text = run("weights", "list", "--json")
+    entries = {e["name"]: e for e in json.loads(text)}
+    assert entries["niqe_pristine"]["verified"] is True and entries["clip_vit_l14"]["present"] is False
+    code, text = run("metrics")
+    assert code == EXIT_OK and "| `niqe` | technical |" in text and "12.0 → 0" in text
+
+
+def test_prefetch_refuses_when_offline():
+    code, _ = run("weights", "prefetch")
+    assert code == 4
+
+
+def test_module_entry_point_prints_only_the_report_on_stdout():
+    proc = subprocess.run(
+        [sys.executable, "-m", "quality", str(AGIQA / "midjourney_normal_000.jpg"), "statue of a man", "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["image"]["width"] == 512
