@@ -1,0 +1,114 @@
+"""The orchestrator's public contract: what a caller (MCP tool, CLI) sends and gets back.
+
+These models are the boundary between :mod:`refinement` and its callers; the MCP server exposes them almost
+as is (they become the tools' input/output schemas), so every field is documented for an LLM reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from quality.composite import Grade
+from quality.report import QualityBlock
+
+Strategy = Literal["progressive", "seed_search", "prompt_enhance", "adaptive", "best_of_n"]
+Status = Literal["success", "best_effort", "failed"]
+STRATEGIES: tuple[Strategy, ...] = ("progressive", "seed_search", "prompt_enhance", "adaptive", "best_of_n")
+
+
+class LoraRequest(BaseModel):
+    name: str = Field(description="LoRA file name as ComfyUI lists it, e.g. 'detail-tweaker.safetensors'")
+    strength_model: float = Field(1.0, ge=-5, le=5)
+    strength_clip: float = Field(1.0, ge=-5, le=5)
+
+
+class GenerationRequest(BaseModel):
+    prompt: str = Field(min_length=1, max_length=4000, description="what the image should show")
+    negative_prompt: str | None = Field(None, max_length=4000, description="what to avoid")
+    workflow: str | None = Field(
+        None,
+        description="template name (flux-dev, sdxl, sd15), a path to an API-format workflow JSON, or the JSON "
+        "itself; default: the server's configured template",
+    )
+    quality_threshold: float = Field(7.0, ge=0, le=10, description="stop as soon as the composite reaches this")
+    max_attempts: int = Field(3, ge=1, le=10, description="most generations to try (each costs a full render)")
+    retry_strategy: Strategy = "progressive"
+    seed: int | None = Field(None, ge=0, lt=2**63, description="first attempt's seed; random when omitted")
+    steps: int | None = Field(None, ge=1, le=200)
+    cfg: float | None = Field(None, ge=0, le=30)
+    guidance: float | None = Field(None, ge=0, le=30, description="Flux guidance (FluxGuidance node)")
+    sampler: str | None = None
+    scheduler: str | None = None
+    width: int | None = Field(None, ge=64, le=4096)
+    height: int | None = Field(None, ge=64, le=4096)
+    loras: list[LoraRequest] = Field(default_factory=list)
+    best_of_n: int = Field(4, ge=2, le=16, description="images per batch for the best_of_n strategy")
+    source: Literal["mcp", "cli", "api"] = "api"
+
+
+class DimensionScores(BaseModel):
+    technical: float | None = None
+    aesthetic: float | None = None
+    prompt_adherence: float | None = None
+    detail: float | None = None
+
+
+class AttemptSummary(BaseModel):
+    attempt: int = Field(description="1-based attempt number")
+    parameters: dict[str, Any] = Field(description="exact parameters of this attempt, the seed actually used included")
+    composite_score: float | None = None
+    grade: Grade | None = None
+    dimensions: DimensionScores = Field(default_factory=DimensionScores)
+    accepted: bool = False
+    rejected_reason: str | None = Field(None, description="why this attempt was not accepted")
+    error: str | None = Field(None, description="set when the attempt failed (ComfyUI or scoring error)")
+    image_url: str | None = None
+    seconds: dict[str, float] = Field(default_factory=dict, description="generate / score / store timings")
+
+
+class GenerationResult(BaseModel):
+    generation_id: str
+    status: Status = Field(
+        description="success: threshold reached; best_effort: attempts used up, best image returned; "
+        "failed: no image could be produced"
+    )
+    image_url: str | None = Field(None, description="URL of the best image (presigned or public, as configured)")
+    metadata_url: str | None = None
+    grade: Grade | None = None
+    composite_score: float | None = None
+    quality: QualityBlock | None = Field(None, description="scores of the best image")
+    partial: bool = Field(False, description="the grade does not cover every dimension (weights unavailable)")
+    attempts_used: int = 0
+    best_attempt: int | None = None
+    attempts: list[AttemptSummary] = Field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+ProgressStage = Literal["queued", "generating", "sampling", "scoring", "storing", "attempt_done", "done"]
+
+
+class ProgressUpdate(BaseModel):
+    stage: ProgressStage
+    attempt: int
+    max_attempts: int
+    progress: float = Field(description="overall progress, 0–1")
+    message: str
+    step: int | None = None
+    steps: int | None = None
+
+
+ProgressCallback = Callable[[ProgressUpdate], Awaitable[None] | None]
+
+
+class Generator(Protocol):
+    """What the MCP server and the CLI need from the orchestrator."""
+
+    async def generate(
+        self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None
+    ) -> GenerationResult:
+        """Run attempts until the threshold or max_attempts; cancelling the awaiting task stops the ComfyUI job."""
+        ...
