@@ -42,7 +42,7 @@ def textured(seed: int = 0, size: int = 256) -> Image.Image:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     img = np.stack([xx * 200 + 30, yy * 180 + 40, (1 - xx) * 150 + 50], -1)
     for _ in range(12):
-        cx, cy, r = rng.uniform(0, 1, 2).tolist() + [rng.uniform(0.03, 0.15)]
+        cx, cy, r = [*rng.uniform(0, 1, 2).tolist(), rng.uniform(0.03, 0.15)]
         mask = ((xx - cx) ** 2 + (yy - cy) ** 2) < r * r
         img[mask] = rng.uniform(0, 255, 3)
     img += rng.normal(0, 4, img.shape)
