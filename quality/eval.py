@@ -290,7 +290,7 @@ def plot(samples: Sequence[Sample], checks: dict[str, Any], out_dir: Path) -> li
     paths = []
     fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
     for gen in sorted({s.generator for s in scored}):
-        xs = [s.values["composite_score"] for s in scored if s.generator == gen]
+        xs = [float(s.values["composite_score"] or 0.0) for s in scored if s.generator == gen]
         ys = [s.mos_quality for s in scored if s.generator == gen]
         ax.scatter(xs, ys, s=8, alpha=0.6, label=gen)
     x = np.array([s.values["composite_score"] for s in scored], dtype=float)
@@ -357,7 +357,9 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     if not samples:
         return 2
     args.output.mkdir(parents=True, exist_ok=True)
-    settings = QualitySettings(**({"calibration": False} if args.no_calibration else {}))
+    settings = QualitySettings()
+    if args.no_calibration:
+        settings = settings.model_copy(update={"calibration": False})
     if not (args.scores and load_scores(samples, args.scores)):
         score_samples(samples, settings, jobs=max(1, args.jobs), progress=not args.quiet)
     save_scores(samples, args.output / "scores.jsonl")
