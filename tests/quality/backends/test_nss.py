@@ -245,7 +245,7 @@ def test_window_sums_are_bit_identical_to_pyiqa() -> None:
     assert np.array_equal(nm.window(), kernel[0, 0].numpy())
     variants = ((np.float32, cv2.BORDER_CONSTANT, "same"), (np.float64, cv2.BORDER_REPLICATE, "replicate"))
     for dtype, border, padding in variants:
-        x = y.astype(dtype)
+        x: np.ndarray[Any, np.dtype[np.floating[Any]]] = y.astype(dtype)
         k = kernel.to(torch.float64) if dtype == np.float64 else kernel
         for image in (x, x * x):
             theirs = matlab_utils.imfilter(torch.from_numpy(image)[None, None], k, padding=padding)[0, 0]
