@@ -52,7 +52,6 @@ IMPL_VERSION = "native-nss/1 (pyiqa-0.1.16-compatible)"
 SVR_GAMMA = 0.05
 SVR_RHO = -153.591
 NIQE_BLOCK = 96
-MIN_SIDE_BRISQUE = 8
 FEATURE_COUNT = 36
 
 
