@@ -1,0 +1,431 @@
+"""The native BRISQUE + NIQE backend: calibration against the published reference values, agreement with live
+pyiqa (when installed), the bit-level building blocks, and bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import site
+import sysconfig
+import threading
+import warnings
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from quality.backends import nss_math as nm
+from quality.backends.base import LoadContext
+from quality.backends.nss import (
+    NSSBackend,
+    brisque_features,
+    brisque_score,
+    nss_features,
+    packaged_params,
+    read_allrange,
+    read_brisque_svm,
+)
+from quality.backends.nss_tables import TABLE_NAMES, load_shipped
+from quality.errors import MetricError, WeightsError
+from quality.image_io import load_image
+from quality.weights import WeightsStore
+
+REPO = Path(__file__).resolve().parents[3]
+AGIQA_TEST = REPO / "tests" / "data" / "agiqa"
+AGIQA_SHARED = REPO.parent / "shared" / "data" / "agiqa3k" / "images"
+DATA = REPO / "quality" / "data"
+
+#: pyiqa 0.1.16 on its own calibration images (``ResultsCalibra/dist_dir``), from ../shared/params/README.md
+PYIQA_CALIBRATION = {
+    "I03.bmp": (94.6440, 15.6558),
+    "I04.bmp": (-0.1152, 3.6549),
+    "I06.bmp": (1.0748, 3.2342),
+    "I08.bmp": (5.1383, 3.1917),
+    "I19.bmp": (66.8348, 9.0727),
+}
+
+
+def reference_rows() -> list[tuple[str, float, float]]:
+    with (AGIQA_TEST / "reference_scores.csv").open() as fh:
+        return [(r["name"], float(r["brisque"]), float(r["niqe"])) for r in csv.DictReader(fh)]
+
+
+def calibration_dir() -> Path | None:
+    roots = [sysconfig.get_paths()["purelib"], *site.getsitepackages()]
+    for root in roots:
+        folder = Path(root) / "ResultsCalibra" / "dist_dir"
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def rgb_of(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def textured(h: int, w: int, seed: int) -> np.ndarray:
+    """Smooth colour waves + noise, with a flat white patch and a flat black band (flat windows matter)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([128 + 100 * np.sin(xx / 37.0 + c) * np.cos(yy / 53.0 - c) for c in range(3)], -1)
+    img = cv2.GaussianBlur(img + rng.normal(0, 6, img.shape), (0, 0), 1.2)
+    img[h // 4 : h // 2, w // 5 : w // 2] = 250
+    img[: h // 8] = 0
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@contextlib.contextmanager
+def no_warnings() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+# ------------------------------------------------------------------------------------------------------------
+# calibration: published reference values (no pyiqa needed)
+# ------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def backend() -> NSSBackend:
+    b = NSSBackend()
+    b.load(LoadContext(weights=WeightsStore(offline=True)))
+    return b
+
+
+@pytest.mark.parametrize(("name", "brisque", "niqe"), reference_rows())
+def test_reproduces_agiqa_reference_scores(
+    backend: NSSBackend, name: str, brisque: float, niqe: float
+) -> None:
+    values = backend.compute(load_image(AGIQA_TEST / name), None)
+    assert values["brisque"] == pytest.approx(brisque, abs=0.1)
+    assert values["niqe"] == pytest.approx(niqe, abs=0.1)
+
+
+def test_reference_table_has_all_ten_images() -> None:
+    rows = reference_rows()
+    assert len(rows) == 10
+    assert all((AGIQA_TEST / name).is_file() for name, _, _ in rows)
+
+
+@pytest.mark.parametrize("name", sorted(PYIQA_CALIBRATION))
+def test_reproduces_pyiqa_calibration_images(name: str) -> None:
+    folder = calibration_dir()
+    if folder is None:
+        pytest.skip("pyiqa's ResultsCalibra/dist_dir is not installed")
+    result = nss_features(rgb_of(folder / name))
+    brisque, niqe = PYIQA_CALIBRATION[name]
+    assert result["brisque"] == pytest.approx(brisque, abs=0.1)
+    assert result["niqe"] == pytest.approx(niqe, abs=0.1)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# agreement with live pyiqa
+# ------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pyiqa_metrics() -> tuple[Any, Any]:
+    pyiqa = pytest.importorskip("pyiqa")
+    with contextlib.redirect_stdout(io.StringIO()):  # pyiqa prints while loading
+        brisque = pyiqa.create_metric(
+            "brisque", device="cpu", pretrained_model_path=str(DATA / "brisque_svm_weights.pth")
+        )
+        niqe = pyiqa.create_metric(
+            "niqe", device="cpu", pretrained_model_path=str(DATA / "niqe_modelparameters.mat")
+        )
+    return brisque, niqe
+
+
+def pyiqa_scores(metrics: tuple[Any, Any], rgb: np.ndarray) -> tuple[float, float]:
+    import torch
+
+    tensor = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).contiguous().float().div(255)[None]
+    return float(metrics[0](tensor).item()), float(metrics[1](tensor).item())
+
+
+def shared_agiqa_images() -> list[Path]:
+    if not AGIQA_SHARED.is_dir():
+        return []
+    return sorted(AGIQA_SHARED.glob("*.jpg"))[50::98][:20]
+
+
+def check_agiqa_agreement(metrics: tuple[Any, Any], images: list[Path]) -> None:
+    for path in images:
+        rgb = rgb_of(path)
+        ours = nss_features(rgb)
+        brisque, niqe = pyiqa_scores(metrics, rgb)
+        # BRISQUE: pyiqa evaluates its 774-term SVR in float32 (rounding noise up to about ±0.01); ours is
+        # float64 on the same features (test_brisque_features_equal_pyiqa_features checks those tightly)
+        assert ours["brisque"] == pytest.approx(brisque, abs=1e-2), path.name
+        assert ours["niqe"] == pytest.approx(niqe, abs=1e-2), path.name
+
+
+def test_agrees_with_live_pyiqa_on_some_agiqa_images(pyiqa_metrics: tuple[Any, Any]) -> None:
+    images = shared_agiqa_images()
+    if len(images) < 20:
+        pytest.skip(f"needs the AGIQA-3K images in {AGIQA_SHARED}")
+    check_agiqa_agreement(pyiqa_metrics, images[::5])
+
+
+@pytest.mark.slow
+def test_agrees_with_live_pyiqa_on_twenty_agiqa_images(pyiqa_metrics: tuple[Any, Any]) -> None:
+    images = shared_agiqa_images()
+    if len(images) < 20:
+        pytest.skip(f"needs the AGIQA-3K images in {AGIQA_SHARED}")
+    check_agiqa_agreement(pyiqa_metrics, images)
+
+
+@pytest.mark.parametrize(("h", "w"), [(96, 96), (97, 131), (255, 383), (513, 257), (200, 100), (389, 770)])
+def test_agrees_with_live_pyiqa_on_odd_sizes(pyiqa_metrics: tuple[Any, Any], h: int, w: int) -> None:
+    rgb = textured(h, w, seed=h * w)
+    ours = nss_features(rgb)
+    brisque, niqe = pyiqa_scores(pyiqa_metrics, rgb)
+    assert ours["brisque"] == pytest.approx(brisque, abs=1e-2)
+    assert ours["niqe"] == pytest.approx(niqe, abs=1e-2)
+
+
+def test_agrees_with_live_pyiqa_at_1024(pyiqa_metrics: tuple[Any, Any]) -> None:
+    rgb = np.asarray(Image.open(AGIQA_TEST / "DALLE2_normal_001.jpg").convert("RGB").resize((1024, 1024)))
+    ours = nss_features(rgb)
+    brisque, niqe = pyiqa_scores(pyiqa_metrics, rgb)
+    assert ours["brisque"] == pytest.approx(brisque, abs=1e-2)
+    assert ours["niqe"] == pytest.approx(niqe, abs=1e-2)
+
+
+def test_grayscale_looking_rgb_works_and_agrees(pyiqa_metrics: tuple[Any, Any]) -> None:
+    gray = Image.open(AGIQA_TEST / "glide_normal_000.jpg").convert("L")
+    rgb = np.asarray(gray.convert("RGB"))
+    assert np.array_equal(rgb[..., 0], rgb[..., 2])
+    ours = nss_features(rgb)
+    assert np.isfinite(ours["brisque"]) and np.isfinite(ours["niqe"])
+    brisque, niqe = pyiqa_scores(pyiqa_metrics, rgb)
+    assert ours["brisque"] == pytest.approx(brisque, abs=1e-2)
+    assert ours["niqe"] == pytest.approx(niqe, abs=1e-2)
+
+
+def test_brisque_features_equal_pyiqa_features() -> None:
+    """The features themselves agree to float32 rounding: the score differences are the reference's SVR."""
+    torch = pytest.importorskip("torch")
+    brisque_arch = pytest.importorskip("pyiqa.archs.brisque_arch")
+    color_util = pytest.importorskip("pyiqa.utils.color_util")
+    matlab_utils = pytest.importorskip("pyiqa.matlab_utils")
+    for name in ("sd1.5_normal_000.jpg", "midjourney_normal_000.jpg"):
+        rgb = rgb_of(AGIQA_TEST / name)
+        tensor = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div(255)[None]
+        y = color_util.to_y_channel(tensor, 255.0)
+        theirs = []
+        for _ in range(2):
+            theirs.append(brisque_arch.natural_scene_statistics(y)[0].numpy())
+            y = matlab_utils.imresize(y, scale=0.5, antialiasing=True)
+        ours = brisque_features(nm.luma(rgb))
+        np.testing.assert_allclose(ours, np.concatenate(theirs), rtol=1e-5, atol=1e-7)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# building blocks, bit for bit
+# ------------------------------------------------------------------------------------------------------------
+def test_luma_rounds_every_colour_like_pyiqa() -> None:
+    torch = pytest.importorskip("torch")
+    color_util = pytest.importorskip("pyiqa.utils.color_util")
+    v = np.arange(256, dtype=np.uint8)
+    rgb = np.stack(np.meshgrid(v, v, v, indexing="ij"), -1).reshape(4096, 4096, 3)
+    tensor = torch.from_numpy(rgb).permute(2, 0, 1).contiguous().float().div(255)[None]
+    theirs = color_util.to_y_channel(tensor, 255.0)
+    assert np.array_equal(nm.luma(rgb), theirs[0, 0].numpy())
+
+
+def test_window_sums_are_bit_identical_to_pyiqa() -> None:
+    torch = pytest.importorskip("torch")
+    matlab_utils = pytest.importorskip("pyiqa.matlab_utils")
+    y = nm.luma(rgb_of(AGIQA_TEST / "sd1.5_normal_000.jpg"))
+    kernel = matlab_utils.fspecial(7, 7 / 6, 1)
+    assert np.array_equal(nm.window(), kernel[0, 0].numpy())
+    variants = ((np.float32, cv2.BORDER_CONSTANT, "same"), (np.float64, cv2.BORDER_REPLICATE, "replicate"))
+    for dtype, border, padding in variants:
+        x: np.ndarray[Any, np.dtype[np.floating[Any]]] = y.astype(dtype)
+        k = kernel.to(torch.float64) if dtype == np.float64 else kernel
+        for image in (x, x * x):
+            theirs = matlab_utils.imfilter(torch.from_numpy(image)[None, None], k, padding=padding)[0, 0]
+            ours = cv2.filter2D(image, -1, nm.window().astype(dtype), borderType=border)
+            assert np.array_equal(ours, theirs.numpy())
+
+
+@pytest.mark.parametrize(("h", "w"), [(64, 64), (65, 99), (7, 12), (9, 9), (513, 300), (1023, 767)])
+def test_half_is_bit_identical_to_matlab_imresize(h: int, w: int) -> None:
+    torch = pytest.importorskip("torch")
+    matlab_utils = pytest.importorskip("pyiqa.matlab_utils")
+    x = (np.random.default_rng(h).random((h, w)) * 255).astype(np.float32)
+    theirs = matlab_utils.imresize(torch.from_numpy(x)[None, None], scale=0.5, antialiasing=True)[0, 0]
+    ours = nm.half(x)
+    assert ours.shape == ((h + 1) // 2, (w + 1) // 2)
+    assert np.array_equal(ours, theirs.numpy())
+
+
+def test_shipped_ratio_tables_equal_a_fresh_torch_evaluation() -> None:
+    pytest.importorskip("torch")
+    from quality.backends.nss_tables import evaluate_with_torch
+
+    fresh, shipped = evaluate_with_torch(), load_shipped()
+    for name in TABLE_NAMES:
+        assert shipped[name].dtype == np.float32 and shipped[name].shape == (9801,)
+        assert np.array_equal(shipped[name], fresh[name]), name
+
+
+def test_nearest_increasing_matches_brute_force() -> None:
+    table = nm.tables().aggd64
+    rng = np.random.default_rng(0)
+    values = np.concatenate([
+        rng.uniform(table[0] - 0.1, table[-1] + 0.1, 2000),
+        (table[:-1] + table[1:])[::97] / 2,  # exact midpoints: the lower index wins
+        table[::501],
+        [np.nan, -np.inf, np.inf],
+    ])
+    with np.errstate(invalid="ignore"):
+        brute = np.argmin(np.abs(values[:, None] - table[None, :]), axis=1)
+    brute[np.isnan(values)] = 0
+    assert np.array_equal(nm.nearest_increasing(table, values), brute)
+
+
+@pytest.mark.parametrize("shift", [*nm.NEIGHBOURS, (-1, 1), (0, -1), (-1, -1)])
+def test_wrapped_product_equals_roll(shift: tuple[int, int]) -> None:
+    m = np.random.default_rng(1).standard_normal((3, 5, 7))
+    expected = m * np.roll(m, shift, axis=(-2, -1))
+    assert np.array_equal(nm.wrapped_product(m, *shift), expected)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# features, parameters, backend
+# ------------------------------------------------------------------------------------------------------------
+def test_nss_features_returns_features_that_give_the_scores() -> None:
+    rgb = rgb_of(AGIQA_TEST / "xl2.2_normal_004.jpg")
+    result = nss_features(rgb)
+    assert result["brisque_features"].shape == (36,)
+    assert result["niqe_features"].shape == (36,)
+    assert result["niqe_blocks"] == (512 // 96) ** 2
+    assert brisque_score(result["brisque_features"], packaged_params()) == result["brisque"]
+
+
+def test_niqe_ignores_the_remainder_beyond_whole_blocks() -> None:
+    rgb = textured(300, 410, seed=3)
+    cropped = np.ascontiguousarray(rgb[:288, :384])
+    assert nss_features(rgb)["niqe"] == pytest.approx(nss_features(cropped)["niqe"], abs=1e-9)
+    assert nss_features(rgb)["brisque"] != pytest.approx(nss_features(cropped)["brisque"], abs=1e-6)
+
+
+def test_backend_versions_and_values(backend: NSSBackend) -> None:
+    versions = backend.versions()
+    assert "sha256:e69ee320" in versions["brisque"] and "pyiqa-0.1.16" in versions["brisque"]
+    assert "sha256:2a7c182a" in versions["niqe"]
+    image = load_image(AGIQA_TEST / "sd1.5_lowcorr_000.jpg")
+    result = nss_features(image.rgb)
+    expected = {"brisque": result["brisque"], "niqe": result["niqe"]}
+    assert backend.compute(image, "a prompt is ignored") == expected
+
+
+def test_backend_single_thread_option_gives_the_same_values(backend: NSSBackend) -> None:
+    single = NSSBackend()
+    single.load(LoadContext(weights=WeightsStore(offline=True), options={"nss_threads": 1}))
+    image = load_image(AGIQA_TEST / "AttnGAN_normal_000.jpg")
+    assert single.compute(image, None) == backend.compute(image, None)
+    with pytest.raises(MetricError, match="nss_threads"):
+        NSSBackend().load(LoadContext(weights=WeightsStore(offline=True), options={"nss_threads": 0}))
+
+
+def test_backend_is_safe_to_call_from_several_threads(backend: NSSBackend) -> None:
+    images = [load_image(AGIQA_TEST / name) for name, _, _ in reference_rows()[:4]]
+    expected = [backend.compute(im, None) for im in images]
+    got: dict[int, dict[str, float]] = {}
+
+    def work(i: int) -> None:
+        got[i] = backend.compute(images[i], None)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert [got[i] for i in range(len(images))] == expected
+
+
+def test_compute_before_load_is_a_clear_error() -> None:
+    with pytest.raises(MetricError, match="load"):
+        NSSBackend().compute(load_image(AGIQA_TEST / "glide_normal_000.jpg"), None)
+    assert NSSBackend().versions() == {}
+
+
+def test_svm_reader_matches_torch_load() -> None:
+    torch = pytest.importorskip("torch")
+    coef, sv = read_brisque_svm(DATA / "brisque_svm_weights.pth")
+    t_coef, t_sv = torch.load(DATA / "brisque_svm_weights.pth", weights_only=True)
+    assert coef.shape == (774,) and sv.shape == (774, 36)
+    assert np.array_equal(coef, t_coef.numpy()) and np.array_equal(sv, t_sv.numpy())
+
+
+def test_svm_reader_refuses_other_pickles(tmp_path: Path) -> None:
+    import pickle
+
+    evil = tmp_path / "evil.pth"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("evil/data.pkl", b"cos\nsystem\n(S'echo hi'\ntR.")
+    with pytest.raises(WeightsError, match=r"unexpected object os\.system"):
+        read_brisque_svm(evil)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(pickle.dumps([1, 2]))
+    with pytest.raises(WeightsError, match="not a readable"):
+        read_brisque_svm(junk)
+
+
+def test_allrange_reader() -> None:
+    lo, hi = read_allrange((DATA / "allrange").read_text())
+    assert lo.shape == hi.shape == (36,)
+    assert (lo[0], hi[0]) == (0.338, 10.0) and (lo[-1], hi[-1]) == (0.001118, 0.370399)
+    assert np.all(hi > lo)
+    with pytest.raises(WeightsError):
+        read_allrange("x\n-1 1\n1 0 1\n")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# bad input
+# ------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("colour", [(0, 0, 0), (255, 255, 255), (40, 180, 90)])
+def test_flat_image_is_a_clear_metric_error(colour: tuple[int, int, int]) -> None:
+    rgb = np.empty((256, 256, 3), np.uint8)
+    rgb[:] = colour
+    with no_warnings(), pytest.raises(MetricError, match="flat"):
+        nss_features(rgb)
+
+
+def test_luma_flat_but_colourful_image_is_flat() -> None:
+    rgb = np.zeros((200, 200, 3), np.uint8)
+    rgb[::2] = (255, 0, 0)  # luma 76.245 -> 76
+    rgb[1::2] = (0, 130, 0)  # luma 76.31 -> 76
+    with no_warnings(), pytest.raises(MetricError, match="flat"):
+        nss_features(rgb)
+
+
+@pytest.mark.parametrize("value", [0, 128, 250])
+def test_nearly_flat_image_gives_a_value_or_a_clear_error(value: int) -> None:
+    rgb = np.full((200, 200, 3), value, np.uint8)
+    rgb[100, 100] = 255 - value
+    with no_warnings():
+        try:
+            result = nss_features(rgb)
+        except MetricError as exc:
+            assert "flat" in str(exc)
+        else:
+            assert np.isfinite(result["brisque"]) and np.isfinite(result["niqe"])
+
+
+def test_image_smaller_than_a_niqe_block_is_a_clear_error() -> None:
+    with pytest.raises(MetricError, match="96") as info:
+        nss_features(textured(80, 300, seed=1))
+    assert info.value.metric == "niqe"
+
+
+@pytest.mark.parametrize("array", [np.zeros((100, 100), np.uint8), np.zeros((100, 100, 3), np.float32)])
+def test_wrong_array_is_a_clear_error(array: np.ndarray) -> None:
+    with pytest.raises(MetricError, match="uint8"):
+        nss_features(array)
