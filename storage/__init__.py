@@ -1,0 +1,113 @@
+"""storage: images and their metadata JSON (local folder or MinIO/S3 with a spool), and a SQLite index.
+
+The public API::
+
+    from storage import (
+        GenerationMetadata, InputInfo, WorkflowInfo, GenerationParameters, QualityRecord, AttemptRecord,
+        RefinementInfo, StorageInfo,                       # the metadata document (storage.metadata)
+        StorageSettings, open_store, Store, LocalStore, S3Store, StoredObject,   # stores
+        parse_object_url, ObjectRef,                       # s3:// and endpoint URLs
+        Index, GenerationQuery, GenerationFilter, rebuild_index,                 # the index
+        StorageError, ...                                  # the exception tree (storage.errors)
+    )
+
+See storage/README.md for the settings and the layout.
+"""
+
+from storage.errors import (
+    InvalidKeyError,
+    InvalidObjectURLError,
+    MetadataError,
+    ObjectNotFoundError,
+    ObjectTooLargeError,
+    StorageConfigError,
+    StorageError,
+    StorageIndexError,
+    StorageUnavailableError,
+)
+from storage.index import (
+    AttemptRow,
+    DimensionAverages,
+    Facets,
+    GenerationPage,
+    GenerationRow,
+    GradeDistribution,
+    Index,
+    RebuildReport,
+    StrategyGain,
+    TrendPoint,
+    rebuild_index,
+)
+from storage.index_query import GenerationFilter, GenerationQuery, ScoreRange
+from storage.layout import ObjectRef, parse_object_url
+from storage.local import LocalStore
+from storage.metadata import (
+    SCHEMA_VERSION,
+    AttemptRecord,
+    AttemptTimings,
+    GenerationMetadata,
+    GenerationParameters,
+    InputInfo,
+    LoraSpec,
+    QualityRecord,
+    RefinementInfo,
+    StorageInfo,
+    WorkflowInfo,
+    describe_rejection,
+    metadata_json_schema,
+    new_generation_id,
+)
+from storage.s3 import S3Store
+from storage.settings import StorageSettings
+from storage.store import AttemptImage, FlushReport, Store, StoredObject, StoreHealth, open_store
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AttemptImage",
+    "AttemptRecord",
+    "AttemptRow",
+    "AttemptTimings",
+    "DimensionAverages",
+    "Facets",
+    "FlushReport",
+    "GenerationFilter",
+    "GenerationMetadata",
+    "GenerationPage",
+    "GenerationParameters",
+    "GenerationQuery",
+    "GenerationRow",
+    "GradeDistribution",
+    "Index",
+    "InputInfo",
+    "InvalidKeyError",
+    "InvalidObjectURLError",
+    "LocalStore",
+    "LoraSpec",
+    "MetadataError",
+    "ObjectNotFoundError",
+    "ObjectRef",
+    "ObjectTooLargeError",
+    "QualityRecord",
+    "RebuildReport",
+    "RefinementInfo",
+    "S3Store",
+    "ScoreRange",
+    "StorageConfigError",
+    "StorageError",
+    "StorageIndexError",
+    "StorageInfo",
+    "StorageSettings",
+    "StorageUnavailableError",
+    "Store",
+    "StoreHealth",
+    "StoredObject",
+    "StrategyGain",
+    "TrendPoint",
+    "WorkflowInfo",
+    "describe_rejection",
+    "metadata_json_schema",
+    "new_generation_id",
+    "open_store",
+    "parse_object_url",
+    "rebuild_index",
+]

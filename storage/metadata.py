@@ -1,0 +1,359 @@
+"""The generation metadata document: one JSON file next to every stored image.
+
+Top-level keys, exactly as in the design: ``schema_version``, ``timestamp``, ``generation_id``,
+``input``, ``workflow``, ``parameters``, ``quality``, ``refinement``, ``storage``.
+``python -m storage schema`` prints the JSON Schema (checked in as ``storage/metadata.schema.json``).
+
+Compatibility rules
+- **Lossless**: ``GenerationMetadata.from_json(m.to_json()) == m`` for every document.
+- **Forward compatible**: every model allows unknown fields (``extra="allow"``) and keeps them, so a document
+  written by a newer version loads, and re-saving it does not drop what this version does not know. The nested
+  score blocks of :mod:`quality.report` are the exception: unknown fields there are ignored, not kept.
+- **Backward compatible**: :func:`migrate` upgrades older documents before validation. Version 0 is the
+  original design's document, which had no ``schema_version`` (``workflow`` a bare name,
+  ``refinement.attempts`` a count, ``storage.size``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from quality.report import Coverage, Dimension, Grade, QualityBlock, QualityReport
+from storage.errors import MetadataError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+"""Bumped when a field changes meaning or is removed; adding optional fields does not need a bump."""
+
+GENERATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+DIMENSION_NAMES: tuple[Dimension, ...] = ("technical", "aesthetic", "prompt_adherence", "detail")
+
+Source = Literal["mcp", "cli", "api"]
+RefinementStatus = Literal["success", "best_effort", "failed"]
+StorageStatus = Literal["stored", "spooled"]
+Backend = Literal["local", "s3"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+def new_generation_id() -> str:
+    """A fresh generation id (a UUID4 string; any id matching ``GENERATION_ID_PATTERN`` is accepted)."""
+    return str(uuid.uuid4())
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class InputInfo(_Model):
+    """What was asked for, and by whom."""
+
+    prompt: str = Field(description="the prompt as the user or agent wrote it (before any enhancement)")
+    negative_prompt: str | None = Field(None, description="the negative prompt as given, if any")
+    source: Source = Field("api", description="entry point: 'mcp' (an agent via MCP), 'cli' or 'api'")
+    client: str | None = Field(None, description="MCP client / agent name when known (e.g. 'claude-code')")
+    quality_threshold: float | None = Field(None, description="requested composite threshold (0–10)")
+    max_attempts: int | None = Field(None, ge=1, description="requested maximum number of attempts")
+    strategy: str | None = Field(None, description="requested retry strategy (e.g. 'progressive')")
+
+
+class WorkflowInfo(_Model):
+    """Which ComfyUI workflow produced the image."""
+
+    name: str = Field(
+        "custom", description="template name (e.g. 'flux-dev') or 'custom' for a user's workflow"
+    )
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the API-format JSON actually submitted"
+    )
+    server_url: str | None = Field(None, description="URL of the ComfyUI server that ran it")
+    comfyui_version: str | None = Field(
+        None, description="ComfyUI version reported by /system_stats, if known"
+    )
+
+
+class LoraSpec(_Model):
+    """One LoRA applied to the generation."""
+
+    name: str = Field(description="LoRA file name as ComfyUI knows it")
+    strength_model: float = Field(1.0, description="strength applied to the diffusion model")
+    strength_clip: float | None = Field(None, description="strength applied to the text encoder, if separate")
+
+
+class GenerationParameters(_Model):
+    """The exact parameters of one generation (``null`` when the workflow has no such input)."""
+
+    seed: int | None = Field(None, description="the seed actually used (never 'random')")
+    steps: int | None = Field(None, ge=1, description="sampling steps")
+    cfg: float | None = Field(None, description="classifier-free guidance scale")
+    guidance: float | None = Field(None, description="Flux guidance (FluxGuidance node), if any")
+    sampler: str | None = Field(None, description="sampler name (e.g. 'euler')")
+    scheduler: str | None = Field(None, description="scheduler name (e.g. 'normal', 'karras')")
+    width: int | None = Field(None, ge=1, description="latent width in pixels")
+    height: int | None = Field(None, ge=1, description="latent height in pixels")
+    batch_size: int | None = Field(None, ge=1, description="images per job")
+    denoise: float | None = Field(None, ge=0, le=1, description="denoise strength (1.0 = from noise)")
+    loras: list[LoraSpec] = Field(default_factory=list, description="LoRAs applied, in order")
+    prompt: str | None = Field(None, description="the prompt actually submitted (after enhancement)")
+    negative_prompt: str | None = Field(None, description="the negative prompt actually submitted")
+
+
+class QualityRecord(QualityBlock):
+    """The design's ``quality`` block plus what makes a score reproducible and honest."""
+
+    model_config = ConfigDict(extra="allow")
+
+    partial: bool = Field(False, description="the grade does not cover every applicable dimension")
+    coverage: Coverage | None = Field(None, description="which dimensions and metrics were actually scored")
+    device: str | None = Field(None, description="device the metrics ran on (e.g. 'cpu', 'cuda:0')")
+    versions: dict[str, str] = Field(default_factory=dict, description="metric name → implementation version")
+    calibration: str | None = Field(None, description="identity of the calibration model used, if any")
+    seconds: float | None = Field(None, ge=0, description="wall time spent scoring this image")
+
+    @classmethod
+    def from_report(cls, report: QualityReport) -> QualityRecord:
+        """The record of a scorer's report (drops per-metric detail and timings, keeps everything above)."""
+        keys = set(cls.model_fields)
+        return cls.model_validate(report.model_dump(include=keys))
+
+    def dimension_scores(self) -> dict[Dimension, float | None]:
+        return {d: getattr(self, d).score for d in DIMENSION_NAMES}
+
+    def weakest(self) -> tuple[Dimension, float] | None:
+        """The scored dimension with the lowest score, or ``None`` when none was scored."""
+        scored = [(d, s) for d, s in self.dimension_scores().items() if s is not None]
+        return min(scored, key=lambda item: item[1]) if scored else None
+
+
+def describe_rejection(quality: QualityRecord, threshold: float | None) -> str:
+    """Why an attempt was not accepted, e.g. ``"composite 6.1 < threshold 7.0; weakest: detail 4.2"``."""
+    if threshold is None:
+        head = f"composite {quality.composite_score:.1f} (no threshold)"
+    elif quality.composite_score < threshold:
+        head = f"composite {quality.composite_score:.1f} < threshold {threshold:.1f}"
+    else:
+        head = f"composite {quality.composite_score:.1f} ≥ threshold {threshold:.1f}"
+    weakest = quality.weakest()
+    if weakest is not None:
+        head += f"; weakest: {weakest[0]} {weakest[1]:.1f}"
+    if quality.partial:
+        head += "; partial grade"
+    return head
+
+
+class AttemptTimings(_Model):
+    """Seconds spent on each step of one attempt."""
+
+    generate_seconds: float | None = Field(None, ge=0, description="ComfyUI queue + execution + download")
+    score_seconds: float | None = Field(None, ge=0, description="quality scoring")
+    store_seconds: float | None = Field(None, ge=0, description="writing the attempt's image, if stored")
+
+
+class AttemptRecord(_Model):
+    """One attempt of a refinement run, accepted or not."""
+
+    attempt: int = Field(ge=1, description="attempt number, starting at 1")
+    parameters: GenerationParameters = Field(description="the exact parameters of this attempt")
+    quality: QualityRecord | None = Field(None, description="scores of this attempt; null when it failed")
+    prompt_id: str | None = Field(None, description="ComfyUI prompt id of the job")
+    timings: AttemptTimings = Field(default_factory=AttemptTimings, description="where the time went")
+    image_key: str | None = Field(None, description="store key of this attempt's image, if it was stored")
+    image_url: str | None = Field(None, description="URL of this attempt's image at store time")
+    rejected_reason: str | None = Field(
+        None, description="why it was not accepted, e.g. 'composite 6.1 < threshold 7.0; weakest: detail 4.2'"
+    )
+    error: str | None = Field(None, description="what went wrong when the attempt produced no scored image")
+
+    @property
+    def composite_score(self) -> float | None:
+        return self.quality.composite_score if self.quality is not None else None
+
+    @property
+    def grade(self) -> Grade | None:
+        return self.quality.grade if self.quality is not None else None
+
+
+class RefinementInfo(_Model):
+    """The story of the refinement loop."""
+
+    strategy: str | None = Field(None, description="retry strategy used (e.g. 'progressive', 'adaptive')")
+    threshold: float | None = Field(None, description="composite score an attempt had to reach")
+    max_attempts: int | None = Field(None, ge=1, description="attempt budget")
+    attempts_used: int = Field(0, ge=0, description="attempts actually made")
+    status: RefinementStatus = Field(
+        description="'success': the best reached the threshold; 'best_effort': it did not, the best is kept; "
+        "'failed': no attempt produced a scored image"
+    )
+    best_attempt: int | None = Field(None, ge=1, description="number of the attempt that was kept")
+    previous_scores: list[float] = Field(
+        default_factory=list,
+        description="composite of every scored attempt before the best one, in order (the design's field)",
+    )
+    attempts: list[AttemptRecord] = Field(default_factory=list, description="every attempt, in order")
+
+    @classmethod
+    def from_attempts(
+        cls,
+        attempts: list[AttemptRecord],
+        *,
+        strategy: str | None,
+        threshold: float | None,
+        max_attempts: int | None,
+    ) -> RefinementInfo:
+        """Derive best attempt, status and ``previous_scores`` from the attempts (highest composite wins,
+        the earliest on ties)."""
+        scored = [(a.attempt, a.quality.composite_score) for a in attempts if a.quality is not None]
+        best = max(scored, key=lambda item: (item[1], -item[0])) if scored else None
+        status: RefinementStatus
+        if best is None:
+            status = "failed"
+        elif threshold is None or best[1] >= threshold:
+            status = "success"
+        else:
+            status = "best_effort"
+        previous = [score for number, score in scored if best is not None and number < best[0]]
+        return cls(
+            strategy=strategy,
+            threshold=threshold,
+            max_attempts=max_attempts,
+            attempts_used=len(attempts),
+            status=status,
+            best_attempt=best[0] if best else None,
+            previous_scores=previous,
+            attempts=attempts,
+        )
+
+    def first_composite(self) -> float | None:
+        """Composite of the first scored attempt (the baseline the refinement gain is measured from)."""
+        for attempt in self.attempts:
+            if attempt.quality is not None:
+                return attempt.quality.composite_score
+        return self.previous_scores[0] if self.previous_scores else None
+
+
+class StorageInfo(_Model):
+    """Where the image and this document are stored (filled in by the store)."""
+
+    backend: Backend = Field(description="'local' (a folder) or 's3' (MinIO / S3)")
+    status: StorageStatus = Field(
+        "stored", description="'spooled': the S3 store was down, the files wait in the local spool for upload"
+    )
+    bucket: str | None = Field(None, description="S3 bucket (null for the local store)")
+    key: str | None = Field(None, description="store key of the image (null when the run produced none)")
+    metadata_key: str | None = Field(None, description="store key of this metadata document")
+    uri: str | None = Field(None, description="stable address: s3://bucket/key or file:///path")
+    url: str | None = Field(None, description="URL to fetch the image (public, presigned, file:// or spool)")
+    url_expires_at: datetime | None = Field(None, description="expiry of a presigned url, if it is one")
+    size_bytes: int | None = Field(None, ge=0, description="image size in bytes")
+    format: str | None = Field(None, description="image format, e.g. 'png', 'jpeg', 'webp'")
+    width: int | None = Field(None, ge=1, description="image width in pixels")
+    height: int | None = Field(None, ge=1, description="image height in pixels")
+    content_type: str | None = Field(None, description="MIME type, e.g. 'image/png'")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the image bytes")
+
+
+class GenerationMetadata(_Model):
+    """The metadata document of one generation (one best image and the story of how it was obtained)."""
+
+    schema_version: int = Field(SCHEMA_VERSION, ge=0, description="version of this document's schema")
+    timestamp: datetime = Field(
+        default_factory=utc_now,
+        description="UTC ISO-8601 time the run started (its date names the storage folder)",
+    )
+    generation_id: str = Field(
+        default_factory=new_generation_id, pattern=GENERATION_ID_PATTERN, description="unique id of the run"
+    )
+    input: InputInfo = Field(description="what was asked for, and by whom")
+    workflow: WorkflowInfo = Field(default_factory=WorkflowInfo, description="the ComfyUI workflow used")
+    parameters: GenerationParameters = Field(
+        default_factory=GenerationParameters, description="exact parameters of the stored (best) image"
+    )
+    quality: QualityRecord | None = Field(None, description="scores of the stored image; null when failed")
+    refinement: RefinementInfo = Field(description="every attempt, the kept one and why")
+    storage: StorageInfo | None = Field(None, description="filled in by the store when the image is written")
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def to_json(self, *, indent: int | None = 2) -> bytes:
+        return self.model_dump_json(indent=indent).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes | str, *, source: str = "metadata") -> GenerationMetadata:
+        """Parse a document (any known schema version), raising :class:`MetadataError` with the reason."""
+        try:
+            raw = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MetadataError(
+                f"{source} is not valid JSON ({exc}); the file is corrupt or not metadata"
+            ) from exc
+        return cls.from_dict(raw, source=source)
+
+    @classmethod
+    def from_dict(cls, raw: Any, *, source: str = "metadata") -> GenerationMetadata:
+        if not isinstance(raw, dict):
+            raise MetadataError(f"{source} must be a JSON object, got {type(raw).__name__}")
+        try:
+            return cls.model_validate(migrate(raw))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:5]
+            )
+            raise MetadataError(f"{source} does not follow the metadata schema: {problems}") from exc
+
+
+def migrate(raw: dict[str, Any]) -> dict[str, Any]:
+    """Upgrade a document of any older schema version to :data:`SCHEMA_VERSION` (a copy; input untouched)."""
+    doc = json.loads(json.dumps(raw))
+    version = doc.get("schema_version", 0)
+    if not isinstance(version, int) or version < 0:
+        raise MetadataError(f"schema_version must be a non-negative integer, got {version!r}")
+    if version == 0:
+        doc = _migrate_v0(doc)
+    elif version > SCHEMA_VERSION:
+        log.info("metadata schema_version %s is newer than %s: reading known fields", version, SCHEMA_VERSION)
+    return doc
+
+
+def _migrate_v0(doc: dict[str, Any]) -> dict[str, Any]:
+    """The original design's document: no version, bare workflow name, attempt count, ``storage.size``."""
+    if isinstance(doc.get("input"), str):
+        doc["input"] = {"prompt": doc["input"]}
+    if isinstance(doc.get("workflow"), str):
+        doc["workflow"] = {"name": doc["workflow"]}
+    refinement = doc.setdefault("refinement", {})
+    if isinstance(refinement.get("attempts"), int):
+        refinement.setdefault("attempts_used", refinement.pop("attempts"))
+    if "status" not in refinement:
+        composite = (doc.get("quality") or {}).get("composite_score")
+        threshold = refinement.get("threshold", (doc.get("input") or {}).get("quality_threshold"))
+        if composite is None:
+            refinement["status"] = "failed"
+        else:
+            refinement["status"] = "success" if threshold is None or composite >= threshold else "best_effort"
+    storage = doc.get("storage")
+    if isinstance(storage, dict):
+        if "size" in storage:
+            storage.setdefault("size_bytes", storage.pop("size"))
+        if "backend" not in storage:
+            url = str(storage.get("url") or "")
+            storage["backend"] = "local" if url.startswith("file:") or not url else "s3"
+    doc["schema_version"] = SCHEMA_VERSION
+    return doc
+
+
+def metadata_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of :class:`GenerationMetadata`."""
+    schema = GenerationMetadata.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
