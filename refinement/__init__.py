@@ -1,0 +1,1 @@
+"""Generation with refinement: ComfyUI client, workflows, strategies, orchestrator."""
