@@ -1,7 +1,7 @@
 """Generation parameters: what a caller (or a retry strategy) may change in a workflow.
 
-Every field is optional: ``None`` means "keep what the workflow has". :func:`refinement.workflows.patch` writes
-the set fields into the right nodes; :func:`refinement.workflows.describe` reads them back as a
+Every field is optional: ``None`` means "keep what the workflow has". :func:`refinement.workflows.patch`
+writes the set fields into the right nodes; :func:`refinement.workflows.describe` reads them back as a
 :class:`GenerationParams` with the workflow's values.
 """
 
@@ -19,7 +19,8 @@ CORE_SAMPLERS: tuple[str, ...] = (
     "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_cfg_pp", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
     "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ipndm",
     "ipndm_v", "deis", "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral",
-    "res_multistep_ancestral_cfg_pp", "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde", "seeds_2",
+    "res_multistep_ancestral_cfg_pp", "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde",
+    "seeds_2",
     "seeds_3", "sa_solver", "sa_solver_pece", "ddim", "uni_pc", "uni_pc_bh2",
 )  # fmt: skip
 CORE_SCHEDULERS: tuple[str, ...] = (
@@ -67,7 +68,9 @@ class GenerationParams(BaseModel):
     @classmethod
     def _multiple_of_8(cls, value: int | None) -> int | None:
         if value is not None and value % 8:
-            raise ValueError(f"{value} is not a multiple of 8 (latents are 1/8 of the image size); try {value // 8 * 8}")
+            raise ValueError(
+                f"{value} is not a multiple of 8 (latents are 1/8 of the image size); try {value // 8 * 8}"
+            )
         return value
 
     @field_validator("sampler", "scheduler")
@@ -79,7 +82,11 @@ class GenerationParams(BaseModel):
 
     @model_validator(mode="after")
     def _pixels(self) -> GenerationParams:
-        if self.width and self.height and self.width * self.height * (self.batch_size or 1) > 64 * 1024 * 1024:
+        if (
+            self.width
+            and self.height
+            and self.width * self.height * (self.batch_size or 1) > 64 * 1024 * 1024
+        ):
             raise ValueError("width × height × batch_size is over 64 megapixels; lower the size or the batch")
         return self
 

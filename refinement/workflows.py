@@ -8,20 +8,20 @@
     new = patch(wf, GenerationParams(prompt="a red fox", seed=7, steps=40, width=768, height=512))
     describe(new).params.seed == 7
 
-:func:`patch` never mutates its input and never relies on node ids: it finds each parameter by node class and
-graph wiring (:mod:`refinement.comfyui.wiring`). Where the workflow has several samplers (hires fix, refiner),
-``seed``, ``cfg``, ``sampler`` and ``scheduler`` go to every sampler, while ``steps`` and ``denoise`` go to the
-first-pass sampler only (second passes keep their own short schedules). A requested change the workflow has no
-place for raises :class:`WorkflowPatchError` saying so (an empty ``negative_prompt`` where there is no negative
-conditioning is simply nothing to do).
+:func:`patch` never mutates its input and never relies on node ids: it finds each parameter by node class
+and graph wiring (:mod:`refinement.comfyui.wiring`). Where the workflow has several samplers (hires fix,
+refiner), ``seed``, ``cfg``, ``sampler`` and ``scheduler`` go to every sampler, while ``steps`` and
+``denoise`` go to the first-pass sampler only (second passes keep their own short schedules). A requested
+change the workflow has no place for raises :class:`WorkflowPatchError` saying so (an empty
+``negative_prompt`` where there is no negative conditioning is simply nothing to do).
 
-When one text encoder feeds both the positive and the negative input (the wan22 workflows), setting ``prompt``
-changes that shared node; setting a ``negative_prompt`` as well splits it: a copy of the encoder with the negative
-text is added and the sampler's negative link is moved to it.
+When one text encoder feeds both the positive and the negative input (the wan22 workflows), setting
+``prompt`` changes that shared node; setting a ``negative_prompt`` as well splits it: a copy of the encoder
+with the negative text is added and the sampler's negative link is moved to it.
 
-LoRAs are matched by file name: a LoRA the workflow already loads gets the requested strengths; others are added
-as a chain of ``LoraLoader`` nodes right after the last LoRA on the model path (or after the model loader), and
-every consumer of that point's MODEL/CLIP outputs is moved to the end of the new chain.
+LoRAs are matched by file name: a LoRA the workflow already loads gets the requested strengths; others are
+added as a chain of ``LoraLoader`` nodes right after the last LoRA on the model path (or after the model
+loader), and every consumer of that point's MODEL/CLIP outputs is moved to the end of the new chain.
 """
 
 from __future__ import annotations
@@ -103,8 +103,8 @@ def load_template(name: str) -> dict[str, Any]:
 def load_workflow(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """An API-format workflow from a template name, a file path, JSON text or a dict (always a checked copy).
 
-    Raises :class:`WorkflowLoadError` for UI-format workflows, invalid JSON, broken links and workflows without an
-    output node.
+    Raises :class:`WorkflowLoadError` for UI-format workflows, invalid JSON, broken links and workflows
+    without an output node.
     """
     if isinstance(source, Mapping):
         workflow = copy.deepcopy(dict(source))
@@ -160,7 +160,7 @@ def _unwrap(data: Any, where: str) -> Any:
 
 
 def validate_workflow(workflow: Any, *, where: str = "workflow") -> None:
-    """Structural checks of an API-format workflow; raises :class:`WorkflowLoadError` with the first problem."""
+    """Structural checks of an API-format workflow; raise :class:`WorkflowLoadError` on the first problem."""
     if isinstance(workflow, dict) and isinstance(workflow.get("nodes"), list) and "links" in workflow:
         raise WorkflowLoadError(
             f"{where} is in ComfyUI's UI format (it has 'nodes' and 'links'); export it with "
@@ -175,12 +175,16 @@ def validate_workflow(workflow: Any, *, where: str = "workflow") -> None:
             raise WorkflowLoadError(f"{where}: node {node_id} has no class_type")
         inputs = node.get("inputs", {})
         if not isinstance(inputs, dict):
-            raise WorkflowLoadError(f"{where}: node {node_id} ({node['class_type']}) has inputs that are not an object")
+            raise WorkflowLoadError(
+                f"{where}: node {node_id} ({node['class_type']}) has inputs that are not an object"
+            )
         for name, value in inputs.items():
             link = as_link(value)
             if link is None:
                 if isinstance(value, list) and value and isinstance(value[0], str) and value[0] in workflow:
-                    raise WorkflowLoadError(f"{where}: node {node_id} input '{name}' is a malformed link {value!r}")
+                    raise WorkflowLoadError(
+                        f"{where}: node {node_id} input '{name}' is a malformed link {value!r}"
+                    )
                 continue
             if link[0] not in workflow and str(link[0]) not in workflow:
                 raise WorkflowLoadError(
@@ -188,7 +192,9 @@ def validate_workflow(workflow: Any, *, where: str = "workflow") -> None:
                     "which is not in the workflow"
                 )
             if link[1] < 0:
-                raise WorkflowLoadError(f"{where}: node {node_id} input '{name}' links to a negative output slot")
+                raise WorkflowLoadError(
+                    f"{where}: node {node_id} input '{name}' links to a negative output slot"
+                )
     outputs = [nid for nid, node in workflow.items() if is_output_class(node["class_type"])]
     if not outputs:
         classes = ", ".join(sorted({n["class_type"] for n in workflow.values()}))
@@ -222,7 +228,7 @@ def _normalized(workflow: dict[str, Any]) -> dict[str, Any]:
 
 
 def workflow_hash(workflow: Mapping[str, Any]) -> str:
-    """SHA-256 of the canonical JSON (sorted keys, ``_meta`` titles left out: they do not change execution)."""
+    """SHA-256 of the canonical JSON (sorted keys; ``_meta`` titles left out: they do not run)."""
     stripped = {
         str(k): {kk: vv for kk, vv in v.items() if kk != "_meta"} if isinstance(v, Mapping) else v
         for k, v in workflow.items()
@@ -258,7 +264,7 @@ class WorkflowDescription(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     params: GenerationParams
-    """The workflow's values (first-pass sampler, first prompt node, latent node); unset where there is none."""
+    """The workflow's values (first-pass sampler, first prompt node, latent node); unset if absent."""
     settable: list[str]
     """The :class:`GenerationParams` fields :func:`patch` can set in this workflow."""
     samplers: list[SamplerInfo] = Field(default_factory=list)
@@ -364,7 +370,8 @@ def _settable(wf: dict[str, Any], wiring: Wiring) -> list[str]:
     settable = []
     probe = {
         "prompt": "x", "negative_prompt": "x", "seed": 1, "steps": 1, "cfg": 1.0, "guidance": 1.0,
-        "sampler": "euler", "scheduler": "normal", "width": 512, "height": 512, "batch_size": 1, "denoise": 1.0,
+        "sampler": "euler", "scheduler": "normal", "width": 512, "height": 512, "batch_size": 1,
+        "denoise": 1.0,
         "loras": [LoraSpec(name="probe.safetensors")],
     }  # fmt: skip
     for name, value in probe.items():
@@ -443,7 +450,9 @@ def _apply(wf: dict[str, Any], wiring: Wiring, params: GenerationParams) -> dict
         _set_negative(wf, wiring, params.negative_prompt)
     if params.guidance is not None:
         if not wiring.guidance:
-            raise WorkflowPatchError("workflow has no FluxGuidance node: guidance cannot be set (use cfg instead)")
+            raise WorkflowPatchError(
+                "workflow has no FluxGuidance node: guidance cannot be set (use cfg instead)"
+            )
         for node_id, name in wiring.guidance:
             wf[node_id]["inputs"][name] = params.guidance
     for field_name in ("width", "height", "batch_size"):
@@ -499,9 +508,11 @@ def _expected(class_type: str, field_name: str) -> str:
     if class_type == "SamplerCustom":
         return custom[field_name]
     if class_type == "SamplerCustomAdvanced":
-        return {**custom, "seed": "RandomNoise on its 'noise' input", "cfg": "CFGGuider on its 'guider' input"}[
-            field_name
-        ]
+        return {
+            **custom,
+            "seed": "RandomNoise on its 'noise' input",
+            "cfg": "CFGGuider on its 'guider' input",
+        }[field_name]
     if class_type == "KSamplerAdvanced" and field_name == "seed":
         return "'noise_seed' input"
     return f"'{_INPUT_NAMES[field_name]}' input"
@@ -562,15 +573,19 @@ def _set_latent(wf: dict[str, Any], wiring: Wiring, field_name: str, value: int)
     if link is not None:
         src_inputs = wf[link[0]]["inputs"]
         if "value" not in src_inputs:
-            raise WorkflowPatchError(f"{field_name} of node {node_id} comes from node {link[0]}: cannot be set")
+            raise WorkflowPatchError(
+                f"{field_name} of node {node_id} comes from node {link[0]}: cannot be set"
+            )
         src_inputs["value"] = value
     else:
         inputs[field_name] = value
 
 
 def _set_loras(wf: dict[str, Any], wiring: Wiring, loras: list[LoraSpec]) -> None:
-    if wiring.primary is None or wiring.model_source is None and not wiring.lora_nodes:
-        raise WorkflowPatchError("workflow has no model path from a loader to a sampler: LoRAs cannot be added")
+    if wiring.primary is None or (wiring.model_source is None and not wiring.lora_nodes):
+        raise WorkflowPatchError(
+            "workflow has no model path from a loader to a sampler: LoRAs cannot be added"
+        )
     existing = {wf[n]["inputs"].get("lora_name"): n for n in wiring.lora_nodes}
     new = []
     for spec in loras:
@@ -583,7 +598,9 @@ def _set_loras(wf: dict[str, Any], wiring: Wiring, loras: list[LoraSpec]) -> Non
             wf[node_id]["inputs"]["strength_clip"] = spec.strength_clip
     if not new:
         return
-    model_out: tuple[str, int] | None = (wiring.lora_nodes[0], 0) if wiring.lora_nodes else wiring.model_source
+    model_out: tuple[str, int] | None = (
+        (wiring.lora_nodes[0], 0) if wiring.lora_nodes else wiring.model_source
+    )
     if model_out is None:
         raise WorkflowPatchError("cannot find where the model is loaded: LoRAs cannot be added")
     if wiring.lora_nodes and class_of(wf, wiring.lora_nodes[0]) == "LoraLoaderModelOnly":
@@ -609,7 +626,11 @@ def _set_loras(wf: dict[str, Any], wiring: Wiring, loras: list[LoraSpec]) -> Non
         else:
             wf[node_id] = {
                 "class_type": "LoraLoaderModelOnly",
-                "inputs": {"model": prev_model, "lora_name": spec.name, "strength_model": spec.strength_model},
+                "inputs": {
+                    "model": prev_model,
+                    "lora_name": spec.name,
+                    "strength_model": spec.strength_model,
+                },
                 "_meta": {"title": f"LoRA {spec.name}"},
             }
         prev_model = [node_id, 0]

@@ -1,20 +1,22 @@
 """Where generation parameters live in an API-format graph, found by node class and links (never by node id).
 
-:func:`analyze` returns a :class:`Wiring`: the sampler nodes and, for each parameter, the ``(node_id, input)``
-*targets* that hold it. Knowledge of ComfyUI's core classes:
+:func:`analyze` returns a :class:`Wiring`: the sampler nodes and, for each parameter, the ``(node_id,
+input)`` *targets* that hold it. Knowledge of ComfyUI's core classes:
 
-* samplers: ``KSampler`` (seed, steps, cfg, sampler_name, scheduler, denoise on the node), ``KSamplerAdvanced``
-  (``noise_seed``; no denoise), ``SamplerCustom`` (``noise_seed``/``cfg`` on the node, sampler via its
-  ``sampler`` link → ``KSamplerSelect``, steps/scheduler/denoise via ``sigmas`` → ``BasicScheduler``),
-  ``SamplerCustomAdvanced`` (seed via ``noise`` → ``RandomNoise``, cfg and conditioning via ``guider`` →
-  ``CFGGuider`` / ``BasicGuider``). Other classes whose name contains "KSampler" are read like ``KSampler``.
+* samplers: ``KSampler`` (seed, steps, cfg, sampler_name, scheduler, denoise on the node),
+  ``KSamplerAdvanced`` (``noise_seed``; no denoise), ``SamplerCustom`` (``noise_seed``/``cfg`` on the node,
+  sampler via its ``sampler`` link → ``KSamplerSelect``, steps/scheduler/denoise via ``sigmas`` →
+  ``BasicScheduler``), ``SamplerCustomAdvanced`` (seed via ``noise`` → ``RandomNoise``, cfg and conditioning
+  via ``guider`` → ``CFGGuider`` / ``BasicGuider``). Other classes whose name contains "KSampler" are read
+  like ``KSampler``.
 * prompts: the sampler's ``positive`` / ``negative`` links are followed upstream through conditioning
   pass-through nodes (``FluxGuidance``, ``ConditioningZeroOut``, ControlNet appliers, combiners, ...) to text
   encoders (``CLIPTextEncode`` and its SDXL / SD3 / Flux variants, or any node with a literal ``text`` input).
 * Flux guidance: ``FluxGuidance`` nodes on the positive path (or ``CLIPTextEncodeFlux.guidance``).
 * size and batch: the primary sampler's ``latent_image`` link is followed through latent pass-throughs to an
   empty-latent node (any node with literal ``width`` and ``height``: ``EmptyLatentImage``,
-  ``EmptySD3LatentImage``, video latents, ...). A ``VAEEncode`` there means img2img: the size comes from the image.
+  ``EmptySD3LatentImage``, video latents, ...). A ``VAEEncode`` there means img2img: the size comes from the
+  image.
 * LoRAs: the ``LoraLoader`` / ``LoraLoaderModelOnly`` nodes on the primary sampler's model path.
 
 A literal can also sit one hop upstream, in a primitive node (``{"value": ...}``): such inputs are followed.
@@ -98,7 +100,9 @@ def analyze(workflow: Mapping[str, Any]) -> Wiring:
     latent_node, blocker = (None, "no sampler") if primary is None else _latent_node(workflow, primary)
     guidance = _guidance_targets(workflow, positive)
     lora_nodes, model_source = _model_chain(workflow, primary)
-    return Wiring(samplers, primary, positive, negative, latent_node, blocker, guidance, lora_nodes, model_source)
+    return Wiring(
+        samplers, primary, positive, negative, latent_node, blocker, guidance, lora_nodes, model_source
+    )
 
 
 # ---------------------------------------------------------------------------------------------- samplers
@@ -106,7 +110,9 @@ def _sampler_ids(workflow: Mapping[str, Any]) -> list[str]:
     found = []
     for node_id, node in workflow.items():
         cls = node.get("class_type", "") if isinstance(node, Mapping) else ""
-        if cls in ("SamplerCustom", "SamplerCustomAdvanced") or ("KSampler" in cls and cls != "KSamplerSelect"):
+        if cls in ("SamplerCustom", "SamplerCustomAdvanced") or (
+            "KSampler" in cls and cls != "KSamplerSelect"
+        ):
             found.append(str(node_id))
     return sorted(found, key=_id_order)
 
@@ -138,7 +144,9 @@ def _literal_target(workflow: Mapping[str, Any], node_id: str, name: str) -> lis
     return []
 
 
-def _via(workflow: Mapping[str, Any], node_id: str, link_input: str, name: str, cls: str | None = None) -> list[Target]:
+def _via(
+    workflow: Mapping[str, Any], node_id: str, link_input: str, name: str, cls: str | None = None
+) -> list[Target]:
     link = input_link(workflow, node_id, link_input)
     if link is None or (cls is not None and class_of(workflow, link[0]) != cls):
         return []
@@ -303,9 +311,9 @@ def _latent_node(workflow: Mapping[str, Any], sampler: SamplerWiring) -> tuple[s
         node = workflow.get(link[0]) or {}
         cls = node.get("class_type", "?")
         inputs = node.get("inputs") or {}
-        if "width" in inputs and "height" in inputs and as_link(inputs.get("samples")) is None:
-            if as_link(inputs["width"]) is None or _literal_target(workflow, link[0], "width"):
-                return link[0], None
+        sized = "width" in inputs and "height" in inputs and as_link(inputs.get("samples")) is None
+        if sized and (as_link(inputs["width"]) is None or _literal_target(workflow, link[0], "width")):
+            return link[0], None
         if cls.startswith("VAEEncode") or "pixels" in inputs:
             return None, f"{cls} node {link[0]} (img2img: the size comes from the input image)"
         nxt = as_link(inputs.get("samples")) or as_link(inputs.get("latent"))
@@ -337,7 +345,8 @@ def _model_chain(
 
 
 def clip_source(workflow: Mapping[str, Any], wiring: Wiring) -> tuple[str, int] | None:
-    """The CLIP output a new LoRA chain should take: after the nearest LoraLoader, the checkpoint's CLIP, or the
+    """The CLIP output a new LoRA chain should take: after the nearest LoraLoader, the checkpoint's
+    CLIP, or the
     CLIP the positive prompt's encoder uses."""
     for lora in wiring.lora_nodes:
         if class_of(workflow, lora) == "LoraLoader":

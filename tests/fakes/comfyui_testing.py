@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def shared_dir() -> Path:
-    """``../shared`` next to the repository (CI layout), else ``$COMFY_QUALITY_SHARED`` or ``/work/shared``."""
+    """``../shared`` next to the repository (CI layout), else ``$COMFY_QUALITY_SHARED`` or
+    ``/work/shared``."""
     for candidate in (
         REPO.parent / "shared",
         Path(os.environ.get("COMFY_QUALITY_SHARED", "/nonexistent")),
@@ -42,9 +43,13 @@ def shared_workflow_paths() -> list[Path]:
     return sorted((shared_dir() / "workflows").glob("*.json"))
 
 
-def tiny_workflow(*, steps: int = 4, size: int = 64, seed: int = 1, batch: int = 1, prompt: str | None = None) -> dict:
+def tiny_workflow(
+    *, steps: int = 4, size: int = 64, seed: int = 1, batch: int = 1, prompt: str | None = None
+) -> dict:
     """The sd15 template, small and quick on the fake server."""
-    params = GenerationParams(steps=steps, width=size, height=size, seed=seed, batch_size=batch, prompt=prompt)
+    params = GenerationParams(
+        steps=steps, width=size, height=size, seed=seed, batch_size=batch, prompt=prompt
+    )
     return patch(load_template("sd15"), params)
 
 
@@ -57,7 +62,9 @@ def free_port() -> int:
 class RawSocket:
     """A plain websocket client that records every frame (for protocol fidelity checks)."""
 
-    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, client_id: str) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, client_id: str
+    ) -> None:
         self.session = session
         self.ws = ws
         self.client_id = client_id
@@ -109,7 +116,9 @@ class RawSocket:
 
         def ended(frames: list[dict[str, Any]]) -> bool:
             return any(
-                f["type"] == "executing" and f["data"].get("node") is None and f["data"].get("prompt_id") == prompt_id
+                f["type"] == "executing"
+                and f["data"].get("node") is None
+                and f["data"].get("prompt_id") == prompt_id
                 for f in frames
             )
 
@@ -137,7 +146,10 @@ async def post_json(base_url: str, path: str, body: Any) -> tuple[int, Any, dict
 
 
 async def get_json(base_url: str, path: str, **params: Any) -> tuple[int, Any, dict[str, str]]:
-    async with aiohttp.ClientSession() as session, session.get(base_url + path, params=params or None) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(base_url + path, params=params or None) as resp,
+    ):
         raw = await resp.read()
         try:
             data = json.loads(raw) if raw else None

@@ -50,7 +50,9 @@ def _sampler_id(workflow: dict) -> str:
     return next(s.node_id for s in describe(workflow).samplers if s.primary)
 
 
-async def test_run_returns_the_image_and_follows_the_protocol(fake: FakeComfyUI, client: ComfyUIClient) -> None:
+async def test_run_returns_the_image_and_follows_the_protocol(
+    fake: FakeComfyUI, client: ComfyUIClient
+) -> None:
     events: list[ProgressEvent] = []
     wf = tiny_workflow(steps=5, size=64)
     result = await client.run(wf, on_progress=events.append)
@@ -116,7 +118,9 @@ async def test_async_progress_callback_and_failing_callback(client: ComfyUIClien
     assert result.images and "sampling" in seen and seen[-1] == "done"
 
 
-async def test_validation_error_is_rendered_per_node_and_input(fake: FakeComfyUI, client: ComfyUIClient) -> None:
+async def test_validation_error_is_rendered_per_node_and_input(
+    fake: FakeComfyUI, client: ComfyUIClient
+) -> None:
     wf = tiny_workflow()
     sampler = _sampler_id(wf)
     wf[sampler]["inputs"]["steps"] = 0
@@ -135,8 +139,9 @@ async def test_missing_checkpoint_and_unknown_class_are_validation_errors(client
     wf[loader]["inputs"]["ckpt_name"] = "nope.safetensors"
     with pytest.raises(ComfyUIValidationError) as info:
         await client.run(wf)
-    assert f"node {loader} (CheckpointLoaderSimple) input 'ckpt_name': Value not in list: 'nope.safetensors'" in str(
-        info.value
+    assert (
+        f"node {loader} (CheckpointLoaderSimple) input 'ckpt_name': Value not in list: 'nope.safetensors'"
+        in str(info.value)
     )
     wf = tiny_workflow()
     wf["77"] = {"class_type": "NoSuchNode", "inputs": {}}
@@ -171,20 +176,26 @@ async def test_cancelling_the_awaiting_task_interrupts_the_running_job(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    record = await fake.wait_for(lambda: next((e for e in fake.executions if e.status == "interrupted"), None))
+    record = await fake.wait_for(
+        lambda: next((e for e in fake.executions if e.status == "interrupted"), None)
+    )
     interrupts = [r for r in fake.requests if r.path == "/interrupt"]
     assert interrupts and interrupts[-1].json == {"prompt_id": record.prompt_id}
     assert fake.engine.running is None
 
 
-async def test_cancelling_a_queued_job_removes_it_from_the_queue(fake: FakeComfyUI, client: ComfyUIClient) -> None:
+async def test_cancelling_a_queued_job_removes_it_from_the_queue(
+    fake: FakeComfyUI, client: ComfyUIClient
+) -> None:
     fake.misbehave(step_delay=0.05)
     async with ComfyUIClient(fake.url) as other:
         blocker = asyncio.create_task(other.run(tiny_workflow(steps=400, seed=99)))
         await fake.wait_for(lambda: fake.engine.running is not None)
         queued = asyncio.Event()
         task = asyncio.create_task(
-            client.run(tiny_workflow(seed=5), on_progress=lambda e: queued.set() if e.stage == "queued" else None)
+            client.run(
+                tiny_workflow(seed=5), on_progress=lambda e: queued.set() if e.stage == "queued" else None
+            )
         )
         await asyncio.wait_for(queued.wait(), 10)
         mine = fake.engine.heap[0].prompt_id
@@ -227,7 +238,9 @@ async def test_hang_times_out_and_stops_the_job(fake: FakeComfyUI, client: Comfy
     with pytest.raises(ComfyUITimeoutError) as info:
         await client.run(tiny_workflow(steps=6), timeout=1.0)
     assert info.value.stage == "sampling" and info.value.prompt_id
-    record = await fake.wait_for(lambda: next((e for e in fake.executions if e.status == "interrupted"), None))
+    record = await fake.wait_for(
+        lambda: next((e for e in fake.executions if e.status == "interrupted"), None)
+    )
     assert record.prompt_id == info.value.prompt_id
 
 
@@ -243,7 +256,9 @@ async def test_restart_mid_run_resubmits_the_lost_prompt(fake: FakeComfyUI, clie
     fake.misbehave(step_delay=0.02)
     sampling = asyncio.Event()
     task = asyncio.create_task(
-        client.run(tiny_workflow(steps=30), on_progress=lambda e: sampling.set() if e.stage == "sampling" else None)
+        client.run(
+            tiny_workflow(steps=30), on_progress=lambda e: sampling.set() if e.stage == "sampling" else None
+        )
     )
     await asyncio.wait_for(sampling.wait(), 10)
     await fake.restart(down_for=0.3)
@@ -257,7 +272,10 @@ async def test_server_gone_for_good_mid_run_is_unreachable(fake: FakeComfyUI) ->
     sampling = asyncio.Event()
     async with ComfyUIClient(fake.url, poll_interval=0.05, reconnect_timeout=0.5, connect_timeout=0.5) as c:
         task = asyncio.create_task(
-            c.run(tiny_workflow(steps=50), on_progress=lambda e: sampling.set() if e.stage == "sampling" else None)
+            c.run(
+                tiny_workflow(steps=50),
+                on_progress=lambda e: sampling.set() if e.stage == "sampling" else None,
+            )
         )
         await asyncio.wait_for(sampling.wait(), 10)
         await fake.stop()
@@ -269,7 +287,9 @@ async def test_interrupt_by_someone_else_raises_interrupted(fake: FakeComfyUI, c
     fake.misbehave(step_delay=0.05)
     sampling = asyncio.Event()
     task = asyncio.create_task(
-        client.run(tiny_workflow(steps=200), on_progress=lambda e: sampling.set() if e.stage == "sampling" else None)
+        client.run(
+            tiny_workflow(steps=200), on_progress=lambda e: sampling.set() if e.stage == "sampling" else None
+        )
     )
     await asyncio.wait_for(sampling.wait(), 10)
     async with ComfyUIClient(fake.url) as other:
@@ -292,7 +312,11 @@ async def test_preflight_reports_missing_nodes_and_models(client: ComfyUIClient)
     with pytest.raises(ComfyUIMissingModelsError) as models_err:
         await client.preflight(wf)
     (missing,) = models_err.value.missing
-    assert (missing.node_id, missing.input_name, missing.value) == (loader, "ckpt_name", "dreamshaper_8.safetensors")
+    assert (missing.node_id, missing.input_name, missing.value) == (
+        loader,
+        "ckpt_name",
+        "dreamshaper_8.safetensors",
+    )
     assert "v1-5-pruned-emaonly-fp16.safetensors" in missing.available
     await client.preflight(tiny_workflow())  # a good workflow passes
 

@@ -1,8 +1,8 @@
 """Run the fake ComfyUI server as a process: ``python -m tests.fakes.comfyui_server --port 8188``.
 
-Prints ``fake ComfyUI listening on http://127.0.0.1:PORT`` on stdout once it accepts connections (``--port 0``
-picks a free port), then serves until SIGINT/SIGTERM. Misbehaviour is set over HTTP (``POST /_fake/misbehave``)
-or with the flags below.
+Prints ``fake ComfyUI listening on http://127.0.0.1:PORT`` on stdout once it accepts connections (``--port
+0`` picks a free port), then serves until SIGINT/SIGTERM. Misbehaviour is set over HTTP (``POST
+/_fake/misbehave``) or with the flags below.
 """
 
 from __future__ import annotations

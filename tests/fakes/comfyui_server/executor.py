@@ -1,12 +1,12 @@
 """The prompt queue, history, cache and the worker that runs prompts with ComfyUI's message sequence.
 
-Per prompt (README 2.3-2.4), to its client only unless noted: ``status`` (broadcast, when the worker takes it),
-``execution_start``, ``execution_cached``, then per node ``progress_state`` (running) → ``executing`` →
-[``progress_state`` + ``progress`` per step] → [``executed``] → ``progress_state`` (finished); cached output nodes
-only re-send ``executed`` + ``progress_state``. The end is ``execution_success`` | ``execution_error`` |
-``execution_interrupted`` (broadcast when there is no client id), the history entry, a ``status`` broadcast and
-``executing{node: null}``. Without a client id, ``executing`` / ``executed`` / ``execution_*`` are not sent and
-progress goes to everyone.
+Per prompt (README 2.3-2.4), to its client only unless noted: ``status`` (broadcast, when the worker takes
+it), ``execution_start``, ``execution_cached``, then per node ``progress_state`` (running) → ``executing`` →
+[``progress_state`` + ``progress`` per step] → [``executed``] → ``progress_state`` (finished); cached output
+nodes only re-send ``executed`` + ``progress_state``. The end is ``execution_success`` | ``execution_error``
+| ``execution_interrupted`` (broadcast when there is no client id), the history entry, a ``status``
+broadcast and ``executing{node: null}``. Without a client id, ``executing`` / ``executed`` / ``execution_*``
+are not sent and progress goes to everyone.
 """
 
 from __future__ import annotations
@@ -160,9 +160,8 @@ class Engine:
         await self.on_change()
 
     def interrupt(self, prompt_id: str | None) -> None:
-        if prompt_id:
-            if self.running is None or self.running.prompt_id != prompt_id:
-                return
+        if prompt_id and (self.running is None or self.running.prompt_id != prompt_id):
+            return  # a targeted interrupt for a prompt that is not running does nothing
         self.interrupt_flag = True
         self.interrupt_event.set()
 
@@ -398,7 +397,8 @@ class NodeContext:
     async def progress(
         self, value: int, total: int, *, preview: tuple[np.ndarray, str] | None = None
     ) -> None:
-        """One ProgressBar update: interrupt check, progress_state, [type-4 preview], progress, [type-1 preview]."""
+        """One ProgressBar update: interrupt check, progress_state, [type-4 preview], progress, [type-1
+        preview]."""
         engine = self._run.engine
         engine.check_interrupt(self.node_id)
         self._run._set_progress(self.node_id, value, total, "running")

@@ -1,11 +1,11 @@
 """Switches that make the fake server misbehave, and the per-prompt plan drawn from them.
 
 Counters (``validation_error``, ``execution_error``, ``drop_websocket``, ``hang``) apply to that many *next*
-prompts and count down as they fire; the step fields say at which sampler step the fault happens (prompts with no
-sampler fault when their last node starts). ``step_delay`` and ``previews`` stay until changed.
+prompts and count down as they fire; the step fields say at which sampler step the fault happens (prompts
+with no sampler fault when their last node starts). ``step_delay`` and ``previews`` stay until changed.
 
-Set them in-process (``server.misbehave(execution_error=1)``) or, for a subprocess server, with
-``POST /_fake/misbehave`` and the same JSON fields. A restart is an action: ``server.restart(down_for=...)`` or
+Set them in-process (``server.misbehave(execution_error=1)``) or, for a subprocess server, with ``POST
+/_fake/misbehave`` and the same JSON fields. A restart is an action: ``server.restart(down_for=...)`` or
 ``POST /_fake/restart {"down_s": ...}``.
 """
 

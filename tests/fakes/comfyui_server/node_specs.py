@@ -1,10 +1,11 @@
 """``/object_info`` for the fake server's node classes.
 
-Classes the recordings cover (``data/object_info_recorded.json``, recorded from ComfyUI 0.3.64) are served as
-recorded. The others are synthesized here in the same shape: the input names, types, defaults and ranges of ComfyUI
-0.3.64's core nodes (read from its source; no tooltips). "V3" nodes (schema-defined, e.g. FluxGuidance,
-EmptySD3LatentImage) carry ``deprecated`` / ``experimental`` / ``api_node`` and ``{}`` options like the recorded
-ImageBlur. Combo lists of model files are filled in per request from the server's installed files.
+Classes the recordings cover (``data/object_info_recorded.json``, recorded from ComfyUI 0.3.64) are served
+as recorded. The others are synthesized here in the same shape: the input names, types, defaults and ranges
+of ComfyUI 0.3.64's core nodes (read from its source; no tooltips). "V3" nodes (schema-defined, e.g.
+FluxGuidance, EmptySD3LatentImage) carry ``deprecated`` / ``experimental`` / ``api_node`` and ``{}`` options
+like the recorded ImageBlur. Combo lists of model files are filled in per request from the server's
+installed files.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def _load_recorded() -> dict[str, dict[str, Any]]:
 RECORDED = _load_recorded()
 SAMPLER_NAMES: list[str] = list(RECORDED["KSampler"]["input"]["required"]["sampler_name"][0])
 SCHEDULER_NAMES: list[str] = list(RECORDED["KSampler"]["input"]["required"]["scheduler"][0])
+CLIP_TYPES = [
+    "stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart", "cosmos",
+    "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image", "hunyuan_image",
+]  # fmt: skip
 
 
 def _inp(type_: Any, **options: Any) -> list[Any]:
@@ -119,11 +124,7 @@ def _synthesized() -> dict[str, dict[str, Any]]:
             "CLIPLoader",
             {
                 "clip_name": _inp(files),
-                "type": _inp(
-                    ["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart"]
-                    + ["cosmos", "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image"]
-                    + ["hunyuan_image"]
-                ),
+                "type": _inp(CLIP_TYPES),
             },
             ["CLIP"],
             optional={"device": _inp(["default", "cpu"], advanced=True)},
@@ -304,7 +305,8 @@ ALL_SPECS: dict[str, dict[str, Any]] = {**RECORDED, **SYNTHESIZED}
 
 
 def object_info(class_type: str, files: dict[str, list[str]]) -> dict[str, Any]:
-    """The ``/object_info`` entry of one class with its file combos filled from ``files`` (folder -> names)."""
+    """The ``/object_info`` entry of one class with its file combos filled from ``files`` (folder ->
+    names)."""
     info = copy.deepcopy(ALL_SPECS[class_type])
     for (cls, name), folder in FILE_COMBOS.items():
         if cls != class_type:

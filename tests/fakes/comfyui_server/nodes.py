@@ -1,10 +1,10 @@
 """What each node class of the fake server does when it runs.
 
-An implementation is ``async def impl(ctx, **inputs) -> NodeResult``: it gets the node's inputs (literals already
-converted by validation, links resolved to upstream values) and returns its outputs and optional ``ui`` dict (the
-``output`` of the ``executed`` message). Samplers report per-step progress through ``ctx.sampling_steps``, which
-also checks the interrupt flag and applies the server's misbehaviour switches. Images are numpy arrays
-``(batch, height, width, 3)`` in [0, 1], like ComfyUI's IMAGE tensors.
+An implementation is ``async def impl(ctx, **inputs) -> NodeResult``: it gets the node's inputs (literals
+already converted by validation, links resolved to upstream values) and returns its outputs and optional
+``ui`` dict (the ``output`` of the ``executed`` message). Samplers report per-step progress through
+``ctx.sampling_steps``, which also checks the interrupt flag and applies the server's misbehaviour switches.
+Images are numpy arrays ``(batch, height, width, 3)`` in [0, 1], like ComfyUI's IMAGE tensors.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ class NodeResult:
 
 Impl = Callable[..., Awaitable[NodeResult]]
 IMPLS: dict[str, Impl] = {}
-#: class -> function(inputs, ctx-free) giving a value that changes when the node must re-run (ComfyUI IS_CHANGED)
+#: class -> function(inputs, ctx-free) giving a value that changes when the node must re-run (ComfyUI
+# IS_CHANGED)
 IS_CHANGED: dict[str, Callable[[dict[str, Any], Path], str]] = {}
 
 
@@ -268,7 +269,8 @@ async def clip_set_last_layer(ctx: NodeContext, clip: Clip, stop_at_clip_layer: 
     return NodeResult((Clip(clip.name, clip.loras, stop_at_clip_layer),))
 
 
-# --------------------------------------------------------------------------------------- conditioning, latents
+# --------------------------------------------------------------------------------------- conditioning,
+# latents
 @node("CLIPTextEncode")
 async def clip_text_encode(ctx: NodeContext, text: str, clip: Clip) -> NodeResult:
     return NodeResult((Conditioning(text),))

@@ -2,20 +2,20 @@
 
 A :class:`Recipe` (what a sampler node was asked to do) becomes an RGB image in two stages:
 
-1. **scene** — a landscape composed from the prompt's words and the seed: sky gradient with clouds, sun or moon,
-   ridge lines of mountains with rock texture, water / grass / sand / snow ground, trees, buildings, a subject
-   blob. Textures are multi-octave value noise, so there is real detail at every scale.
+1. **scene** — a landscape composed from the prompt's words and the seed: sky gradient with clouds, sun or
+   moon, ridge lines of mountains with rock texture, water / grass / sand / snow ground, trees, buildings, a
+   subject blob. Textures are multi-octave value noise, so there is real detail at every scale.
 2. **sampling defects** — what an under-converged or badly guided sampler leaves behind:
 
-   * steps: per-pixel grain ``0.012 + 0.16·e^(-steps/25)``, low-frequency latent blotches ``0.25·e^(-steps/12)``,
-     blur ``0.4 + 2·e^(-steps/20)`` px (at 512 px) and texture detail ``1 - 0.8·e^(-steps/25)``: 30 → 50 → 80
-     steps keep getting visibly cleaner and sharper;
+   * steps: per-pixel grain ``0.012 + 0.16·e^(-steps/25)``, low-frequency latent blotches
+     ``0.25·e^(-steps/12)``, blur ``0.4 + 2·e^(-steps/20)`` px (at 512 px) and texture detail ``1 -
+     0.8·e^(-steps/25)``: 30 → 50 → 80 steps keep getting visibly cleaner and sharper;
    * guidance (cfg, or Flux guidance): under-guided images are hazy and flat, over-guided ones oversaturated,
      contrast-blown, clipped and posterized (optimum cfg 7, Flux guidance 3.5 with cfg 1);
    * seed: about one seed in five is plainly worse (flat, hazy, low contrast), a few are a little better;
-   * quality words in the prompt ("highly detailed", "sharp focus", ...) and defect words in the negative prompt
-     ("blurry", "noise", ...) help a little; LoRAs tint the image; ancestral/SDE samplers are grainier and
-     karras schedules a bit cleaner; ``denoise < 1`` blends with the source image (img2img).
+   * quality words in the prompt ("highly detailed", "sharp focus", ...) and defect words in the negative
+     prompt ("blurry", "noise", ...) help a little; LoRAs tint the image; ancestral/SDE samplers are
+     grainier and karras schedules a bit cleaner; ``denoise < 1`` blends with the source image (img2img).
 
 Everything is seeded from the recipe, so the same recipe always gives the same pixels.
 """
@@ -31,6 +31,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 FloatImage = np.ndarray  # (H, W, 3) float32 in [0, 1]
+TEXTURE = 0.05
 
 _BOOSTERS = (
     "masterpiece",
@@ -167,6 +168,15 @@ def _ground_kind(words: set[str], rng: np.random.Generator) -> str:
     return str(rng.choice(["grass", "water", "grass", "sand"]))
 
 
+def _box(h: int, w: int, y0: float, y1: float, x0: float, x1: float) -> tuple[slice, slice] | None:
+    """Pixel slices of a box given in [0, 1] coordinates (None if empty)."""
+    r0, r1 = max(0, int(y0 * h)), min(h, int(np.ceil(y1 * h)))
+    c0, c1 = max(0, int(x0 * w)), min(w, int(np.ceil(x1 * w)))
+    if r0 >= r1 or c0 >= c1:
+        return None
+    return slice(r0, r1), slice(c0, c1)
+
+
 def _mix(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     return a * (1 - t[..., None]) + b * t[..., None]
 
@@ -204,11 +214,12 @@ def _scene(prompt: str, seed: int, h: int, w: int) -> FloatImage:
         if words & {"mountain", "mountains", "alps", "peaks", "valley", "landscape"}
         else int(rng.integers(1, 3))
     )
+    rock_field = _fbm(rng, h, w, base=8, octaves=6)
     for k in range(n_ridges):
         depth = (k + 1) / (n_ridges + 1)
         ridge = horizon - (0.28 - 0.08 * k) * (0.6 + 0.4 * _fbm1d(rng, w)) - 0.02
         mask = yy > ridge[None, :]
-        rock = _fbm(rng, h, w, base=8, octaves=6)
+        rock = np.roll(rock_field, shift=(k * h // 7, k * w // 5), axis=(0, 1))
         base_c = (
             np.array([0.30, 0.28, 0.32], np.float32) * (0.6 + 0.4 * depth) + (1 - depth) * horizon_c * 0.5
         )
@@ -229,15 +240,15 @@ def _scene(prompt: str, seed: int, h: int, w: int) -> FloatImage:
         water = _mix(
             refl * 0.7 + 0.05, np.broadcast_to(np.array([0.05, 0.2, 0.35], np.float32), (h, w, 3)), gy
         )
-        layer = water * (0.85 + 0.3 * ripples[..., None])
+        ground_layer = water * (0.85 + 0.3 * ripples[..., None])
     else:
         colours = {"grass": [0.22, 0.45, 0.15], "snow": [0.88, 0.9, 0.95], "sand": [0.85, 0.72, 0.45]}
         if words & {"autumn", "fall", "leaves"}:
             colours["grass"] = [0.65, 0.38, 0.12]
         base_g = np.array(colours[ground], np.float32)
-        layer = base_g[None, None, :] * (0.75 + 0.3 * tex[..., None] + 0.06 * fine[..., None])
-        layer *= (0.7 + 0.5 * gy)[..., None]
-    img = np.where(gmask[..., None], layer, img)
+        ground_layer = base_g * (0.75 + 0.3 * tex[..., None] + 0.06 * fine[..., None])
+        ground_layer = ground_layer * (0.7 + 0.5 * gy)[..., None]
+    img = np.where(gmask[..., None], ground_layer, img)
 
     # trees
     n_trees = (
@@ -245,25 +256,30 @@ def _scene(prompt: str, seed: int, h: int, w: int) -> FloatImage:
         if words & {"forest", "trees", "tree", "woods", "park", "jungle"}
         else int(rng.integers(0, 5))
     )
+    foliage = 0.7 + 0.4 * _fbm(rng, h, w, base=24, octaves=4)
+    leaf = np.array([0.08, 0.3, 0.1] if "autumn" not in words else [0.7, 0.3, 0.05], np.float32)
     for _ in range(n_trees):
         tx, ty = rng.uniform(0, 1), horizon + rng.uniform(0.0, 0.25)
         th, tw = rng.uniform(0.12, 0.3) * (0.5 + ty), rng.uniform(0.03, 0.07) * (0.5 + ty)
-        inside = (np.abs(xx - tx) * (h / w) ** -1 < tw * (1 - (ty - yy) / th)) & (yy < ty) & (yy > ty - th)
-        leaf = np.array([0.08, 0.3, 0.1] if "autumn" not in words else [0.7, 0.3, 0.05], np.float32)
-        shade = 0.7 + 0.4 * _fbm(rng, h, w, base=24, octaves=4)
-        img = np.where(inside[..., None], leaf[None, None, :] * shade[..., None], img)
+        box = _box(h, w, ty - th, min(ty, 1.0), tx - tw * w / h, tx + tw * w / h)
+        if box is None:
+            continue
+        ys, xs = box
+        inside = (np.abs(xx[ys, xs] - tx) * w / h < tw * (1 - (ty - yy[ys, xs]) / th)) & (yy[ys, xs] < ty)
+        img[ys, xs] = np.where(inside[..., None], leaf * foliage[ys, xs][..., None], img[ys, xs])
 
     # buildings
     if words & {"city", "skyline", "buildings", "street", "town", "cyberpunk", "urban"}:
+        windows = ((np.sin(xx * w / 6) > 0.3) & (np.sin(yy * h / 7) > 0.2)).astype(np.float32)[..., None]
+        lit = np.array([1.0, 0.85, 0.5] if sky_kind == "night" else [0.55, 0.65, 0.75], np.float32)
         x = 0.0
         while x < 1.0:
             bw, bh = rng.uniform(0.04, 0.11), rng.uniform(0.1, 0.45)
-            inside = (xx >= x) & (xx < x + bw) & (yy > horizon - bh) & (yy < horizon + 0.02)
             wall = np.array(rng.uniform(0.15, 0.45, 3), np.float32)
-            windows = ((np.sin(xx * w / 6) > 0.3) & (np.sin(yy * h / 7) > 0.2)).astype(np.float32)
-            lit = np.array([1.0, 0.85, 0.5] if sky_kind == "night" else [0.55, 0.65, 0.75], np.float32)
-            facade = wall * (1 - windows[..., None]) + lit * windows[..., None]
-            img = np.where(inside[..., None], facade, img)
+            box = _box(h, w, horizon - bh, horizon + 0.02, x, x + bw)
+            if box is not None:
+                ys, xs = box
+                img[ys, xs] = wall * (1 - windows[ys, xs]) + lit * windows[ys, xs]
             x += bw + rng.uniform(0.0, 0.02)
 
     # subject: a shaded figure in the foreground
@@ -363,11 +379,17 @@ def render(
     for name, strength in recipe.loras:
         if "detail" in name.lower():
             detail *= 1 + 0.1 * strength
+    luck = seed_luck(seed, recipe.prompt)
+    if luck < 0.2:  # a bad seed: mushy, flat composition (more blur, less detail; contrast below)
+        blur *= 1.6
+        detail *= 0.5
 
     rng = np.random.default_rng(_hash_int("sampling", recipe.prompt, seed, recipe.sampler))
     # texture detail: fine structure appears as the sampler converges
     micro = _fbm(rng, h, w, base=int(64 * scale) or 64, octaves=3)
-    img = clean * (1 + 0.12 * (detail - 0.5) * micro[..., None])
+    # pixel-scale texture of the content itself (fixed per seed): it sharpens as the sampler converges
+    texture = gaussian_filter(np.random.default_rng(_hash_int("texture", seed)).standard_normal((h, w)), 0.6)
+    img = clean * (1 + 0.12 * (detail - 0.5) * micro[..., None]) + TEXTURE * detail * texture[..., None]
     # img2img: the source keeps (1 - denoise) of its say
     if source is not None and recipe.denoise < 1.0:
         src = np.asarray(
@@ -392,10 +414,8 @@ def render(
         grain *= 1 + 1.2 * err
 
     # seed luck: some seeds give flat, hazy, low-contrast images
-    luck = seed_luck(seed, recipe.prompt)
     if luck < 0.2:
         img = _contrast(img, 0.5) * 0.8 + 0.15
-        detail *= 0.6
     elif luck < 0.35:
         img = _contrast(img, 0.8)
     elif luck > 0.85:

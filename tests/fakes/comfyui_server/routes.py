@@ -1,4 +1,5 @@
-"""ComfyUI's HTTP and websocket routes, as recorded (README section 3). Every route also lives under ``/api``."""
+"""ComfyUI's HTTP and websocket routes, as recorded (README section 3). Every route also lives under
+``/api``."""
 
 from __future__ import annotations
 
@@ -232,9 +233,8 @@ class _Handlers:
             spec = query["preview"].split(";")
             fmt = spec[0] if spec[0] in ("webp", "jpeg") and "a" not in query.get("channel", "") else "webp"
             quality = int(spec[-1]) if spec[-1].isdigit() else 90
-            with Image.open(path) as img:
-                if fmt == "jpeg" or query.get("channel", "") == "rgb":
-                    img = img.convert("RGB")
+            with Image.open(path) as opened:
+                img = opened.convert("RGB") if fmt == "jpeg" or query.get("channel", "") == "rgb" else opened
                 buf = io.BytesIO()
                 img.save(buf, format=fmt, quality=quality)
             return web.Response(body=buf.getvalue(), content_type=f"image/{fmt}", headers=disposition)
@@ -366,7 +366,8 @@ def _forced_validation_error(prompt: dict[str, Any]) -> Outcome:
         ),
         None,
     )
-    outputs = [n for n, node in prompt.items() if node_specs.ALL_SPECS.get(node.get("class_type", ""), {}).get(
+    outputs = [n for n, node in prompt.items() if node_specs.ALL_SPECS.get(node.get("class_type", ""),
+    {}).get(
         "output_node")]  # fmt: skip
     if target is None:
         target = outputs[0] if outputs else next(iter(prompt))

@@ -9,8 +9,9 @@ In-process (pytest)::
         comfy.requests                              # what clients sent
 
 As a subprocess: ``python -m tests.fakes.comfyui_server --port N`` (see ``__main__``), controlled over HTTP:
-``GET /_fake/state``, ``POST /_fake/misbehave`` (JSON fields of :class:`Misbehaviour`), ``POST /_fake/reset``,
-``GET /_fake/requests``, ``POST /_fake/restart {"down_s": 1.0}``, ``POST /_fake/models`` (``{"folder": [...]}``).
+``GET /_fake/state``, ``POST /_fake/misbehave`` (JSON fields of :class:`Misbehaviour`), ``POST
+/_fake/reset``, ``GET /_fake/requests``, ``POST /_fake/restart {"down_s": 1.0}``, ``POST /_fake/models``
+(``{"folder": [...]}``).
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class FakeComfyUI:
         self.load_delay = 0.0
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
         self._worker: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.engine = self._new_engine()
@@ -142,7 +144,8 @@ class FakeComfyUI:
         return engine
 
     async def start(self) -> None:
-        """Listen (again). State that a real restart loses (queue, history, cache, temp files) starts empty."""
+        """Listen (again). State that a real restart loses (queue, history, cache, temp files) starts
+        empty."""
         if self._runner is not None:
             return
         self.sockets = SocketRegistry()
@@ -161,21 +164,29 @@ class FakeComfyUI:
             server = site._server
             assert server is not None
             self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        self._runner = runner
+        self._runner, self._site = runner, site
         self._worker = asyncio.create_task(self.engine.worker(), name="fake-comfyui-worker")
         await self.changed()
 
     async def stop(self) -> None:
         """Stop listening and drop every connection (the running prompt is abandoned, like a crash)."""
+        await self._crash()
+        if self._runner is not None:
+            runner, self._runner, self._site = self._runner, None, None
+            await runner.cleanup()
+        await self.changed()
+
+    async def _crash(self) -> None:
+        """At once: refuse new connections, drop the websockets, abandon the running prompt."""
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._worker
             self._worker = None
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-        await self.changed()
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        await self.sockets.close_all()
 
     async def restart(self, down_for: float = 0.0) -> None:
         """Go away and come back on the same port after ``down_for`` seconds, with fresh in-memory state."""
@@ -320,6 +331,7 @@ class FakeComfyUI:
         async def post_restart(request: web.Request) -> web.Response:
             body = await request.json() if request.can_read_body else {}
             down = float(body.get("down_s", 0.5))
+            await self._crash()  # from now on new connections are refused
             task = asyncio.get_running_loop().create_task(self._restart_soon(down))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
@@ -339,5 +351,5 @@ class FakeComfyUI:
         app.router.add_post("/_fake/models", post_models)
 
     async def _restart_soon(self, down_for: float) -> None:
-        await asyncio.sleep(0.05)  # let the control response go out first
-        await self.restart(down_for)
+        await asyncio.sleep(0.05)  # let the control response go out before the remaining connections close
+        await self.restart(max(0.0, down_for - 0.05))

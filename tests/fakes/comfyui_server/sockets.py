@@ -1,7 +1,8 @@
 """The websocket registry, with ComfyUI's routing rules (README 2.1-2.2).
 
-One entry per clientId. A new socket with a known id replaces the entry while the old socket stays open; when
-*any* socket closes, the entry for its id is removed, even if it now points at a newer socket (which is then
+One entry per clientId. A new socket with a known id replaces the entry while the old socket stays open;
+when *any* socket closes, the entry for its id is removed, even if it now points at a newer socket (which is
+then
 silenced: the duplicate-clientId trap). ``sid=None`` means broadcast to every registered socket.
 """
 

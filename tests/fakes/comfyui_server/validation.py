@@ -1,13 +1,14 @@
-"""``POST /prompt`` validation with ComfyUI 0.3.64's rules and error shapes (see the README's table in section 3).
+"""``POST /prompt`` validation with ComfyUI 0.3.64's rules and error shapes (see the README's table in
+section 3).
 
 * every node needs a ``class_type`` the server knows (else ``invalid_prompt``, no ``node_errors``);
 * at least one output node (else ``prompt_no_outputs``);
 * each output node is validated recursively: required inputs present, links ``[id, slot]`` of the right type,
   literal values converted to INT / FLOAT / STRING / BOOLEAN and checked against ``min`` / ``max`` and combo
   lists (lists longer than 20 are not echoed back);
-* outputs that fail are dropped; if none is left the answer is 400 ``prompt_outputs_failed_validation`` whose
-  ``details`` lists the failing *output* nodes' own errors, and ``node_errors`` lists every failing node with the
-  outputs depending on it. Otherwise 200, with ``node_errors`` for the dropped outputs.
+* outputs that fail are dropped; if none is left the answer is 400 ``prompt_outputs_failed_validation``
+  whose ``details`` lists the failing *output* nodes' own errors, and ``node_errors`` lists every failing
+  node with the outputs depending on it. Otherwise 200, with ``node_errors`` for the dropped outputs.
 
 Inputs are checked in declaration order (ComfyUI iterates a set, so its order is arbitrary).
 """
