@@ -93,23 +93,6 @@ def consumers(workflow: Mapping[str, Any], source: Link) -> list[tuple[str, str]
     return found
 
 
-def upstream(workflow: Mapping[str, Any], node_id: str) -> set[str]:
-    """All nodes ``node_id`` depends on (transitively), not including itself."""
-    seen: set[str] = set()
-    stack = [node_id]
-    while stack:
-        current = stack.pop()
-        node = workflow.get(current)
-        if not isinstance(node, Mapping):
-            continue
-        for _, (src, _slot) in node_links(node):
-            if src not in seen:
-                seen.add(src)
-                stack.append(src)
-    seen.discard(node_id)
-    return seen
-
-
 def next_node_id(workflow: Mapping[str, Any]) -> str:
     """A fresh node id: one more than the largest numeric id (ComfyUI's UI uses numeric ids too)."""
     numeric = [int(k) for k in workflow if str(k).isdigit()]

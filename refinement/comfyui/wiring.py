@@ -24,7 +24,7 @@ A literal can also sit one hop upstream, in a primitive node (``{"value": ...}``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -359,8 +359,3 @@ def clip_source(workflow: Mapping[str, Any], wiring: Wiring) -> tuple[str, int] 
         if link is not None:
             return link
     return None
-
-
-def samplers_named(wiring: Wiring, ids: Iterable[str]) -> list[SamplerWiring]:
-    wanted = set(ids)
-    return [s for s in wiring.samplers if s.node_id in wanted]

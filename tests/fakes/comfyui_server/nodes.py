@@ -14,7 +14,7 @@ import json
 import random
 import string
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -377,7 +377,7 @@ def _sample(
         guidance=positive.guidance,
         sampler=sampler,
         scheduler=scheduler,
-        denoise=denoise if latent.recipe is None else min(1.0, denoise * 1.0),
+        denoise=denoise,
         family=model.family,
         loras=model.loras,
     )
@@ -502,17 +502,3 @@ async def sampler_custom_advanced(
         scheduler=sigmas.scheduler, denoise=sigmas.denoise,
     )  # fmt: skip
     return NodeResult((out, out))
-
-
-SAMPLER_CLASSES = frozenset(
-    {"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced", "ImageUpscaleWithModel"}
-)
-
-
-@dataclass
-class NodeFailure(Exception):
-    """An exception a node raised, with the type name ComfyUI would report."""
-
-    exception_type: str
-    message: str
-    traceback: list[str] = field(default_factory=list)
