@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from mcp.types import CallToolResult, TextContent
 from PIL import Image
 
 from mcp_server.lifespan import AppState, Components, open_app_state
@@ -37,7 +38,7 @@ def store(tmp_path: Path) -> DirStore:
 def make_settings(**overrides: Any) -> McpSettings:
     values: dict[str, Any] = {"roots": [AGIQA], "default_wait_seconds": 10.0, "max_wait_seconds": 10.0}
     values.update(overrides)
-    return McpSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    return McpSettings(_env_file=None, **values)
 
 
 @pytest.fixture
@@ -75,6 +76,13 @@ def png_bytes(size: tuple[int, int] = (96, 64), seed: int = 0) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr, "RGB").save(buf, format="PNG")
     return buf.getvalue()
+
+
+def text(result: CallToolResult) -> str:
+    """The first content block's text (a tool error's message, or the JSON of a result)."""
+    block = result.content[0]
+    assert isinstance(block, TextContent), block
+    return block.text
 
 
 def b64(data: bytes) -> str:

@@ -23,9 +23,10 @@ from pathlib import Path
 import anyio
 
 from mcp_server.lifespan import Components
-from mcp_server.models import GenerationSummary, RecentQuery
+from mcp_server.models import GenerationSummary, JobState, RecentQuery
 from mcp_server.protocols import ImageScorer
 from mcp_server.settings import McpSettings
+from quality.composite import Grade
 from quality.report import QualityBlock, QualityReport
 from refinement.api import (
     AttemptSummary,
@@ -96,8 +97,9 @@ class ListIndex:
         return out[: query.limit]
 
 
-def _grade(score: float) -> str:
-    for grade, bound in (("A", 8.0), ("B", 6.5), ("C", 5.0), ("D", 3.0)):
+def _grade(score: float) -> Grade:
+    bounds: tuple[tuple[Grade, float], ...] = (("A", 8.0), ("B", 6.5), ("C", 5.0), ("D", 3.0))
+    for grade, bound in bounds:
         if score >= bound:
             return grade
     return "F"
@@ -176,7 +178,7 @@ class ScriptedGenerator:
                     attempt=k,
                     parameters={"seed": (request.seed or 1000) + k - 1, "steps": request.steps or 20},
                     composite_score=score,
-                    grade=_grade(score),  # type: ignore[arg-type]
+                    grade=_grade(score),
                     dimensions=DimensionScores(technical=score, detail=score),
                     accepted=score >= request.quality_threshold,
                     rejected_reason=None if score >= request.quality_threshold else "below the threshold",
@@ -221,14 +223,14 @@ class BlockingScorer:
         return self.inner.score(image, prompt, source_name=source_name)
 
 
-def summary(prompt: str, grade: str, status: str, minutes_ago: int) -> GenerationSummary:
+def summary(prompt: str, grade: Grade, status: JobState, minutes_ago: int) -> GenerationSummary:
     created = datetime(2026, 1, 1, 12, 0, tzinfo=UTC).replace(minute=59 - minutes_ago)
     return GenerationSummary(
         generation_id=f"gen-{prompt.replace(' ', '-')}",
         created_at=created,
         prompt=prompt,
-        status=status,  # type: ignore[arg-type]
-        grade=grade,  # type: ignore[arg-type]
+        status=status,
+        grade=grade,
         composite_score={"A": 8.5, "B": 7.0, "C": 5.5, "D": 3.5, "F": 1.0}[grade],
         attempts_used=2,
         image_url=f"s3://{BUCKET}/{prompt.replace(' ', '-')}.jpg",

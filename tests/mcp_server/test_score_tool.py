@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mcp_server.models import ScoreResult
-from tests.mcp_server.conftest import ProgressLog, b64, components_for, connect, make_settings, png_bytes
+from tests.mcp_server.conftest import ProgressLog, b64, components_for, connect, make_settings, png_bytes, text
 from tests.mcp_server.fakes import AGIQA, DirStore
 
 PROMPT = "statue of a man"
@@ -25,14 +25,19 @@ async def test_tools_are_listed_with_descriptions_and_output_schemas(offline_sco
     }
     score = tools["score_image"]
     assert "grade" in (score.description or "") and "A ≥ 8" in (score.description or "")
-    assert score.input_schema["required"] == ["image"]
+    assert score.input_schema["required"] == ["image"] and score.output_schema is not None
     assert "base64" in score.input_schema["properties"]["image"]["description"]
     assert set(score.output_schema["properties"]) >= {"composite_score", "grade", "quality", "coverage", "timing"}
     gen = tools["generate_quality"]
     assert "seed_search" in (gen.description or "") and "job_id" in (gen.description or "")
     props = gen.input_schema["properties"]
     assert props["quality_threshold"]["default"] == 7.0 and props["max_attempts"]["maximum"] == 10
-    assert set(gen.output_schema["properties"]) >= {"status", "job_id", "image_url", "attempts"}
+    assert gen.output_schema is not None and set(gen.output_schema["properties"]) >= {
+        "status",
+        "job_id",
+        "image_url",
+        "attempts",
+    }
     for t in tools.values():
         assert "ctx" not in t.input_schema["properties"]
 
@@ -50,10 +55,10 @@ async def test_scores_a_real_image_by_path_with_structured_result_and_progress(o
     assert out.metrics["edge_density"].status == "ok" and out.metrics["edge_density"].raw is not None
     assert out.metrics["clip_score"].status == "unavailable" and out.metrics["clip_score"].reason
     assert "clip_score" in out.coverage.metrics_unavailable
-    assert out.image.width > 0 and out.image.source.endswith("sd1.5_normal_000.jpg")
+    assert out.image.width > 0 and str(out.image.source).endswith("sd1.5_normal_000.jpg")
     assert out.prompt == PROMPT and out.timing.total_seconds >= out.timing.score_seconds > 0
     assert out.summary.startswith(f"grade {out.grade}")
-    assert json.loads(result.content[0].text)["grade"] == out.grade  # text mirrors the structured content
+    assert json.loads(text(result))["grade"] == out.grade  # text mirrors the structured content
     values = [p for p, _, _ in log.events]
     assert values == sorted(values) and len(set(values)) == len(values)  # strictly increasing
     assert "scoring" in log.messages and log.messages[-1].startswith("scored: grade")
@@ -82,7 +87,7 @@ async def test_s3_and_endpoint_urls_are_read_through_the_store(offline_scorer, s
     assert not a.is_error and not b.is_error
     assert a.structured_content["composite_score"] == b.structured_content["composite_score"]
     assert store.reads[:2] == ["s3://test-bucket/in/x.png", "http://store.test:9000/test-bucket/in/x.png?X-Sig=s"]
-    assert missing.is_error and "no object s3://test-bucket/in/nope.png" in missing.content[0].text
+    assert missing.is_error and "no object s3://test-bucket/in/nope.png" in text(missing)
     assert "X-Sig" not in b.structured_content["image"]["source"]  # query strings (signatures) are not echoed
 
 
@@ -104,7 +109,7 @@ async def test_s3_and_endpoint_urls_are_read_through_the_store(offline_scorer, s
 async def test_bad_images_are_tool_errors_naming_the_problem(offline_scorer, settings, image, expected):
     async with connect(settings, components_for(offline_scorer)) as (client, _):
         result = await client.call_tool("score_image", {"image": image})
-        assert result.is_error and expected in result.content[0].text, result.content[0].text
+        assert result.is_error and expected in text(result), text(result)
         still_up = await client.call_tool("score_image", {"image": "sd1.5_normal_000.jpg"})
         assert not still_up.is_error
 
@@ -117,10 +122,10 @@ async def test_undecodable_and_oversized_images_are_tool_errors(offline_scorer):
         corrupt = await client.call_tool("score_image", {"image": fake_png})
         too_big = await client.call_tool("score_image", {"image": big})
         long_prompt = await client.call_tool("score_image", {"image": "x.png", "prompt": "p" * 5000})
-    assert corrupt.is_error and "base64 image" in corrupt.content[0].text
-    assert any(w in corrupt.content[0].text for w in ("not a readable image", "corrupt", "could not be scored"))
-    assert too_big.is_error and "COMFY_QUALITY_MCP_BASE64_MAX_BYTES" in too_big.content[0].text
-    assert long_prompt.is_error and "prompt" in long_prompt.content[0].text
+    assert corrupt.is_error and "base64 image" in text(corrupt)
+    assert any(w in text(corrupt) for w in ("not a readable image", "corrupt", "could not be scored"))
+    assert too_big.is_error and "COMFY_QUALITY_MCP_BASE64_MAX_BYTES" in text(too_big)
+    assert long_prompt.is_error and "prompt" in text(long_prompt)
 
 
 async def test_a_scorer_that_fails_to_load_gives_a_tool_error_and_the_server_stays_up(settings):
@@ -132,6 +137,6 @@ async def test_a_scorer_that_fails_to_load_gives_a_tool_error_and_the_server_sta
     async with connect(settings, Components(scorer_factory=broken)) as (client, _):  # type: ignore[arg-type]
         first = await client.call_tool("score_image", {"image": "sd1.5_normal_000.jpg"})
         tools = await client.list_tools()
-    assert first.is_error and "scorer could not be loaded" in first.content[0].text
-    assert "CUDA out of memory" in first.content[0].text
+    assert first.is_error and "scorer could not be loaded" in text(first)
+    assert "CUDA out of memory" in text(first)
     assert len(tools.tools) == 5
