@@ -59,6 +59,12 @@ class ImageSources:
         text = image.strip()
         if not text:
             raise ImageSourceError("image is empty: pass a local path, an http(s) or s3:// URL, or base64 data")
+        if len(text) > self.base64_max_bytes * 4 // 3 + 4096:
+            raise ImageSourceError(
+                f"image argument is {human_bytes(len(text))} long, more than the largest accepted base64 image "
+                f"({human_bytes(self.base64_max_bytes)} decoded, COMFY_QUALITY_MCP_BASE64_MAX_BYTES); "
+                "pass a URL or a path"
+            )
         lowered = text[:16].lower()
         if lowered.startswith("data:"):
             return LoadedImage(self._data_url(text), "data: URL image", "data_url")

@@ -76,8 +76,10 @@ async def test_base64_forms():
     urlsafe = b64(data).replace("+", "-").replace("/", "_").rstrip("=")
     assert (await sources.load(urlsafe)).data == data
     assert (await sources.load("data:image/png;base64," + b64(data))).kind == "data_url"
-    with pytest.raises(ImageSourceError, match="above the 100 bytes limit"):
-        await ImageSources(base64_max_bytes=100).load(b64(data))
+    with pytest.raises(ImageSourceError, match=r"decoded, above the .* limit"):
+        await ImageSources(base64_max_bytes=len(data) - 1000).load(b64(data))
+    with pytest.raises(ImageSourceError, match=r"image argument is .* long"):
+        await ImageSources(base64_max_bytes=100).load("x" * 5000)
     # base64 that is not an image is not guessed at: it is taken as a (refused) path
     with pytest.raises(SourceRefusedError):
         await sources.load(b64(b"just some text, long enough to look like base64"))

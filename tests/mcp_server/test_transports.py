@@ -120,6 +120,9 @@ def test_stdio_stdout_carries_only_protocol_messages(tmp_path: Path):
 async def test_sse_with_the_sdk_client(tmp_path: Path):
     with http_server(tmp_path, "--transport", "sse") as server:
         assert server.url.endswith("/sse") and server.url.startswith("http://127.0.0.1:")
+        async with httpx.AsyncClient(timeout=30) as raw:
+            rebound = await raw.get(server.url, headers={"Host": "evil.test"})
+        assert rebound.status_code == 421  # DNS-rebinding protection on the SSE endpoint too
         with anyio.fail_after(180):
             async with Client(sse_client(server.url, timeout=30)) as client:
                 await exercise(client, image=b64(IMAGE.read_bytes()))  # a large body over the message POST
