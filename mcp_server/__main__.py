@@ -1,0 +1,66 @@
+"""``python -m mcp_server`` / ``comfy-quality-mcp``: start the comfy-quality MCP server.
+
+    python -m mcp_server                                  stdio (what Claude Desktop, Cursor and VS Code launch)
+    python -m mcp_server --transport http --port 8765     streamable HTTP on http://127.0.0.1:8765/mcp
+    python -m mcp_server --transport sse                  SSE on http://127.0.0.1:8765/sse
+
+Settings come from COMFY_QUALITY_MCP_* / COMFY_QUALITY_* environment variables or .env (see the README); the
+options here override them. Exit codes: 0 stopped, 2 invalid settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import anyio
+from pydantic import ValidationError
+
+from mcp_server.errors import ConfigError
+from mcp_server.serve import configure_logging, run
+from mcp_server.settings import McpSettings
+
+TRANSPORTS = {"stdio": "stdio", "sse": "sse", "http": "http", "streamable-http": "http"}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    summary = __doc__.split("\n\n")[0] if __doc__ else None
+    parser = argparse.ArgumentParser(prog="comfy-quality-mcp", description=summary)
+    parser.add_argument("--transport", choices=sorted(TRANSPORTS), help="default: stdio (COMFY_QUALITY_MCP_TRANSPORT)")
+    parser.add_argument("--host", help="HTTP bind address (default 127.0.0.1; others need a bearer token)")
+    parser.add_argument("--port", type=int, help="HTTP port (default 8765; 0 = any free port)")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = {
+        "transport": TRANSPORTS[args.transport] if args.transport else None,
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+    }
+    try:
+        settings = McpSettings(**{k: v for k, v in overrides.items() if v is not None})
+        settings.check_serving()
+    except ValidationError as exc:
+        print(f"comfy-quality-mcp: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"comfy-quality-mcp: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        anyio.run(run, settings)
+    except KeyboardInterrupt:
+        pass
+    except ConfigError as exc:
+        print(f"comfy-quality-mcp: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The MCP server's exception tree.
+
+Every error a tool raises on purpose derives from :class:`McpServerError`, which is the SDK's ``ToolError``: the
+SDK turns it into an ``is_error`` tool result whose text is the message, so the agent reads what was wrong and
+can fix its call. Anything else escaping a tool is a bug: the SDK logs the traceback and the agent sees only a
+generic failure (no internals, no secrets).
+
+    McpServerError (ToolError)
+    ├── InvalidInputError          an argument is unusable as given (names the argument and the problem)
+    │   ├── ImageSourceError       the ``image`` cannot be read: unknown form, missing file, bad base64, HTTP error
+    │   │   └── SourceRefusedError the source is not allowed: outside the roots, host not allowed, private address
+    │   └── UnknownJobError        no job with that id (never existed, or expired)
+    ├── ServerBusyError            the bounded queue is full: retry later
+    ├── NotConfiguredError         the server has no generator / object store / index configured
+    ├── ScoringError               the image was read but could not be scored (decode, size, scorer unavailable)
+    ├── ServiceError               a component the server relies on failed (generation index, object store)
+    └── GenerationError            the generation failed or was cancelled
+
+:class:`ConfigError` (not a tool error) is raised at start-up for invalid settings, e.g. a public bind without a
+bearer token.
+"""
+
+from __future__ import annotations
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+
+class McpServerError(ToolError):
+    """Base class of every deliberate tool error of :mod:`mcp_server`."""
+
+
+class InvalidInputError(McpServerError):
+    """An argument cannot be used as given."""
+
+
+class ImageSourceError(InvalidInputError):
+    """The ``image`` argument cannot be read."""
+
+
+class SourceRefusedError(ImageSourceError):
+    """The ``image`` source is refused by the server's input-safety rules."""
+
+
+class UnknownJobError(InvalidInputError):
+    """No job with that id."""
+
+
+class ServerBusyError(McpServerError):
+    """Too many requests are running or queued; the caller should retry later."""
+
+
+class NotConfiguredError(McpServerError):
+    """A feature needs a component this server was started without."""
+
+
+class ScoringError(McpServerError):
+    """The image could not be scored."""
+
+
+class ServiceError(McpServerError):
+    """A component the server relies on failed."""
+
+
+class GenerationError(McpServerError):
+    """A generation could not be run."""
+
+
+class ConfigError(Exception):
+    """The server's settings are invalid (raised at start-up, before serving)."""

@@ -1,0 +1,212 @@
+"""The server's shared state (:class:`AppState`) and where its components are built.
+
+**Wiring point**: :func:`build_components` is the one place that constructs the scorer, the refinement
+orchestrator (``Generator``), the object store and the generation index from settings. Everything else in the
+server receives them through :class:`AppState` (``ctx.request_context.lifespan_context``). A deployment can
+replace the built-in wiring without editing it: ``COMFY_QUALITY_MCP_COMPONENTS=package.module:function``
+names a function ``(McpSettings) -> Components`` or ``(McpSettings) -> AsyncContextManager[Components]``
+(the subprocess tests use this to run the server against in-test components).
+
+Lifetime: :func:`open_app_state` is entered once per process (by ``python -m mcp_server`` around the transport,
+or by the SDK lifespan for an in-memory server), so models load once and every connection (stdio, each SSE
+stream, each streamable-HTTP session) shares them, the job table and the concurrency limits. Model loading starts
+at once in a worker thread, so the server answers ``initialize`` and ``tools/list`` immediately; the first
+``score_image`` waits for the models.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import cast
+
+import anyio
+from anyio.abc import TaskGroup
+
+from mcp_server.errors import ConfigError, ScoringError
+from mcp_server.jobs import JobManager
+from mcp_server.limits import Gate
+from mcp_server.netguard import UrlPolicy
+from mcp_server.protocols import GenerationIndex, Generator, ImageScorer, ObjectStore
+from mcp_server.settings import McpSettings
+from mcp_server.sources import ImageSources
+from quality.image_io import DEFAULT_MAX_BYTES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    """What the server is built from. Only the scorer is required; without a generator the generation tools
+    answer 'not configured', without a store ``s3://`` images are refused, without an index
+    ``list_generations`` shows this server's jobs only."""
+
+    scorer_factory: Callable[[], ImageScorer]
+    """Builds the scorer (blocking, loads the models); called once, in a worker thread."""
+    generator: Generator | None = None
+    store: ObjectStore | None = None
+    index: GenerationIndex | None = None
+    trusted_hosts: list[str] = field(default_factory=list)
+    """``host[:port]`` of the server's own services (MinIO, ComfyUI): URLs to them are accepted, also on
+    private addresses."""
+    max_image_bytes: int = DEFAULT_MAX_BYTES
+
+
+@asynccontextmanager
+async def build_components(settings: McpSettings) -> AsyncIterator[Components]:
+    """THE WIRING POINT: build the real components from settings (and close them on exit)."""
+    if settings.components:
+        async with _custom_components(settings) as custom:
+            yield custom
+        return
+
+    from quality.settings import QualitySettings
+
+    quality_settings = QualitySettings()
+
+    def scorer_factory() -> ImageScorer:
+        from quality.scorer import Scorer
+
+        return Scorer(quality_settings)
+
+    # ------------------------------------------------------------------------------------------------------
+    # WIRING (lead): construct the real orchestrator, store and index here, e.g.
+    #   store = storage.Store.from_settings(...)          → wrap in an ObjectStore adapter (handles/read)
+    #   index = storage.Index(path)                       → wrap in a GenerationIndex adapter (recent)
+    #   generator = refinement.Orchestrator(scorer, store, comfyui_client, ...)   (a refinement.api.Generator)
+    #   trusted_hosts = [comfyui host:port, S3 endpoint host:port]
+    # and close them after the yield. Until then the server scores images and reports generation as
+    # not configured.
+    # ------------------------------------------------------------------------------------------------------
+    generator: Generator | None = None
+    store: ObjectStore | None = None
+    index: GenerationIndex | None = None
+    trusted_hosts: list[str] = []
+
+    yield Components(
+        scorer_factory=scorer_factory,
+        generator=generator,
+        store=store,
+        index=index,
+        trusted_hosts=trusted_hosts,
+        max_image_bytes=quality_settings.max_image_bytes,
+    )
+
+
+@asynccontextmanager
+async def _custom_components(settings: McpSettings) -> AsyncIterator[Components]:
+    target = settings.components or ""
+    module_name, _, attr = target.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr or "components")
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"COMFY_QUALITY_MCP_COMPONENTS={target!r} cannot be imported: {exc}") from exc
+    made = factory(settings)
+    if isinstance(made, Components):
+        yield made
+    elif hasattr(made, "__aenter__"):
+        async with cast(AbstractAsyncContextManager[Components], made) as components:
+            yield components
+    else:
+        raise ConfigError(f"{target} returned {type(made).__name__}, not Components or an async context manager")
+
+
+class ScorerHandle:
+    """The scorer, loading in a worker thread from start-up; :meth:`get` waits for it."""
+
+    def __init__(self, factory: Callable[[], ImageScorer]) -> None:
+        self._factory = factory
+        self._ready = anyio.Event()
+        self._scorer: ImageScorer | None = None
+        self._error: str | None = None
+
+    def start(self, tg: TaskGroup) -> None:
+        tg.start_soon(self._load, name="load scoring models")
+
+    async def _load(self) -> None:
+        try:
+            self._scorer = await anyio.to_thread.run_sync(self._factory, abandon_on_cancel=True)
+            log.info("scoring models loaded")
+        except Exception as exc:
+            log.exception("the scorer could not be loaded")
+            self._error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._ready.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def get(self) -> ImageScorer:
+        await self._ready.wait()
+        if self._scorer is None:
+            raise ScoringError(f"the scorer could not be loaded on this server ({self._error}); see its log")
+        return self._scorer
+
+    def close(self) -> None:
+        close = getattr(self._scorer, "close", None)
+        if callable(close):
+            close()
+
+
+@dataclass
+class AppState:
+    """Everything the tools share; ``ctx.request_context.lifespan_context`` in a tool."""
+
+    settings: McpSettings
+    scorer: ScorerHandle
+    sources: ImageSources
+    score_gate: Gate
+    jobs: JobManager
+    store: ObjectStore | None
+    index: GenerationIndex | None
+
+
+@asynccontextmanager
+async def open_app_state(settings: McpSettings, components: Components | None = None) -> AsyncIterator[AppState]:
+    """Build the shared state (components from :func:`build_components` unless given) and close it on exit."""
+    if components is None:
+        async with build_components(settings) as built, open_app_state(settings, built) as state:
+            yield state
+        return
+    policy = UrlPolicy(
+        allowlist=list(settings.url_allowlist),
+        trusted_hosts=list(components.trusted_hosts),
+        allow_private_networks=settings.allow_private_networks,
+        max_bytes=min(settings.download_max_bytes, components.max_image_bytes),
+        timeout_seconds=settings.download_timeout_seconds,
+        max_redirects=settings.max_redirects,
+    )
+    sources = ImageSources(
+        roots=list(settings.roots),
+        policy=policy,
+        store=components.store,
+        base64_max_bytes=min(settings.base64_max_bytes, components.max_image_bytes),
+        file_max_bytes=components.max_image_bytes,
+    )
+    scorer = ScorerHandle(components.scorer_factory)
+    generation_gate = Gate("generations", running=settings.generation_concurrency, queued=settings.generation_queue)
+    jobs = JobManager(
+        components.generator,
+        generation_gate,
+        retention_seconds=settings.job_retention_seconds,
+        max_kept=settings.max_jobs_kept,
+    )
+    async with anyio.create_task_group() as tg, jobs:
+        scorer.start(tg)
+        try:
+            yield AppState(
+                settings=settings,
+                scorer=scorer,
+                sources=sources,
+                score_gate=Gate("score requests", running=settings.score_concurrency, queued=settings.score_queue),
+                jobs=jobs,
+                store=components.store,
+                index=components.index,
+            )
+        finally:
+            tg.cancel_scope.cancel()
+            scorer.close()

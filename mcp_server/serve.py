@@ -1,0 +1,66 @@
+"""Run the server on a transport: stdio (default), SSE or streamable HTTP.
+
+* stdio: the SDK lifespan opens the shared state *inside* the stdio transport, after the SDK has pointed fd 1
+  at stderr, so nothing a library prints while loading models can reach the protocol stream.
+* SSE / HTTP: the shared state is opened once, before serving, and every connection (each SSE stream, each
+  streamable-HTTP session) uses it. The listening socket is bound here (``port=0`` picks a free port) and the
+  address is logged to stderr as ``listening on http://HOST:PORT/PATH`` once the socket accepts connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import uvicorn
+
+from mcp_server.lifespan import open_app_state
+from mcp_server.server import build_server, http_app
+from mcp_server.settings import McpSettings
+
+log = logging.getLogger("mcp_server")
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr (stdout carries the protocol in stdio mode); quiet the chattier libraries."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_comfy_quality", False) for h in root.handlers):
+        handler = logging.StreamHandler()  # stderr
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._comfy_quality = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "mcp.server.streamable_http_manager", "sse_starlette"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def run(settings: McpSettings) -> None:
+    if settings.transport == "stdio":
+        await build_server(settings).run_stdio_async()
+        return
+    settings.check_serving()
+    sock = _bind(settings.host, settings.port)
+    try:
+        async with open_app_state(settings) as state:
+            server = build_server(settings, state=state)
+            app = http_app(server, settings)
+            config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=3)
+            host, port = sock.getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            path = settings.sse_path if settings.transport == "sse" else settings.http_path
+            auth = "bearer token required" if settings.token() else "no auth (loopback only)"
+            log.info("listening on http://%s:%d%s (%s, %s)", shown, port, path, settings.transport, auth)
+            await uvicorn.Server(config).serve(sockets=[sock])
+    finally:
+        sock.close()

@@ -1,0 +1,152 @@
+"""``build_server(settings)``: the comfy-quality MCP server, and the HTTP apps for its SSE / streamable HTTP
+transports (DNS-rebinding protection on, bearer token when configured)."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
+from mcp.types import ToolAnnotations
+from starlette.applications import Starlette
+
+from mcp_server import tools
+from mcp_server.lifespan import AppState, Components, open_app_state
+from mcp_server.settings import McpSettings, is_loopback_host
+
+SERVER_NAME = "comfy-quality"
+INSTRUCTIONS = (
+    "comfy-quality scores images and generates good ones. score_image grades any image (A–F, composite 0–10 over "
+    "technical, aesthetic, prompt adherence and detail). generate_quality renders with ComfyUI, scores every "
+    "attempt and retries until the quality threshold is met; long jobs return a job_id to poll with "
+    "generation_status. Images come back as URLs, with at most a small preview."
+)
+LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+
+
+class StaticTokenVerifier:
+    """Accepts exactly one bearer token (compared in constant time)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if hmac.compare_digest(token.encode(), self._token):
+            return AccessToken(token="static", client_id="comfy-quality-client", scopes=[])
+        return None
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("comfy-quality")
+    except metadata.PackageNotFoundError:
+        return "0.1.0"
+
+
+def build_server(
+    settings: McpSettings | None = None,
+    *,
+    state: AppState | None = None,
+    components: Components | None = None,
+) -> MCPServer[AppState]:
+    """The MCP server. With ``state``, every connection shares that (already open) state; without it, the SDK
+    lifespan opens one per run (from ``components``, or :func:`~mcp_server.lifespan.build_components`)."""
+    settings = settings or McpSettings()
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        if state is not None:
+            yield state
+            return
+        async with open_app_state(settings, components) as opened:
+            yield opened
+
+    token = settings.token()
+    server: MCPServer[AppState] = MCPServer(
+        SERVER_NAME,
+        title="comfy-quality: image quality scoring and quality-checked generation",
+        instructions=INSTRUCTIONS,
+        version=_version(),
+        lifespan=lifespan,
+        log_level=settings.log_level,
+        token_verifier=StaticTokenVerifier(token) if token else None,
+        # issuer_url is only used when the server is also an OAuth authorization server (it is not)
+        auth=AuthSettings(issuer_url="http://localhost", resource_server_url=None) if token else None,
+    )
+    server.add_tool(
+        tools.score_image,
+        title="Score an image",
+        description=tools.SCORE_IMAGE_DESCRIPTION,
+        annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True, idempotent_hint=True),
+    )
+    server.add_tool(
+        tools.generate_quality,
+        title="Generate a quality-checked image",
+        description=tools.GENERATE_DESCRIPTION,
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True),
+    )
+    server.add_tool(
+        tools.generation_status,
+        title="Generation job status",
+        description=tools.STATUS_DESCRIPTION,
+        annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True),
+    )
+    server.add_tool(
+        tools.cancel_generation,
+        title="Cancel a generation job",
+        description=tools.CANCEL_DESCRIPTION,
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True),
+    )
+    server.add_tool(
+        tools.list_generations,
+        title="List generations",
+        description=tools.LIST_DESCRIPTION,
+        annotations=ToolAnnotations(read_only_hint=True),
+    )
+    return server
+
+
+def transport_security(settings: McpSettings) -> TransportSecuritySettings:
+    """DNS-rebinding protection, always on: loopback names, the bind host, and the configured extras."""
+    hosts = list(LOOPBACK_HOSTS)
+    origins = list(LOOPBACK_ORIGINS)
+    host = settings.host
+    if not is_loopback_host(host) and host not in ("0.0.0.0", "::", ""):
+        shown = f"[{host}]" if ":" in host else host
+        hosts.append(f"{shown}:*")
+        origins += [f"http://{shown}:*", f"https://{shown}:*"]
+    hosts += settings.allowed_hosts
+    origins += settings.allowed_origins
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+def request_body_limit(settings: McpSettings) -> int:
+    """Large enough for the biggest accepted base64 image (4/3 of its size) plus the JSON around it."""
+    return max(DEFAULT_MAX_REQUEST_BODY_SIZE, settings.base64_max_bytes * 4 // 3 + 64 * 1024)
+
+
+def http_app(server: MCPServer[AppState], settings: McpSettings) -> Starlette:
+    """The Starlette app for ``settings.transport`` (``sse`` or ``http``)."""
+    security = transport_security(settings)
+    limit = request_body_limit(settings)
+    if settings.transport == "sse":
+        return server.sse_app(
+            sse_path=settings.sse_path,
+            message_path="/messages/",
+            max_request_body_size=limit,
+            transport_security=security,
+            host=settings.host,
+        )
+    return server.streamable_http_app(
+        streamable_http_path=settings.http_path,
+        max_request_body_size=limit,
+        transport_security=security,
+        host=settings.host,
+    )

@@ -1,0 +1,294 @@
+"""The MCP tools: thin functions that validate, delegate, map errors and report progress.
+
+Descriptions are written for the LLM that calls them: what each tool is for, which strategy to choose, what
+the grades mean, what to do when a job is still running.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Annotated, Literal
+
+import anyio
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
+from pydantic import Field, ValidationError
+
+from mcp_server.errors import InvalidInputError, ScoringError, ServiceError
+from mcp_server.lifespan import AppState
+from mcp_server.models import GenerationList, GenerationOutput, RecentQuery, ScoreResult
+from mcp_server.netguard import redact_text
+from mcp_server.outputs import generation_output, job_summary, preview_for, score_result, tool_result
+from quality.composite import Grade
+from quality.errors import QualityError
+from refinement.api import GenerationRequest, LoraRequest, ProgressUpdate, Strategy
+
+log = logging.getLogger(__name__)
+
+GRADES_TEXT = "Grades: A ≥ 8 excellent, B ≥ 6.5 good, C ≥ 5 acceptable, D ≥ 3 poor, F failed (e.g. blank or broken). "
+
+SCORE_IMAGE_DESCRIPTION = (
+    "Score an image's quality on four dimensions, each 0–10: technical (artifacts, noise, blur: BRISQUE, NIQE), "
+    "aesthetic (composition, colour: LAION aesthetic, NIMA), prompt adherence (CLIP similarity to `prompt`; "
+    "only when a prompt is given) and detail (TOPIQ, edge density), combined into a composite 0–10 and a grade. "
+    + GRADES_TEXT
+    + "Use it to check an image before showing or using it, or to compare candidates (higher composite wins). "
+    "The result says which metrics ran; when model weights are missing on the server a dimension is "
+    "'unavailable' and the grade is marked partial (computed over what was scored), never guessed."
+)
+
+GENERATE_DESCRIPTION = (
+    "Generate an image with ComfyUI and make sure it is good: every attempt is scored like score_image; when the "
+    "composite is below quality_threshold the server retries with retry_strategy, up to max_attempts, and "
+    "returns the best image as a URL (with a small preview), its grade and scores, and every attempt's exact "
+    "parameters. "
+    + GRADES_TEXT
+    + "The default threshold 7.0 asks for a solid B; above 8 rarely succeeds within 3 attempts.\n"
+    "Strategies: 'progressive' (default, good general choice: more steps and cfg each attempt), 'seed_search' "
+    "(same settings, new seeds: when the composition or content is off), 'prompt_enhance' (adds quality terms "
+    "to the prompt: when aesthetic or detail is weak), 'adaptive' (changes whatever the weakest dimension of the "
+    "last attempt calls for), 'best_of_n' (renders best_of_n seeds per attempt and keeps the best: most "
+    "reliable, costs the most GPU time).\n"
+    "Long jobs: the call waits at most wait_seconds (default 20). If the job is not finished by then, the result "
+    "has status 'running' and a job_id: call generation_status(job_id) to wait again (each call waits up to "
+    "wait_seconds) and cancel_generation(job_id) to stop it. Cancelling this call while it waits also cancels "
+    "the generation."
+)
+
+STATUS_DESCRIPTION = (
+    "Status and result of a generation job started by generate_quality: waits up to wait_seconds for it to "
+    "finish (0: answer at once), reporting progress meanwhile. A finished job returns the same result as "
+    "generate_quality. Cancelling this call only stops waiting; the job keeps running."
+)
+
+CANCEL_DESCRIPTION = (
+    "Cancel a generation job started by generate_quality (stops its ComfyUI render). Returns the job's final "
+    "state; cancelling a finished job changes nothing."
+)
+
+LIST_DESCRIPTION = (
+    "List this server's generation jobs still running and the most recent stored generations (newest first) "
+    "with their grade, composite score and image URL; filter by grade, status or prompt words."
+)
+
+
+def _state(ctx: Context[AppState]) -> AppState:
+    return ctx.request_context.lifespan_context
+
+
+class ProgressReporter:
+    """Forwards orchestrator progress to the calling client as MCP progress notifications (0–100, strictly
+    increasing as the protocol requires; a stage message that does not advance the figure is nudged by 0.01)."""
+
+    def __init__(self, ctx: Context[AppState]) -> None:
+        self._ctx = ctx
+        self._last = -1.0
+
+    async def send(self, value: float, message: str, total: float = 100.0) -> None:
+        if value <= self._last:
+            value = self._last + 0.01
+        if value > total:
+            return
+        self._last = value
+        try:
+            await self._ctx.report_progress(round(value, 2), total, message)
+        except Exception as exc:  # the client went away: progress is best effort
+            log.debug("progress notification not sent: %s", exc)
+
+    async def update(self, update: ProgressUpdate) -> None:
+        text = update.message
+        if update.attempt > 0:
+            text = f"attempt {update.attempt}/{update.max_attempts}: {text}"
+        if update.step is not None and update.steps:
+            text += f" (step {update.step}/{update.steps})"
+        await self.send(update.progress * 100.0, text)
+
+
+# -- score_image ---------------------------------------------------------------------------------------------
+async def score_image(
+    image: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="the image: a local path (under the server's allowed folders), an http(s) URL (allowed "
+            "hosts only), an s3://bucket/key or MinIO URL, base64 data, or a data:image/...;base64,... URL",
+        ),
+    ],
+    ctx: Context[AppState],
+    prompt: Annotated[
+        str | None,
+        Field(max_length=4000, description="what the image should show; enables the prompt adherence dimension"),
+    ] = None,
+) -> ScoreResult:
+    state = _state(ctx)
+    progress = ProgressReporter(ctx)
+    started = anyio.current_time()
+    async with state.score_gate.slot() as queued:
+        await progress.send(0, "reading the image", total=3)
+        t0 = anyio.current_time()
+        loaded = await state.sources.load(image)
+        fetched = anyio.current_time() - t0
+        if not state.scorer.ready:
+            await progress.send(0.5, "waiting for the scoring models to load", total=3)
+        scorer = await state.scorer.get()
+        await progress.send(1, "scoring", total=3)
+        t1 = anyio.current_time()
+        try:
+            report = await anyio.to_thread.run_sync(
+                functools.partial(scorer.score, loaded.data, prompt, source_name=loaded.name)
+            )
+        except QualityError as exc:
+            raise ScoringError(str(exc)) from exc
+        except Exception as exc:  # the scorer's contract is QualityError; anything else: report, log, stay up
+            log.exception("scoring %s failed unexpectedly", loaded.name)
+            raise ScoringError(f"{loaded.name} could not be scored: {type(exc).__name__}: {exc}") from exc
+        scored = anyio.current_time() - t1
+    await progress.send(3, f"scored: grade {report.grade}", total=3)
+    return score_result(report, fetch=fetched, queue=queued, score=scored, total=anyio.current_time() - started)
+
+
+# -- generation ----------------------------------------------------------------------------------------------
+WaitSeconds = Annotated[
+    float | None,
+    Field(
+        ge=0,
+        le=3600,
+        description="longest time this call waits before returning the job id (default 20 s; "
+        "the server caps it below common client timeouts)",
+    ),
+]
+ReturnScores = Annotated[
+    bool, Field(description="include the best image's scores and every attempt's parameters and scores")
+]
+IncludePreview = Annotated[bool, Field(description="attach a small (≤ 100 KB) JPEG preview of the best image")]
+
+
+def _wait_for(state: AppState, wait_seconds: float | None) -> float:
+    wanted = state.settings.default_wait_seconds if wait_seconds is None else wait_seconds
+    return min(wanted, state.settings.max_wait_seconds)
+
+
+async def _respond(state: AppState, job_id: str, return_scores: bool, include_preview: bool) -> CallToolResult:
+    job = state.jobs.get(job_id)
+    output = generation_output(job, return_scores=return_scores)
+    preview = None
+    if include_preview and state.settings.preview and job.is_done and output.image_url:
+        preview = await preview_for(output.image_url, state.store, state.settings, state.sources.file_max_bytes)
+    return tool_result(output, preview)
+
+
+async def generate_quality(
+    prompt: Annotated[str, Field(min_length=1, max_length=4000, description="what the image should show")],
+    ctx: Context[AppState],
+    negative_prompt: Annotated[str | None, Field(max_length=4000, description="what to avoid")] = None,
+    workflow: Annotated[
+        str | None,
+        Field(
+            description="template name (flux-dev, sdxl, sd15), a server-side workflow file, or API-format "
+            "workflow JSON; default: the server's template"
+        ),
+    ] = None,
+    quality_threshold: Annotated[
+        float, Field(ge=0, le=10, description="stop as soon as an attempt's composite reaches this (0–10)")
+    ] = 7.0,
+    max_attempts: Annotated[int, Field(ge=1, le=10, description="most renders to try")] = 3,
+    retry_strategy: Annotated[Strategy, Field(description="how to change the next attempt (see above)")] = (
+        "progressive"
+    ),
+    seed: Annotated[int | None, Field(ge=0, lt=2**63, description="first attempt's seed; random if omitted")] = None,
+    steps: Annotated[int | None, Field(ge=1, le=200, description="sampler steps of the first attempt")] = None,
+    cfg: Annotated[float | None, Field(ge=0, le=30, description="classifier-free guidance scale")] = None,
+    guidance: Annotated[float | None, Field(ge=0, le=30, description="Flux guidance (Flux workflows)")] = None,
+    sampler: Annotated[str | None, Field(max_length=100, description="ComfyUI sampler name, e.g. euler")] = None,
+    scheduler: Annotated[str | None, Field(max_length=100, description="ComfyUI scheduler, e.g. karras")] = None,
+    width: Annotated[int | None, Field(ge=64, le=4096, description="image width in pixels")] = None,
+    height: Annotated[int | None, Field(ge=64, le=4096, description="image height in pixels")] = None,
+    loras: Annotated[list[LoraRequest] | None, Field(max_length=8, description="LoRAs to apply")] = None,
+    best_of_n: Annotated[int, Field(ge=2, le=16, description="images per attempt for best_of_n")] = 4,
+    return_scores: ReturnScores = True,
+    include_preview: IncludePreview = True,
+    wait_seconds: WaitSeconds = None,
+) -> Annotated[CallToolResult, GenerationOutput]:
+    state = _state(ctx)
+    try:
+        request = GenerationRequest(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            workflow=workflow,
+            quality_threshold=quality_threshold,
+            max_attempts=max_attempts,
+            retry_strategy=retry_strategy,
+            seed=seed,
+            steps=steps,
+            cfg=cfg,
+            guidance=guidance,
+            sampler=sampler,
+            scheduler=scheduler,
+            width=width,
+            height=height,
+            loras=loras or [],
+            best_of_n=best_of_n,
+            source="mcp",
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidInputError(f"invalid generation request: {problems}") from exc
+    job = state.jobs.submit(request)
+    progress = ProgressReporter(ctx)
+    try:
+        await state.jobs.wait(job, _wait_for(state, wait_seconds), progress.update)
+    except anyio.get_cancelled_exc_class():
+        state.jobs.cancel(job.id)  # the caller cancelled this call: stop the generation it started
+        raise
+    return await _respond(state, job.id, return_scores, include_preview)
+
+
+async def generation_status(
+    job_id: Annotated[str, Field(min_length=1, max_length=64, description="job_id from generate_quality")],
+    ctx: Context[AppState],
+    wait_seconds: WaitSeconds = None,
+    return_scores: ReturnScores = True,
+    include_preview: IncludePreview = True,
+) -> Annotated[CallToolResult, GenerationOutput]:
+    state = _state(ctx)
+    job = state.jobs.get(job_id)
+    await state.jobs.wait(job, _wait_for(state, wait_seconds), ProgressReporter(ctx).update)
+    return await _respond(state, job.id, return_scores, include_preview)
+
+
+async def cancel_generation(
+    job_id: Annotated[str, Field(min_length=1, max_length=64, description="job_id from generate_quality")],
+    ctx: Context[AppState],
+) -> Annotated[CallToolResult, GenerationOutput]:
+    state = _state(ctx)
+    job = state.jobs.cancel(job_id)
+    with anyio.move_on_after(5):  # let the orchestrator stop its ComfyUI job before answering
+        await job.done.wait()
+    return await _respond(state, job.id, return_scores=True, include_preview=False)
+
+
+async def list_generations(
+    ctx: Context[AppState],
+    limit: Annotated[int, Field(ge=1, le=100, description="most stored generations to return")] = 10,
+    grades: Annotated[list[Grade] | None, Field(description="only these grades, e.g. ['A', 'B']")] = None,
+    statuses: Annotated[
+        list[Literal["success", "best_effort", "failed"]] | None, Field(description="only these outcomes")
+    ] = None,
+    text: Annotated[str | None, Field(max_length=500, description="words that must occur in the prompt")] = None,
+) -> GenerationList:
+    state = _state(ctx)
+    active = [job_summary(j) for j in state.jobs.active()]
+    if state.index is None:
+        return GenerationList(
+            active=active,
+            recent=[],
+            index_available=False,
+            note="this server has no generation index configured: only its running jobs are listed",
+        )
+    query = RecentQuery(limit=limit, grades=grades or [], statuses=statuses or [], text=text)
+    try:
+        recent = await state.index.recent(query)
+    except Exception as exc:
+        raise ServiceError(f"the generation index could not be queried: {redact_text(str(exc))}") from exc
+    return GenerationList(active=active, recent=recent[:limit], index_available=True)
