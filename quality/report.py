@@ -85,6 +85,30 @@ class Coverage(BaseModel):
     metrics_unavailable: dict[str, str] = Field(default_factory=dict, description="metric name → reason it did not run")
 
 
+class CalibrationInfo(BaseModel):
+    """How the technical and detail scores were obtained (see :mod:`quality.calibration`)."""
+
+    enabled: bool = Field(description="calibration requested by the settings (COMFY_QUALITY_CALIBRATION)")
+    used: bool = Field(False, description="at least one dimension score comes from the calibration model")
+    dimensions: dict[str, Literal["calibrated", "spec_table"]] = Field(
+        default_factory=dict, description="per calibrated dimension: which mapping produced its score"
+    )
+    reason: str | None = Field(None, description="why the spec-table mapping was used instead, if it was")
+    model: str | None = Field(None, description="identity: name, file hash, cross-validated SROCC")
+    model_sha256: str | None = None
+    features: int | None = Field(None, description="number of handcrafted features (plus the patch codebooks)")
+    features_sha256: str | None = Field(None, description="hash of the ordered feature-name list")
+    features_version: str | None = None
+    seed: int | None = None
+    dataset_labels_sha256: str | None = None
+    dataset_images_sha256: str | None = None
+    cross_validation: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="SROCC vs human scores of models that never saw the images scored"
+    )
+    predicted_mos: dict[str, float] = Field(default_factory=dict, description="per dimension, on the fit set's scale")
+    seconds: float | None = None
+
+
 class ImageInfo(BaseModel):
     width: int
     height: int
@@ -109,6 +133,7 @@ class QualityReport(QualityBlock):
     device: str
     versions: dict[str, str] = Field(default_factory=dict)
     calibration: str | None = Field(None, description="identity of the calibration model used, if any")
+    calibration_info: CalibrationInfo | None = Field(None, description="calibration details (None: not enabled)")
     seconds: float = Field(description="wall time to score this image")
     timings: dict[str, float] = Field(default_factory=dict, description="seconds per backend")
 

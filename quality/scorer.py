@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
@@ -33,6 +33,7 @@ from quality.models import load_backend
 from quality.normalize import in_plausible_range, to_score
 from quality.report import (
     AestheticScores,
+    CalibrationInfo,
     Coverage,
     DetailScores,
     DimensionStatus,
@@ -44,6 +45,9 @@ from quality.report import (
 from quality.settings import QualitySettings, resolve_device
 from quality.specs import DIMENSIONS, METRICS, Dimension
 from quality.weights import WeightsStore
+
+if TYPE_CHECKING:
+    from quality.calibration import CalibrationModel
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +98,7 @@ class Scorer:
         backends: Mapping[str, str | type[Backend]] | None = None,
         options: Mapping[str, object] | None = None,
         load: bool = True,
+        calibration_model: CalibrationModel | None = None,
     ) -> None:
         self.settings = settings or QualitySettings()
         self.weights = weights or WeightsStore(self.settings.weights_dir, offline=self.settings.offline)
@@ -106,6 +111,8 @@ class Scorer:
         self._versions: dict[str, str] = {}
         self._pool = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="quality")
         self._loaded = False
+        self._calibration: CalibrationModel | None = calibration_model
+        self._calibration_error: str | None = None
         self.load_seconds = 0.0
         if load:
             self.load()
@@ -147,6 +154,14 @@ class Scorer:
         for name in METRICS:
             if name not in self._enabled:
                 self._unavailable[name] = "disabled by settings (COMFY_QUALITY_METRICS)"
+        if self.settings.calibration and self._calibration is None:
+            try:
+                from quality.calibration import load_default
+
+                self._calibration = load_default()
+            except QualityError as exc:
+                self._calibration_error = str(exc)
+                log.warning("calibration unavailable, using the spec-table mapping: %s", exc)
         self._loaded = True
         self.load_seconds = time.perf_counter() - started
 
@@ -215,10 +230,12 @@ class Scorer:
                     name,
                     MetricResult(name=name, dimension=spec.dimension, status="error", reason="flat image"),
                 )
+            calibrated, calibration = self._calibrate(prepared, results, {}, timings, flat=True)
         else:
-            self._run_backends(prepared, prompt, results, timings)
+            extras = self._run_backends(prepared, prompt, results, timings)
+            calibrated, calibration = self._calibrate(prepared, results, extras, timings, flat=False)
 
-        return self._assemble(prepared, prompt, results, timings, notes, flat, started)
+        return self._assemble(prepared, prompt, results, timings, notes, flat, started, calibrated, calibration)
 
     def _run_backends(
         self,
@@ -226,11 +243,15 @@ class Scorer:
         prompt: str | None,
         results: dict[str, MetricResult],
         timings: dict[str, float],
-    ) -> None:
+    ) -> dict[str, dict[str, Any]]:
+        """Run the backends; fills ``results``/``timings`` and returns each backend's reusable extras."""
+        extras: dict[str, dict[str, Any]] = {}
+
         def run(backend: Backend) -> tuple[dict[str, float] | Exception, float]:
             t0 = time.perf_counter()
             try:
-                return backend.compute(prepared, prompt), time.perf_counter() - t0
+                values, extras[backend.name] = backend.compute_detailed(prepared, prompt)
+                return values, time.perf_counter() - t0
             except Exception as exc:  # a metric failure must not sink the other metrics
                 return exc, time.perf_counter() - t0
 
@@ -272,13 +293,88 @@ class Scorer:
                     seconds=round(seconds, 4),
                     version=self._versions.get(name),
                 )
+        return extras
 
-    def _dimension_scores(self, results: Mapping[str, MetricResult]) -> dict[Dimension, float | None]:
+    def _calibrate(
+        self,
+        prepared: PreparedImage,
+        results: Mapping[str, MetricResult],
+        extras: Mapping[str, Mapping[str, Any]],
+        timings: dict[str, float],
+        *,
+        flat: bool,
+    ) -> tuple[dict[Dimension, float], CalibrationInfo | None]:
+        """Calibrated dimension scores (those the model could produce) and what the report says about it.
+
+        The model works on the image reduced to its working size; when that is the image itself, the NSS
+        backend's features of the same pixels are reused rather than computed again.
+        """
+        if not self.settings.calibration:
+            return {}, None
+        model = self._calibration
+        if model is None:
+            reason = self._calibration_error or "no calibration model is loaded"
+            return {}, CalibrationInfo(enabled=True, reason=f"{reason}; spec-table mapping used")
+        info = CalibrationInfo(
+            enabled=True, model=model.identity(), model_sha256=model.sha256, features=len(model.feature_names),
+            features_sha256=model.features_sha256(), features_version=model.meta.get("features_version"),
+            seed=model.meta.get("seed"), dataset_labels_sha256=model.meta.get("dataset", {}).get("labels_sha256"),
+            dataset_images_sha256=model.meta.get("dataset", {}).get("images_sha256"),
+            cross_validation=model.meta.get("cv", {}), dimensions=dict.fromkeys(model.dimensions, "spec_table"),
+        )  # fmt: skip
+        missing = [m for m in model.requires if m not in results or results[m].status != "ok"]
+        wanted = [
+            cast(Dimension, d) for d, covers in model.dimensions.items()
+            if all(c in results and results[c].status == "ok" for c in covers)
+        ]  # fmt: skip
+        if flat:
+            info.reason = "flat image: graded F without metrics"
+        elif missing:
+            info.reason = f"the calibration needs {', '.join(missing)}, which did not run: spec-table mapping used"
+        elif not wanted:
+            info.reason = "the metrics the calibrated dimensions replace did not run: spec-table mapping used"
+        if info.reason is not None:
+            return {}, info
+        started = time.perf_counter()
+        working = prepared.fit(model.working_side)
+        nss_extra = extras.get("nss", {})
+        reuse = working is prepared.rgb and nss_extra.get("shape") == tuple(working.shape)
+        try:
+            scores, mos = model.score(working, nss_extra.get("nss") if reuse else None, nss_extra.get("params"))
+        except (QualityError, ValueError) as exc:
+            info.reason = f"calibration features undefined for this image ({exc}): spec-table mapping used"
+            return {}, info
+        finally:
+            timings["calibration"] = round(time.perf_counter() - started, 4)
+        calibrated = {d: scores[d] for d in wanted if d in scores}
+        for d in calibrated:
+            info.dimensions[d] = "calibrated"
+        skipped = [d for d in model.dimensions if d not in calibrated]
+        if skipped:
+            info.reason = f"{', '.join(skipped)}: the metrics it replaces did not run; spec-table mapping used"
+        info.used = bool(calibrated)
+        info.predicted_mos = {d: round(mos[d], 4) for d in calibrated}
+        info.seconds = timings["calibration"]
+        return calibrated, info
+
+    def _dimension_scores(
+        self, results: Mapping[str, MetricResult], calibrated: Mapping[Dimension, float] | None = None
+    ) -> dict[Dimension, float | None]:
+        """Weighted mean of each dimension's metric scores. A calibrated dimension score stands in for the
+        metrics the model replaces (with their summed weight); other metrics of that dimension (e.g. TOPIQ in
+        detail, when it runs) keep their spec-table scores and weights."""
+        calibrated = calibrated or {}
+        covers = self._calibration.dimensions if self._calibration is not None else {}
         scores: dict[Dimension, float | None] = {}
         for dim in DIMENSIONS:
+            replaced = set(covers.get(dim, [])) if dim in calibrated else set()
             ok = [
-                (METRICS[r.name].weight, r.score) for r in results.values() if r.dimension == dim and r.status == "ok"
+                (METRICS[r.name].weight, r.score)
+                for r in results.values()
+                if r.dimension == dim and r.status == "ok" and r.name not in replaced
             ]
+            if replaced:
+                ok.append((sum(METRICS[m].weight for m in replaced), calibrated[dim]))
             total = sum(w for w, _ in ok)
             scores[dim] = round(sum(w * s for w, s in ok if s is not None) / total, 4) if total > 0 else None
         return scores
@@ -292,10 +388,12 @@ class Scorer:
         notes: list[str],
         flat: bool,
         started: float,
+        calibrated: Mapping[Dimension, float] | None = None,
+        calibration: CalibrationInfo | None = None,
     ) -> QualityReport:
         cfg = self.settings.composite
         not_applicable: frozenset[Dimension] = frozenset(("prompt_adherence",) if prompt is None else ())
-        dims = self._dimension_scores(results)
+        dims = self._dimension_scores(results, calibrated)
         if flat:
             composite = combine(dict.fromkeys(DIMENSIONS), cfg, not_applicable=not_applicable)
             composite_score, grade, coverage_value, partial = 0.0, cast(Grade, "F"), 0.0, False
@@ -341,6 +439,8 @@ class Scorer:
             image=prepared.info,
             device=self.device,
             versions=versions,
+            calibration=calibration.model if calibration is not None and calibration.used else None,
+            calibration_info=calibration,
             seconds=round(time.perf_counter() - started, 4),
             timings=timings,
         )

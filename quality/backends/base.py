@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 from quality.image_io import PreparedImage
 from quality.weights import WeightsStore
@@ -43,6 +44,11 @@ class Backend(ABC):
     @abstractmethod
     def compute(self, image: PreparedImage, prompt: str | None) -> dict[str, float]:
         """Raw values for this backend's metrics (prompt metrics only when ``prompt`` is given)."""
+
+    def compute_detailed(self, image: PreparedImage, prompt: str | None) -> tuple[dict[str, float], dict[str, Any]]:
+        """Raw values plus intermediate results other steps may reuse (e.g. the NSS features, which the
+        calibration step reads instead of computing them again). Default: :meth:`compute` and nothing more."""
+        return self.compute(image, prompt), {}
 
     def versions(self) -> dict[str, str]:
         """metric name → implementation and weights identity (recorded in every report)."""

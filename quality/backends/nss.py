@@ -261,8 +261,9 @@ def nss_features(rgb: NDArray[np.uint8], params: NSSParams | None = None,
 
     Returns ``brisque`` (float), ``niqe`` (float), ``brisque_features`` (36 unscaled, float32: full-size 18
     then half-size 18, in ``allrange`` order), ``niqe_features`` (36, float64: the mean over blocks that NIQE
-    compares with the pristine model), ``niqe_blocks`` (number of 96-px blocks). The scores are computed from
-    exactly these features. ``params`` defaults to the packaged files; ``pool`` runs NIQE in a worker.
+    compares with the pristine model), ``niqe_blocks`` (number of 96-px blocks), ``niqe_block_features``
+    (``(blocks, 36)`` float64, NaN where a fit is undefined: see :func:`niqe_block_features`). The scores are
+    computed from exactly these features. ``params`` defaults to the packaged files; ``pool`` runs NIQE in a worker.
     Raises :class:`MetricError` for flat or too small images and when a statistic is undefined.
     """
     params = params or packaged_params()
@@ -292,6 +293,7 @@ def nss_features(rgb: NDArray[np.uint8], params: NSSParams | None = None,
         "brisque_features": bfeat,
         "niqe_features": mean,
         "niqe_blocks": len(blocks),
+        "niqe_block_features": blocks,
     }
 
 
@@ -324,10 +326,16 @@ class NSSBackend(Backend):
                                             thread_name_prefix="nss")
 
     def compute(self, image: PreparedImage, prompt: str | None) -> dict[str, float]:
+        return self.compute_detailed(image, prompt)[0]
+
+    def compute_detailed(self, image: PreparedImage, prompt: str | None) -> tuple[dict[str, float], dict[str, Any]]:
+        """The scores, plus ``{"nss": nss_features(...), "shape": (H, W, 3)}`` of the pixels scored (the
+        calibration step reuses them when it works on the same pixels)."""
         if self._params is None:
             raise MetricError("the nss backend was used before load(): call load() once first")
         result = nss_features(image.rgb, self._params, pool=self._pool)
-        return {"brisque": float(result["brisque"]), "niqe": float(result["niqe"])}
+        values = {"brisque": float(result["brisque"]), "niqe": float(result["niqe"])}
+        return values, {"nss": result, "shape": tuple(image.rgb.shape), "params": self._params}
 
     def versions(self) -> dict[str, str]:
         if self._params is None:

@@ -1,0 +1,378 @@
+"""Fitting the calibration model (development only: needs scikit-learn, ``pip install comfy-quality[dev]``).
+
+The protocol is fixed (nothing below is tuned on the images a figure is reported for):
+
+1. every image is decoded like the scorer does, reduced to the working size, and gives its handcrafted
+   features (:mod:`.features`) and a reproducible sample of patches per codebook family (:mod:`.patches`);
+   images whose features are undefined (flat, failed generations) are left out and listed;
+2. per fit set: whitening + k-means codebooks (``K = 200`` per family) from the fit images' patch samples only;
+3. per fit set: six members predicting ``mos_quality`` — technical: boosted trees and an RBF SVR on the
+   handcrafted features + the ``mscn`` codebook, the same two on the handcrafted features + the ``colour``
+   codebook; detail: the same two on the handcrafted features + the ``luma`` codebook. A dimension is the mean
+   of its members;
+4. the 0–10 scale: the composite's grade boundaries are placed at fixed percentiles of the fit images' human
+   scores (:data:`SCALE_PERCENTILES`): a grade says where people would rank the image.
+
+:func:`cross_validate` runs 2–3 on each training split and predicts its held-out images: every image is scored by
+a model that never saw it (nor its patches). Seeds are fixed; scikit-learn's version is recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from quality.backends import nss_math as nm
+from quality.calibration.features import FEATURES_VERSION, WORKING_SIDE, extract
+from quality.calibration.model import CalibrationModel, Member
+from quality.calibration.patches import FAMILIES, Codebook, family_patches, sample_patches
+from quality.calibration.runtime import F64, KernelSVR, QuantileNormal, Scale, TreeEnsemble
+from quality.errors import ConfigError, QualityError
+
+log = logging.getLogger(__name__)
+
+SEED = 0
+CODEBOOK_SIZE = 200
+SAMPLES_PER_IMAGE = 200
+WHITENING_EPS = 0.01
+#: (human-score percentile of the fit images, 0–10 score): 0 at the lowest human score, F/D boundary (3.0) at
+#: the 20th percentile, D/C (5.0) at the median, C/B (6.5) at the 75th, B/A (8.0) at the 90th, 10 at the highest
+SCALE_PERCENTILES: tuple[tuple[float, float], ...] = ((0, 0.0), (20, 3.0), (50, 5.0), (75, 6.5), (90, 8.0), (100, 10.0))
+#: (dimension, member kind, codebook family)
+MEMBERS: tuple[tuple[str, str, str], ...] = (
+    ("technical", "trees", "mscn"), ("technical", "svr", "mscn"),
+    ("technical", "trees", "colour"), ("technical", "svr", "colour"),
+    ("detail", "trees", "luma"), ("detail", "svr", "luma"),
+)  # fmt: skip
+DIMENSIONS: dict[str, dict[str, list[str]]] = {
+    "technical": {"covers": ["brisque", "niqe"]},
+    "detail": {"covers": ["edge_density"]},
+}
+REQUIRES = ["brisque", "niqe"]
+TREE_PARAMS: dict[str, Any] = {"max_iter": 400, "learning_rate": 0.04, "max_leaf_nodes": 15, "min_samples_leaf": 20,
+                               "l2_regularization": 1.0, "early_stopping": False}  # fmt: skip
+SVR_PARAMS: dict[str, Any] = {"C": 1.0, "epsilon": 0.1}
+QUANTILE_LEVELS = 200
+
+
+class CalibrationFitError(QualityError):
+    """Fitting cannot proceed (missing dev dependency, too few usable images...)."""
+
+
+def _sklearn() -> Any:
+    try:
+        import sklearn
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise CalibrationFitError(
+            "fitting the calibration needs scikit-learn: pip install 'comfy-quality[dev]' (or pip install scikit-learn)"
+        ) from exc
+    return sklearn
+
+
+# ----------------------------------------------------------------------------------------------------
+# per-image inputs
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class Record:
+    """What fitting needs of one image (no model-dependent part)."""
+
+    name: str
+    path: str
+    mos: float
+    group: str
+    features: dict[str, float] | None = None
+    samples: dict[str, NDArray[np.float32]] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.features is not None and all(np.isfinite(v) for v in self.features.values())
+
+
+def working_rgb(path: str, side: int = WORKING_SIDE) -> NDArray[np.uint8]:
+    """Decode like the scorer (:func:`quality.image_io.load_image`) and reduce to the working size."""
+    from quality.image_io import load_image
+
+    return load_image(path).fit(side)
+
+
+def prepare_record(record: Record, seed: int = SEED) -> Record:
+    """Fill ``features`` and ``samples`` (or ``error``) of one record."""
+    try:
+        rgb = working_rgb(record.path)
+        record.features = extract(rgb)
+        y = nm.luma(rgb)
+        record.samples = {
+            f: sample_patches(family_patches(f, rgb, y), SAMPLES_PER_IMAGE, seed, record.name) for f in FAMILIES
+        }
+    except (QualityError, ValueError) as exc:
+        record.features, record.samples, record.error = None, {}, f"{type(exc).__name__}: {exc}"
+    return record
+
+
+def _map(fn: Callable[[Any], Any], items: Sequence[Any], jobs: int, initializer: Callable[..., None] | None = None,
+         initargs: tuple[Any, ...] = ()) -> list[Any]:  # fmt: skip
+    if jobs <= 1 or len(items) < 2:
+        if initializer is not None:
+            initializer(*initargs)
+        return [fn(it) for it in items]
+    with ProcessPoolExecutor(max_workers=jobs, initializer=initializer, initargs=initargs) as pool:
+        return list(pool.map(fn, items, chunksize=8))
+
+
+def prepare_records(records: Sequence[Record], *, seed: int = SEED, jobs: int = 1) -> list[Record]:
+    return _map(_prepare_one, [(r, seed) for r in records], jobs)
+
+
+def _prepare_one(args: tuple[Record, int]) -> Record:
+    return prepare_record(*args)
+
+
+_ENCODE_SETS: list[dict[str, Codebook]] = []
+
+
+def _init_encoder(sets: list[dict[str, Codebook]]) -> None:
+    global _ENCODE_SETS
+    _ENCODE_SETS = sets
+
+
+def _encode_one(path: str) -> list[dict[str, F64]]:
+    rgb = working_rgb(path)
+    y = nm.luma(rgb)
+    patches = {f: family_patches(f, rgb, y) for f in FAMILIES}
+    return [{f: cb.encode(patches[f]) for f, cb in s.items()} for s in _ENCODE_SETS]
+
+
+def encode_records(records: Sequence[Record], sets: list[dict[str, Codebook]], *, jobs: int = 1) -> list[dict[str, F64]]:
+    """For every codebook set, ``{family: (n_records, 4K)}``: each image is decoded once for all sets."""
+    per_image = _map(_encode_one, [r.path for r in records], jobs, _init_encoder, (sets,))
+    return [{f: np.stack([img[i][f] for img in per_image]) for f in s} for i, s in enumerate(sets)]
+
+
+# ----------------------------------------------------------------------------------------------------
+# the pieces of a model
+# ----------------------------------------------------------------------------------------------------
+def learn_codebook(family: str, samples: Sequence[NDArray[np.float32]], *, size: int = CODEBOOK_SIZE,
+                   seed: int = SEED) -> Codebook:  # fmt: skip
+    """ZCA whitening + k-means (scikit-learn ``MiniBatchKMeans``) on the given patch samples."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    x = np.concatenate(list(samples)).astype(np.float64)
+    if len(x) < size:
+        raise CalibrationFitError(f"{len(x)} patches are too few to learn {size} codewords; give more images")
+    mu = x.mean(axis=0)
+    evals, evecs = np.linalg.eigh(np.cov(x, rowvar=False))
+    whiten = evecs @ np.diag(1.0 / np.sqrt(np.maximum(evals, 0.0) + WHITENING_EPS)) @ evecs.T
+    km = MiniBatchKMeans(n_clusters=size, random_state=seed, n_init=3, batch_size=4096).fit((x - mu) @ whiten)
+    words = km.cluster_centers_ / np.maximum(np.linalg.norm(km.cluster_centers_, axis=1, keepdims=True), 1e-12)
+    matrix = whiten @ words.T
+    return Codebook(family, matrix.astype(np.float32), (mu @ matrix).astype(np.float32))
+
+
+def fit_trees(x: F64, y: F64, seed: int = SEED) -> TreeEnsemble:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    model = HistGradientBoostingRegressor(random_state=seed, **TREE_PARAMS).fit(x, y)
+    return export_trees(model)
+
+
+def export_trees(model: Any) -> TreeEnsemble:
+    """Flatten a fitted ``HistGradientBoostingRegressor`` (numeric features only) into a :class:`TreeEnsemble`."""
+    nodes = [p.nodes for it in model._predictors for p in it]
+    if any(n["is_categorical"].any() for n in nodes):
+        raise CalibrationFitError("categorical splits are not supported by the calibration runtime")
+    offsets = np.cumsum([0] + [len(n) for n in nodes[:-1]])
+    allnodes = np.concatenate(nodes)
+    shift = np.concatenate([np.full(len(n), o) for n, o in zip(nodes, offsets, strict=True)])
+    return TreeEnsemble(
+        feature=allnodes["feature_idx"].astype(np.int32),
+        threshold=allnodes["num_threshold"].astype(np.float64),
+        left=(allnodes["left"] + shift).astype(np.int32),
+        right=(allnodes["right"] + shift).astype(np.int32),
+        is_leaf=allnodes["is_leaf"].astype(bool),
+        missing_left=allnodes["missing_go_to_left"].astype(bool),
+        value=allnodes["value"].astype(np.float64),
+        roots=offsets.astype(np.int32),
+        baseline=float(np.ravel(model._baseline_prediction)[0]),
+        depth=int(allnodes["depth"].max()) + 1,
+    )
+
+
+def fit_svr(x: F64, y: F64) -> KernelSVR:
+    from sklearn.svm import SVR
+
+    transform = QuantileNormal.fit(x, QUANTILE_LEVELS)
+    z = transform(x)
+    gamma = 1.0 / (z.shape[1] * float(z.var()) or 1.0)
+    svr = SVR(kernel="rbf", gamma=gamma, **SVR_PARAMS).fit(z, y)
+    return KernelSVR(transform, svr.support_vectors_.astype(np.float64), svr.dual_coef_.ravel().astype(np.float64),
+                     float(svr.intercept_[0]), gamma)  # fmt: skip
+
+
+def fit_scale(mos: F64) -> Scale:
+    anchors = [(float(np.percentile(mos, p)), s) for p, s in SCALE_PERCENTILES]
+    clean: list[tuple[float, float]] = []
+    for m, s in anchors:  # ties (tiny fit sets) would make the map non-increasing: keep the first of equal MOS
+        if not clean or m > clean[-1][0]:
+            clean.append((m, s))
+    if len(clean) < 2:
+        raise CalibrationFitError("the human scores of the fit images are all equal: nothing to calibrate on")
+    return Scale(tuple(m for m, _ in clean), tuple(s for _, s in clean))
+
+
+def fit_model(base: F64, encodings: dict[str, F64], mos: F64, codebooks: dict[str, Codebook], *,
+              seed: int = SEED, meta: dict[str, Any] | None = None) -> CalibrationModel:  # fmt: skip
+    """Fit the members on ``base`` (n, F) + ``encodings`` of the given images (nothing else)."""
+    _sklearn()
+    members = []
+    for dim, kind, family in MEMBERS:
+        x = np.hstack([base, encodings[family]])
+        predictor = fit_trees(x, mos, seed) if kind == "trees" else fit_svr(x, mos)
+        members.append(Member(dim, kind, family, predictor))
+    return CalibrationModel(dict(meta or {}), dict(codebooks), tuple(members), fit_scale(mos))
+
+
+# ----------------------------------------------------------------------------------------------------
+# splits and cross-validation
+# ----------------------------------------------------------------------------------------------------
+Split = tuple[NDArray[np.intp], NDArray[np.intp]]
+
+
+def kfold(n: int, k: int, seed: int = SEED) -> list[Split]:
+    if not 2 <= k <= n:
+        raise ConfigError(f"--cv {k}: need 2 <= K <= number of images ({n})")
+    order = np.random.default_rng(seed).permutation(n)
+    folds = np.array_split(order, k)
+    return [(np.sort(np.concatenate(folds[:i] + folds[i + 1 :])), np.sort(f)) for i, f in enumerate(folds)]
+
+
+def leave_one_group_out(groups: Sequence[str]) -> list[Split]:
+    labels = np.asarray(groups)
+    names = sorted(set(groups))
+    if len(names) < 2:
+        raise ConfigError("--cv logo needs at least two generators (the labels' generator column)")
+    idx = np.arange(len(labels))
+    return [(idx[labels != g], idx[labels == g]) for g in names]
+
+
+@dataclass
+class CVResult:
+    """Out-of-fold predictions: ``mos[dim][i]`` and ``score[dim][i]`` for usable record ``i``; ``fold[i]``."""
+
+    mos: dict[str, F64]
+    score: dict[str, F64]
+    fold: NDArray[np.intp]
+    seconds: float
+
+
+def codebooks_for(records: Sequence[Record], idx: Iterable[int], seed: int) -> dict[str, Codebook]:
+    chosen = [records[i] for i in idx]
+    return {f: learn_codebook(f, [r.samples[f] for r in chosen], seed=seed) for f in FAMILIES}
+
+
+def base_matrix(records: Sequence[Record], names: Sequence[str]) -> F64:
+    return np.array([[r.features[n] for n in names] for r in records if r.features is not None], dtype=np.float64)
+
+
+def cross_validate(records: Sequence[Record], splits: Sequence[Split], *, seed: int = SEED, jobs: int = 1,
+                   on_fold: Callable[[int, CalibrationModel, Split], None] | None = None,
+                   sets: Sequence[dict[str, Codebook]] | None = None,
+                   encoded: Sequence[dict[str, F64]] | None = None) -> CVResult:  # fmt: skip
+    """Fit on each split's training part only and predict its held-out part. ``records`` must all be usable.
+
+    ``on_fold`` sees each fold's model and split (tests use it to prove no held-out image was fitted on).
+    ``sets``/``encoded``: the per-split codebooks (learned on that split's training images) and every record's
+    encodings with them, when the caller computed them already (:func:`encode_records` decodes each image once
+    for any number of sets).
+    """
+    started = time.perf_counter()
+    if not all(r.usable for r in records):
+        raise CalibrationFitError("cross_validate takes usable records only (drop those with an error first)")
+    names = list(records[0].features or {})
+    base = base_matrix(records, names)
+    mos = np.array([r.mos for r in records])
+    if sets is None or encoded is None:
+        sets = [codebooks_for(records, train, seed) for train, _ in splits]
+        encoded = encode_records(records, sets, jobs=jobs)
+    out_mos = {d: np.full(len(records), np.nan) for d in DIMENSIONS}
+    out_score = {d: np.full(len(records), np.nan) for d in DIMENSIONS}
+    fold_of = np.full(len(records), -1, dtype=np.intp)
+    for i, ((train, test), cbs, enc) in enumerate(zip(splits, sets, encoded, strict=True)):
+        if len(set(train.tolist()) & set(test.tolist())):
+            raise CalibrationFitError(f"split {i} has images in both its training and its test part")
+        model = fit_model(base[train], {f: e[train] for f, e in enc.items()}, mos[train], cbs, seed=seed,
+                          meta={"feature_names": names, "dimensions": DIMENSIONS})  # fmt: skip
+        if on_fold is not None:
+            on_fold(i, model, (train, test))
+        pred = model.predict_mos(base[test], {f: e[test] for f, e in enc.items()})
+        for d, p in pred.items():
+            out_mos[d][test] = p
+            out_score[d][test] = model.scale(p)
+        fold_of[test] = i
+        log.info("fold %d/%d fitted on %d images, predicted %d", i + 1, len(splits), len(train), len(test))
+    return CVResult(out_mos, out_score, fold_of, time.perf_counter() - started)
+
+
+# ----------------------------------------------------------------------------------------------------
+# identity of the data
+# ----------------------------------------------------------------------------------------------------
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def image_set_sha256(records: Sequence[Record]) -> str:
+    """SHA-256 over the sorted lines ``name<TAB>sha256(file bytes)`` of the images given."""
+    lines = sorted(f"{r.name}\t{sha256_file(Path(r.path))}" for r in records)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def environment() -> dict[str, str]:
+    out = {"python": platform.python_version(), "machine": platform.machine()}
+    for dist in ("scikit-learn", "numpy", "scipy", "opencv-python-headless", "opencv-python", "pillow"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def model_meta(name: str, records: Sequence[Record], excluded: Sequence[Record], labels: Path, seed: int,
+               cv: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    return {
+        "name": name,
+        "features_version": FEATURES_VERSION,
+        "feature_names": list(records[0].features or {}),
+        "working_side": WORKING_SIDE,
+        "dimensions": DIMENSIONS,
+        "requires": REQUIRES,
+        "target": "mos_quality",
+        "seed": seed,
+        "protocol": {"codebook_size": CODEBOOK_SIZE, "samples_per_image": SAMPLES_PER_IMAGE, "trees": TREE_PARAMS,
+                     "svr": SVR_PARAMS, "quantile_levels": QUANTILE_LEVELS,
+                     "scale_percentiles": [list(p) for p in SCALE_PERCENTILES],
+                     "members": [list(m) for m in MEMBERS]},  # fmt: skip
+        "dataset": {
+            "labels": labels.name,
+            "labels_sha256": sha256_file(labels),
+            "images_sha256": image_set_sha256(records),
+            "images": len(records),
+            "excluded": {r.name: r.error or "features undefined" for r in excluded},
+        },
+        "cv": cv,
+        "trained_with": environment(),
+    }

@@ -1,0 +1,207 @@
+"""The calibration model file: reading, writing, and scoring one image with it.
+
+File: one ``.npz`` (``allow_pickle=False``) holding ``meta`` (a JSON string: identity, feature list, members, scale,
+dataset hashes, seed, cross-validated figures) and the arrays of the codebooks (``cb.<family>.matrix``/``offset``)
+and of the members (``m<i>.<field>``, see :mod:`.runtime`). The shipped model is
+``quality/data/calibration.npz``; :func:`load_default` reads it once per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from quality.backends.nss import NSSParams
+from quality.calibration.features import extract
+from quality.calibration.patches import Codebook, family_patches
+from quality.calibration.runtime import F64, Arrays, KernelSVR, Predictor, Scale, TreeEnsemble
+from quality.errors import ConfigError
+
+FORMAT = "comfy-quality-calibration/1"
+DEFAULT_FILE = "calibration.npz"
+
+
+@dataclass(frozen=True)
+class Member:
+    dimension: str
+    kind: str
+    """"trees" or "svr" """
+    codebook: str
+    predictor: Predictor
+
+
+@dataclass(frozen=True)
+class CalibrationModel:
+    meta: dict[str, Any]
+    codebooks: dict[str, Codebook]
+    members: tuple[Member, ...]
+    scale: Scale
+    sha256: str = ""
+    path: str = ""
+
+    # -- description ------------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name", "unnamed"))
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.meta["feature_names"])
+
+    @property
+    def dimensions(self) -> dict[str, list[str]]:
+        """dimension → the raw metrics whose spec-table mapping it replaces."""
+        return {d: list(v["covers"]) for d, v in self.meta["dimensions"].items()}
+
+    @property
+    def requires(self) -> list[str]:
+        """Raw metrics that must have run for the model to apply (its features include theirs)."""
+        return list(self.meta.get("requires", []))
+
+    @property
+    def working_side(self) -> int:
+        return int(self.meta.get("working_side", 512))
+
+    def identity(self) -> str:
+        cv = self.meta.get("cv", {})
+        figures = ", ".join(
+            f"{split} SROCC {cv[split]['composite']:.3f}" for split in ("kfold5", "logo") if split in cv
+        )
+        return f"{self.name} sha256:{self.sha256[:12]}" + (f" ({figures})" if figures else "")
+
+    def features_sha256(self) -> str:
+        return hashlib.sha256("\n".join(self.feature_names).encode()).hexdigest()
+
+    # -- prediction -------------------------------------------------------------------------------------------
+    def predict_mos(self, base: F64, encodings: dict[str, F64]) -> dict[str, F64]:
+        """Mean predicted MOS per dimension for ``n`` images: ``base`` is ``(n, features)`` in
+        :attr:`feature_names` order, ``encodings[family]`` is ``(n, 4K)``."""
+        base = np.atleast_2d(np.asarray(base, np.float64))
+        sums: dict[str, F64] = {}
+        counts: dict[str, int] = {}
+        for m in self.members:
+            x = np.hstack([base, np.atleast_2d(encodings[m.codebook])])
+            sums[m.dimension] = sums.get(m.dimension, 0.0) + m.predictor.predict(x)
+            counts[m.dimension] = counts.get(m.dimension, 0) + 1
+        return {d: sums[d] / counts[d] for d in sums}
+
+    def encode(self, rgb: NDArray[np.uint8]) -> dict[str, F64]:
+        from quality.backends import nss_math as nm
+
+        y = nm.luma(rgb)
+        return {f: cb.encode(family_patches(f, rgb, y)) for f, cb in self.codebooks.items()}
+
+    def base_vector(self, features: dict[str, float]) -> F64:
+        try:
+            return np.array([features[n] for n in self.feature_names], dtype=np.float64)
+        except KeyError as exc:
+            raise ConfigError(
+                f"calibration model {self.name} needs feature {exc.args[0]!r}, which this version does not compute: "
+                "refit it (python -m quality.calibration fit DATASET_DIR) or upgrade comfy-quality"
+            ) from None
+
+    def score(self, rgb: NDArray[np.uint8], nss: dict[str, Any] | None = None,
+              params: NSSParams | None = None) -> tuple[dict[str, float], dict[str, float]]:
+        """``({dimension: 0–10 score}, {dimension: predicted MOS})`` of a working-size image.
+
+        ``nss``: :func:`quality.backends.nss.nss_features` of exactly these pixels, if already computed. Raises
+        :class:`quality.errors.MetricError` where the features are undefined (flat or tiny images) and
+        ``ValueError`` if a feature is not finite.
+        """
+        feats = extract(rgb, nss, params)
+        base = self.base_vector(feats)
+        if not np.all(np.isfinite(base)):
+            bad = [n for n, v in zip(self.feature_names, base, strict=True) if not np.isfinite(v)]
+            raise ValueError(f"calibration features are undefined for this image: {', '.join(bad[:5])}")
+        mos = {d: float(v[0]) for d, v in self.predict_mos(base[None, :], self.encode(rgb)).items()}
+        return {d: round(float(self.scale(v)), 4) for d, v in mos.items()}, mos
+
+    # -- file -------------------------------------------------------------------------------------------------
+    def arrays(self) -> Arrays:
+        out: Arrays = {}
+        for f, cb in self.codebooks.items():
+            out[f"cb.{f}.matrix"] = cb.matrix
+            out[f"cb.{f}.offset"] = cb.offset
+        for i, m in enumerate(self.members):
+            out.update(m.predictor.arrays(f"m{i}"))
+        return out
+
+    def to_bytes(self) -> bytes:
+        meta = dict(self.meta)
+        meta["format"] = FORMAT
+        meta["members"] = [{"dimension": m.dimension, "kind": m.kind, "codebook": m.codebook} for m in self.members]
+        meta["codebooks"] = {f: cb.size for f, cb in self.codebooks.items()}
+        meta["scale"] = {**meta.get("scale", {}), "mos": list(self.scale.mos), "score": list(self.scale.score)}
+        arrays = {"meta": np.array(json.dumps(meta, sort_keys=True)), **self.arrays()}
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for key, arr in arrays.items():  # fixed timestamps: a refit with the same inputs gives the same bytes
+                info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with zf.open(info, "w") as fh:
+                    np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
+        return buf.getvalue()
+
+    def save(self, path: Path) -> str:
+        data = self.to_bytes()
+        path.write_bytes(data)
+        return hashlib.sha256(data).hexdigest()
+
+
+def from_bytes(data: bytes, source: str = "<bytes>") -> CalibrationModel:
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays: Arrays = {k: npz[k] for k in npz.files}
+        meta = json.loads(str(arrays.pop("meta").item()))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
+        codebooks = {
+            f: Codebook(f, np.asarray(arrays[f"cb.{f}.matrix"], np.float32), np.asarray(arrays[f"cb.{f}.offset"], np.float32))
+            for f in meta["codebooks"]
+        }
+        members = []
+        for i, spec in enumerate(meta["members"]):
+            kind = spec["kind"]
+            predictor: Predictor = (
+                TreeEnsemble.from_arrays(arrays, f"m{i}") if kind == "trees" else KernelSVR.from_arrays(arrays, f"m{i}")
+            )
+            members.append(Member(spec["dimension"], kind, spec["codebook"], predictor))
+        scale = Scale(tuple(meta["scale"]["mos"]), tuple(meta["scale"]["score"]))
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"{source} is not a readable calibration model ({exc}); refit it with "
+            "`python -m quality.calibration fit DATASET_DIR` or set COMFY_QUALITY_CALIBRATION=false"
+        ) from exc
+    return CalibrationModel(meta, codebooks, tuple(members), scale, hashlib.sha256(data).hexdigest(), source)
+
+
+def load(path: Path) -> CalibrationModel:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the calibration model {path}: {exc}") from exc
+    return from_bytes(data, str(path))
+
+
+@lru_cache(maxsize=1)
+def load_default() -> CalibrationModel:
+    """The model shipped as package data (read once per process)."""
+    ref = resources.files("quality") / "data" / DEFAULT_FILE
+    try:
+        data = ref.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"the shipped calibration model quality/data/{DEFAULT_FILE} is missing ({exc}); reinstall comfy-quality, "
+            "or set COMFY_QUALITY_CALIBRATION=false"
+        ) from exc
+    return from_bytes(data, f"quality/data/{DEFAULT_FILE}")

@@ -1,0 +1,170 @@
+"""The calibration model at run time: plain numpy arrays, no scikit-learn.
+
+A model is an ensemble of *members* per dimension. Each member reads the handcrafted features
+(:mod:`.features`) plus the encoding of one patch codebook (:mod:`.patches`) and predicts the human mean opinion
+score (MOS) of perceptual quality; a dimension's prediction is the mean of its members, mapped onto 0–10 by the
+model's :class:`Scale`. Two member kinds:
+
+* :class:`TreeEnsemble`: gradient-boosted regression trees (trained with scikit-learn's
+  ``HistGradientBoostingRegressor``, exported as flat node arrays): ``x[feature] <= threshold`` goes left,
+  NaN follows ``missing_left``; the prediction is ``baseline + Σ leaf values``.
+* :class:`KernelSVR`: an RBF support-vector regressor on :class:`QuantileNormal`-transformed inputs.
+
+Every array is stored in one ``.npz`` (no pickles) next to a JSON metadata string, so a model file reads the same
+with any numpy version. :mod:`.model` reads and writes the file; :mod:`.fit` builds the members.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import ndtri
+
+F64 = NDArray[np.float64]
+Arrays = dict[str, NDArray[np.generic]]
+
+#: inputs are clipped to these probabilities before the normal quantile function (so outliers stay finite)
+QN_BOUND = 1e-7
+
+
+@dataclass(frozen=True)
+class QuantileNormal:
+    """Per-feature map onto a standard normal through the training quantiles (rank-Gauss).
+
+    ``u = interp(x, quantiles, levels)`` (the mean of the left and right interpolations, so tied quantiles map to
+    the middle of their levels), clipped to ``[QN_BOUND, 1 - QN_BOUND]``, then ``z = Φ⁻¹(u)``.
+    """
+
+    quantiles: F64
+    """(levels, features), each column non-decreasing."""
+    levels: F64
+    """(levels,) from 0 to 1."""
+
+    @classmethod
+    def fit(cls, x: F64, levels: int = 200) -> QuantileNormal:
+        refs = np.linspace(0.0, 1.0, min(levels, len(x)))
+        q = np.percentile(x, refs * 100.0, axis=0)
+        return cls(np.maximum.accumulate(q, axis=0), refs)
+
+    def __call__(self, x: F64) -> F64:
+        out = np.empty(x.shape, dtype=np.float64)
+        for j in range(x.shape[1]):
+            q = self.quantiles[:, j]
+            fwd = np.interp(x[:, j], q, self.levels)
+            bwd = -np.interp(-x[:, j], -q[::-1], -self.levels[::-1])
+            out[:, j] = 0.5 * (fwd + bwd)
+        return np.asarray(ndtri(np.clip(out, QN_BOUND, 1.0 - QN_BOUND)), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class KernelSVR:
+    transform: QuantileNormal
+    support: F64
+    """(support vectors, features) in the transformed space"""
+    dual: F64
+    intercept: float
+    gamma: float
+
+    def predict(self, x: F64) -> F64:
+        z = self.transform(x)
+        d2 = (z * z).sum(axis=1)[:, None] + (self.support * self.support).sum(axis=1)[None, :] - 2.0 * z @ self.support.T
+        return np.asarray(np.exp(-self.gamma * np.maximum(d2, 0.0)) @ self.dual + self.intercept, dtype=np.float64)
+
+    def arrays(self, prefix: str) -> Arrays:
+        return {
+            f"{prefix}.quantiles": self.transform.quantiles, f"{prefix}.levels": self.transform.levels,
+            f"{prefix}.support": self.support, f"{prefix}.dual": self.dual,
+            f"{prefix}.scalars": np.array([self.intercept, self.gamma]),
+        }  # fmt: skip
+
+    @classmethod
+    def from_arrays(cls, a: Arrays, prefix: str) -> KernelSVR:
+        scalars = np.asarray(a[f"{prefix}.scalars"], np.float64)
+        return cls(
+            QuantileNormal(np.asarray(a[f"{prefix}.quantiles"], np.float64), np.asarray(a[f"{prefix}.levels"], np.float64)),
+            np.asarray(a[f"{prefix}.support"], np.float64),
+            np.asarray(a[f"{prefix}.dual"], np.float64),
+            float(scalars[0]),
+            float(scalars[1]),
+        )
+
+
+@dataclass(frozen=True)
+class TreeEnsemble:
+    """Regression trees as flat arrays; node indices are global (every tree's nodes are concatenated)."""
+
+    feature: NDArray[np.int32]
+    threshold: F64
+    left: NDArray[np.int32]
+    right: NDArray[np.int32]
+    is_leaf: NDArray[np.bool_]
+    missing_left: NDArray[np.bool_]
+    value: F64
+    roots: NDArray[np.int32]
+    baseline: float
+    depth: int
+
+    def predict(self, x: F64) -> F64:
+        """Vectorised over samples and trees: every (sample, tree) walks one level per step."""
+        x = np.asarray(x, np.float64)
+        rows = np.arange(len(x))[:, None]
+        nodes = np.broadcast_to(self.roots, (len(x), len(self.roots))).copy()
+        for _ in range(self.depth):
+            leaf = self.is_leaf[nodes]
+            if leaf.all():
+                break
+            vals = x[rows, self.feature[nodes]]
+            go_left = np.where(np.isnan(vals), self.missing_left[nodes], vals <= self.threshold[nodes])
+            nodes = np.where(leaf, nodes, np.where(go_left, self.left[nodes], self.right[nodes]))
+        return np.asarray(self.value[nodes].sum(axis=1) + self.baseline, dtype=np.float64)
+
+    def arrays(self, prefix: str) -> Arrays:
+        return {
+            f"{prefix}.feature": self.feature, f"{prefix}.threshold": self.threshold, f"{prefix}.left": self.left,
+            f"{prefix}.right": self.right, f"{prefix}.is_leaf": self.is_leaf,
+            f"{prefix}.missing_left": self.missing_left, f"{prefix}.value": self.value,
+            f"{prefix}.roots": self.roots, f"{prefix}.scalars": np.array([self.baseline, float(self.depth)]),
+        }  # fmt: skip
+
+    @classmethod
+    def from_arrays(cls, a: Arrays, prefix: str) -> TreeEnsemble:
+        scalars = np.asarray(a[f"{prefix}.scalars"], np.float64)
+        return cls(
+            np.asarray(a[f"{prefix}.feature"], np.int32),
+            np.asarray(a[f"{prefix}.threshold"], np.float64),
+            np.asarray(a[f"{prefix}.left"], np.int32),
+            np.asarray(a[f"{prefix}.right"], np.int32),
+            np.asarray(a[f"{prefix}.is_leaf"], np.bool_),
+            np.asarray(a[f"{prefix}.missing_left"], np.bool_),
+            np.asarray(a[f"{prefix}.value"], np.float64),
+            np.asarray(a[f"{prefix}.roots"], np.int32),
+            float(scalars[0]),
+            int(scalars[1]),
+        )
+
+
+Predictor = TreeEnsemble | KernelSVR
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Predicted MOS → 0–10, piecewise linear through anchor points (clamped outside).
+
+    The anchors come from the human scores of the images the model was fitted on: the grade boundaries of the
+    composite contract (F < 3.0 ≤ D < 5.0 ≤ C < 6.5 ≤ B < 8.0 ≤ A) are placed at human-score percentiles, so a grade
+    says where people would put the image: see :data:`quality.calibration.fit.SCALE_PERCENTILES`.
+    """
+
+    mos: tuple[float, ...]
+    score: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.mos) != len(self.score) or len(self.mos) < 2:
+            raise ValueError("a scale needs as many MOS anchors as score anchors, at least two")
+        if any(b <= a for a, b in zip(self.mos, self.mos[1:], strict=False)):
+            raise ValueError(f"scale MOS anchors must increase strictly, got {self.mos}")
+
+    def __call__(self, mos: F64 | float) -> F64:
+        return np.asarray(np.interp(mos, self.mos, self.score), dtype=np.float64)
