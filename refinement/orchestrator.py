@@ -139,7 +139,12 @@ class Orchestrator:
                 submitted = self._patched(workflow, request, plan)
                 if number == 1:
                     metadata.workflow.sha256 = workflow_hash(submitted)
-                    await self._preflight(submitted)
+                    try:
+                        await self._preflight(submitted)
+                    except FATAL_COMFY_ERRORS:
+                        raise
+                    except ComfyUIError as exc:
+                        raise RequestError(f"ComfyUI is not available: {exc}") from exc
                 attempt = await self._attempt(number, plan, submitted, request, metadata, progress)
                 attempts.append(attempt)
                 dims = _dims(attempt.report)
