@@ -352,9 +352,11 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
 
     try:
         samples = load_dataset(args.dataset, limit=args.limit)
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if not samples:
+        print(f"error: no rated images in {args.dataset / 'labels.csv'}", file=sys.stderr)
         return 2
     args.output.mkdir(parents=True, exist_ok=True)
     settings = QualitySettings()
