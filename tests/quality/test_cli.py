@@ -110,3 +110,11 @@ def test_module_entry_point_prints_only_the_report_on_stdout():
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["image"]["width"] == 512
+
+
+def test_readme_metric_table_is_the_one_the_code_uses():
+    code, table = run("metrics")
+    readme = (REPO / "README.md").read_text()
+    assert code == EXIT_OK
+    for line in table.splitlines()[2:]:
+        assert line in readme, f"README's metric table is stale: {line}"
