@@ -118,3 +118,11 @@ def test_readme_metric_table_is_the_one_the_code_uses():
     assert code == EXIT_OK
     for line in table.splitlines()[2:]:
         assert line in readme, f"README's metric table is stale: {line}"
+
+
+def test_batch_in_two_processes_gives_the_same_scores_in_the_same_order(tmp_path):
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    assert run(str(AGIQA), "-o", str(one), "-q")[0] == EXIT_OK
+    assert run(str(AGIQA), "-o", str(two), "-q", "--jobs", "2")[0] == EXIT_OK
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(csv.DictReader(one.open())) == strip(csv.DictReader(two.open()))
