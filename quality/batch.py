@@ -7,6 +7,7 @@ process with one scorer.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -53,5 +54,8 @@ def score_files(
             _init(settings.model_dump_json())
         yield from map(_score, work)
         return
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init, initargs=(settings.model_dump_json(),)) as pool:
+    # spawn, not fork: forking a process that already runs threads (torch, the scorer's pool) can deadlock
+    context = multiprocessing.get_context("spawn")
+    init = (settings.model_dump_json(),)
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init, initargs=init) as pool:
         yield from pool.map(_score, work, chunksize=2)

@@ -19,6 +19,7 @@ import csv
 import itertools
 import json
 import logging
+import multiprocessing
 import os
 import sys
 import time
@@ -136,7 +137,8 @@ def score_samples(samples: list[Sample], settings: Any, *, jobs: int = 1, progre
         _init_worker(settings.model_dump_json())
         results: Iterable[Any] = map(_score_one, work)
     else:
-        pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(settings.model_dump_json(),))
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(settings.model_dump_json(),))  # fmt: skip
         results = pool.map(_score_one, work, chunksize=4)
     try:
         for sample, (values, grade, seconds, error) in zip(samples, results, strict=True):
