@@ -26,10 +26,14 @@ from storage.store import open_store
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m dashboard", description="comfy-quality quality dashboard")
+    # SUPPRESS: an option left out of the subcommand does not overwrite the same option given before it
+    quiet = argparse.SUPPRESS
+    parser = argparse.ArgumentParser(
+        prog="python -m dashboard", description="comfy-quality quality dashboard", argument_default=quiet
+    )
     sub = parser.add_subparsers(dest="command")
-    serve = sub.add_parser("serve", help="serve the dashboard (the default)")
-    rebuild = sub.add_parser("rebuild-index", help="re-index every metadata.json of the store")
+    serve = sub.add_parser("serve", help="serve the dashboard (the default)", argument_default=quiet)
+    rebuild = sub.add_parser("rebuild-index", help="re-index every metadata.json of the store", argument_default=quiet)
     rebuild.add_argument("--no-prune", action="store_true", help="keep rows of generations not in the store")
     for p in (parser, serve):
         p.add_argument("--host", help="bind address (default 127.0.0.1; others need a token)")
@@ -37,7 +41,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.add_argument(
             "--allow-unauthenticated-remote",
             action="store_true",
-            default=None,
             help="serve a non-loopback bind without a token (only behind an authenticating proxy)",
         )
         p.add_argument("--rebuild-index", action="store_true", help="rebuild the index before serving")
@@ -72,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "host": getattr(args, "host", None),
         "port": getattr(args, "port", None),
         "allow_unauthenticated_remote": getattr(args, "allow_unauthenticated_remote", None),
-        "log_level": args.log_level,
+        "log_level": getattr(args, "log_level", None),
     }
     try:
         settings = DashboardSettings(**{k: v for k, v in overrides.items() if v is not None})
@@ -87,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     try:
         if args.command == "rebuild-index":
-            return asyncio.run(rebuild(settings, prune=not args.no_prune))
+            return asyncio.run(rebuild(settings, prune=not getattr(args, "no_prune", False)))
         return asyncio.run(serve(settings, rebuild_first=bool(getattr(args, "rebuild_index", False))))
     except KeyboardInterrupt:
         return 0

@@ -103,7 +103,7 @@ async def get_metadata(request: Request) -> JSONResponse:
 
 async def grade_stats(request: Request) -> JSONResponse:
     state = state_of(request)
-    return json_response(await state.call(state.index.grade_distribution, _filter(request)))
+    return json_response(await state.aggregate(state.index.grade_distribution, _filter(request)))
 
 
 def _bucket(request: Request) -> Literal["day", "month"]:
@@ -127,7 +127,7 @@ def _flag(request: Request, key: str, default: bool) -> bool:
 async def trend_stats(request: Request) -> JSONResponse:
     state = state_of(request)
     f = _filter(request)
-    points = await state.call(
+    points = await state.aggregate(
         state.index.trend, f, by_workflow=_flag(request, "by_workflow", True), bucket=_bucket(request)
     )
     return json_response({"bucket": _bucket(request), "points": [p.model_dump(mode="json") for p in points]})
@@ -135,18 +135,18 @@ async def trend_stats(request: Request) -> JSONResponse:
 
 async def dimension_stats(request: Request) -> JSONResponse:
     state = state_of(request)
-    return json_response(await state.call(state.index.dimension_averages, _filter(request)))
+    return json_response(await state.aggregate(state.index.dimension_averages, _filter(request)))
 
 
 async def strategy_stats(request: Request) -> JSONResponse:
     state = state_of(request)
-    gains = await state.call(state.index.strategy_gains, _filter(request))
+    gains = await state.aggregate(state.index.strategy_gains, _filter(request))
     return json_response({"strategies": [g.model_dump(mode="json") for g in gains]})
 
 
 async def facets(request: Request) -> JSONResponse:
     state = state_of(request)
-    return json_response(await state.call(state.index.facets))
+    return json_response(await state.aggregate(state.index.facets))
 
 
 async def health(request: Request) -> JSONResponse:

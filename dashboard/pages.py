@@ -18,11 +18,16 @@ from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from dashboard.api import generation_detail, generations_page, state_of
+from dashboard.errors import BadRequestError
 from dashboard.links import path_for, static_path
 from dashboard.params import GRADES, SCORE_FIELDS, SORT_FIELDS, STATUSES, parse_filter, query_string, without_grade
 from dashboard.views import SCORE_LABELS, SCORES
+from storage.index import Facets
+from storage.index_query import GenerationFilter
 
 TEMPLATES = Path(__file__).parent / "templates"
+AUTO_DAYS = 92
+TREND_TABLE_LIMIT = 400
 PERIOD_LABELS = {"today": "Today", "yesterday": "Yesterday", "7d": "Last 7 days", "30d": "Last 30 days"}
 SORT_LABELS = {"timestamp": "Time", "attempts_used": "Attempts", **SCORE_LABELS}
 
@@ -98,8 +103,8 @@ async def gallery(request: Request) -> Response:
     state = state_of(request)
     data = await generations_page(request)
     f = parse_filter(request.query_params, state.settings.zone())
-    grades = await state.call(state.index.grade_distribution, without_grade(f))
-    facets = await state.call(state.index.facets)
+    grades = await state.aggregate(state.index.grade_distribution, without_grade(f))
+    facets = await state.aggregate(state.index.facets)
     next_page = None
     if data["next_cursor"]:
         next_page = path_for(request, "gallery") + query_string(
@@ -139,12 +144,12 @@ async def generation(request: Request) -> Response:
 async def charts(request: Request) -> Response:
     state = state_of(request)
     f = parse_filter(request.query_params, state.settings.zone())
-    bucket: Literal["day", "month"] = "month" if request.query_params.get("bucket") == "month" else "day"
-    grades = await state.call(state.index.grade_distribution, f)
-    trend = await state.call(state.index.trend, f, by_workflow=True, bucket=bucket)
-    dims = await state.call(state.index.dimension_averages, f)
-    gains = await state.call(state.index.strategy_gains, f)
-    facets = await state.call(state.index.facets)
+    facets = await state.aggregate(state.index.facets)
+    bucket = trend_bucket(request.query_params.get("bucket"), f, facets)
+    grades = await state.aggregate(state.index.grade_distribution, f)
+    trend = await state.aggregate(state.index.trend, f, by_workflow=True, bucket=bucket)
+    dims = await state.aggregate(state.index.dimension_averages, f)
+    gains = await state.aggregate(state.index.strategy_gains, f)
     gallery_base = path_for(request, "gallery")
     data = {
         "grades": grades.model_dump(mode="json"),
@@ -166,8 +171,24 @@ async def charts(request: Request) -> Response:
             "facets": facets,
             "data": data,
             "bucket": bucket,
+            "bucket_choice": request.query_params.get("bucket") or "auto",
+            "table_limit": TREND_TABLE_LIMIT,
         },
     )
+
+
+def trend_bucket(choice: str | None, f: GenerationFilter, facets: Facets) -> Literal["day", "month"]:
+    """``day`` or ``month`` as asked; ``auto`` (the default): days for up to :data:`AUTO_DAYS` days, else months
+    (a year of days per workflow is a noisy chart and a large page)."""
+    if choice == "day" or choice == "month":
+        return "day" if choice == "day" else "month"
+    if choice not in (None, "", "auto"):
+        raise BadRequestError(f"bucket={choice!r} is not 'auto', 'day' or 'month'", parameter="bucket")
+    start = f.since or facets.first
+    end = f.until or facets.last
+    if start is None or end is None:
+        return "day"
+    return "day" if (end - start).days <= AUTO_DAYS else "month"
 
 
 def error_page(request: Request, status_code: int, message: str) -> Response:

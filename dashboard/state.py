@@ -7,11 +7,15 @@ may not run) works the same as a standalone one. The store is never entered as a
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from dashboard.errors import ImageError, NotFoundError
@@ -37,6 +41,37 @@ class ImageRef:
     key: str
 
 
+class AggregateCache:
+    """Chart aggregates and facets, kept while the index holds the same number of rows (and at most ``ttl``
+    seconds): they scan every matching row (tens of milliseconds at 100,000 generations, more with a score
+    range), while the row count costs a tenth of a millisecond. Used from the event loop only."""
+
+    def __init__(self, ttl: float = 60.0, max_entries: int = 256) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[int, float, Any]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str, version: int) -> tuple[bool, Any]:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != version or time.monotonic() - entry[1] > self.ttl:
+            self.misses += 1
+            return False, None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return True, entry[2]
+
+    def put(self, key: str, version: int, value: Any) -> None:
+        self._entries[key] = (version, time.monotonic(), value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 @dataclass
 class DashboardState:
     settings: DashboardSettings
@@ -44,6 +79,7 @@ class DashboardState:
     store: Store
     thumbnails: ThumbnailCache
     owns: list[object] = field(default_factory=list)
+    aggregates: AggregateCache = field(default_factory=AggregateCache)
 
     @classmethod
     def open(
@@ -81,6 +117,17 @@ class DashboardState:
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run an index call in a worker thread (aggregates over 100k rows take tens of milliseconds)."""
         return await run_in_threadpool(fn, *args, **kwargs)
+
+    async def aggregate(self, fn: Callable[..., T], f: BaseModel | None = None, **options: Any) -> T:
+        """``fn(f, **options)`` (an index aggregate), from the cache while the index is unchanged."""
+        key = json.dumps([fn.__name__, f.model_dump(mode="json") if f is not None else None, options], sort_keys=True)
+        version = await self.call(self.index.count)
+        found, value = self.aggregates.get(key, version)
+        if found:
+            return value
+        result = await self.call(fn, f, **options) if f is not None else await self.call(fn, **options)
+        self.aggregates.put(key, version, result)
+        return result
 
     # -- lookups -------------------------------------------------------------------------------------------
     async def generation(self, generation_id: str) -> GenerationRow:

@@ -6,9 +6,12 @@ import statistics
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
+from storage.index import Index
 from storage.metadata import GenerationMetadata
 from tests.dashboard.dataset import SPECS, XSS_PROMPT, Dataset
+from tests.storage.factories import make_metadata
 
 
 def ids_of(body: dict) -> set[str]:
@@ -221,3 +224,17 @@ async def test_bad_requests_get_clear_json_errors(
     assert r.status_code == status
     assert r.headers["content-type"] == "application/json"
     assert words in r.json()["error"]
+
+
+async def test_aggregates_are_cached_until_the_index_changes(
+    app: Starlette, client: httpx.AsyncClient, index: Index, dataset: Dataset
+) -> None:
+    cache = app.state.dashboard.aggregates
+    first = (await client.get("/api/stats/grades")).json()
+    again = (await client.get("/api/stats/grades")).json()
+    assert again == first and cache.hits == 1
+    index.add(make_metadata(attempts=[9.1], generation_id="just-stored"))  # what the orchestrator does
+    fresh = (await client.get("/api/stats/grades")).json()
+    assert fresh["counts"]["A"] == first["counts"]["A"] + 1 and fresh["total"] == first["total"] + 1
+    listed = (await client.get("/api/generations", params={"grade": "A"})).json()
+    assert "just-stored" in ids_of(listed)

@@ -149,6 +149,9 @@ def test_todays_grade_a_and_what_the_retries_changed(browser: Browser, served: t
     assert page.locator(".attempt img").count() == 3  # every attempt's image is shown side by side
     assert "4.80 → 8.30" in page.locator("#summary").inner_text()
     shot(page, "03-generation.png")
+    page.set_viewport_size({"width": 1400, "height": 1300})
+    shot(page, "03-generation-top.png", full=False)  # the README's screenshot (docs/dashboard.png)
+    page.set_viewport_size({"width": 1400, "height": 1000})
 
     page.locator(".attempt[data-attempt='1'] details summary").first.click()  # its parameters
     assert page.locator(".attempt[data-attempt='1'] details").first.locator("th", has_text="seed").is_visible()

@@ -215,3 +215,15 @@ async def test_token_cookie_is_scoped_to_the_prefix(tmp_path: Path, store: Local
         assert r.status_code == 303 and r.headers["location"] == "/dashboard/charts"
         assert "Path=/dashboard;" in r.headers["set-cookie"]
         assert (await client.get("/dashboard/charts")).status_code == 200
+
+
+async def test_trend_bucket_follows_the_range(client: httpx.AsyncClient, dataset: Dataset) -> None:
+    def bucket(page: str) -> str:
+        found = re.search(r"average composite per (\w+) \(UTC\)", page)
+        assert found is not None
+        return found.group(1)
+
+    assert bucket((await client.get("/charts")).text) == "day"  # the data spans 9 days
+    assert bucket((await client.get("/charts", params={"since": "2025-01-01"})).text) == "month"
+    assert bucket((await client.get("/charts", params={"since": "2025-01-01", "bucket": "day"})).text) == "day"
+    assert (await client.get("/charts", params={"bucket": "week"})).status_code == 400
