@@ -122,7 +122,6 @@ async def gallery(request: Request) -> Response:
             "facets": facets,
             "next_page": next_page,
             "first_page": first_page,
-            "filtered": any(k in request.query_params for k in ("grade", "q", "workflow", "strategy")),
         },
     )
 

@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import json
 from http.cookies import SimpleCookie
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,6 +40,7 @@ SECURITY_HEADERS = {
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
 }
 READ_METHODS = frozenset({"GET", "HEAD"})
+PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
 def cookie_value(token: str) -> str:
@@ -144,14 +145,13 @@ async def _plain(send: Send, status: int, message: str, *, allow: bool = False, 
 
 
 async def _set_cookie_redirect(scope: Scope, send: Send, value: str, rest: str) -> None:
-    root = scope.get("root_path", "") or "/"
-    path = scope.get("path", "/")
-    location = path + (f"?{rest}" if rest else "")
+    root = quote(scope.get("root_path", "") or "/", safe=PATH_SAFE)
+    location = quote(scope.get("path", "/"), safe=PATH_SAFE) + (f"?{rest}" if rest else "")
     secure = "; Secure" if scope.get("scheme") == "https" else ""
     cookie = f"{COOKIE}={value}; Path={root}; HttpOnly; SameSite=Strict{secure}"
     headers = [
-        (b"location", location.encode("latin-1", "replace")),
-        (b"set-cookie", cookie.encode("latin-1", "replace")),
+        (b"location", location.encode("ascii")),
+        (b"set-cookie", cookie.encode("ascii")),
         (b"cache-control", b"no-store"),
         (b"content-length", b"0"),
         *[(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()],

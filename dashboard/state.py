@@ -95,7 +95,12 @@ class DashboardState:
                     index.path,
                 )
         if store is None:
-            store = open_store(settings.storage)
+            try:
+                store = open_store(settings.storage)
+            except BaseException:
+                if owns:
+                    index.close()
+                raise
             owns.append(store)
         thumbnails = ThumbnailCache(
             settings.thumbnail_cache_dir, max_bytes=int(settings.thumbnail_cache_max_mb * 2**20)

@@ -144,6 +144,7 @@ class ThumbnailCache:
     # -- the folder ----------------------------------------------------------------------------------------
     def _write(self, name: str, data: bytes) -> None:
         path = self.path_of(name)
+        tmp: str | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jpg")
@@ -152,8 +153,9 @@ class ThumbnailCache:
             os.replace(tmp, path)
         except OSError as exc:  # a full or read-only disk costs the cache, not the response
             log.warning("cannot write thumbnail %s (%s): serving it uncached", path, exc)
-            with contextlib.suppress(OSError, UnboundLocalError):
-                os.unlink(tmp)
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
             return
         with self._lock:
             if self._size is None:

@@ -13,8 +13,12 @@ import pytest
 from PIL import Image
 from starlette.applications import Starlette
 
+from dashboard import DashboardSettings, build_app
 from dashboard.errors import ImageError
 from dashboard.thumbs import Thumbnail, ThumbnailCache, make_thumbnail
+from storage.index import Index
+from storage.local import LocalStore
+from tests.dashboard.conftest import client_for
 from tests.dashboard.dataset import Dataset, image
 from tests.storage.factories import make_image
 
@@ -166,3 +170,14 @@ def test_thumbnail_of_transparent_and_huge_images() -> None:
         assert thumb.getpixel((10, 10)) == pytest.approx((255, 255, 255), abs=3)  # transparent → white
     with pytest.raises(ImageError, match="pixel limit"):
         make_thumbnail(make_image(1, size=(400, 300)), 128, max_pixels=1000)
+
+
+async def test_unwritable_cache_still_serves(
+    settings: DashboardSettings, store: LocalStore, index: Index, dataset: Dataset, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    app = build_app(settings.model_copy(update={"thumbnail_cache_dir": blocker / "thumbs"}), store=store, index=index)
+    async with client_for(app) as client:
+        r = await client.get(f"/thumbnails/{dataset.ids['statue']}/best.jpg")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
