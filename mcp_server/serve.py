@@ -13,6 +13,7 @@ import logging
 import socket
 
 import uvicorn
+from starlette.applications import Starlette
 
 from mcp_server.lifespan import open_app_state
 from mcp_server.server import build_server, http_app
@@ -55,12 +56,38 @@ async def run(settings: McpSettings) -> None:
         async with open_app_state(settings) as state:
             server = build_server(settings, state=state)
             app = http_app(server, settings)
+            dashboard = mount_dashboard(app, settings)
             config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=3)
             host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
             path = settings.sse_path if settings.transport == "sse" else settings.http_path
             auth = "bearer token required" if settings.token() else "no auth (loopback only)"
             log.info("listening on http://%s:%d%s (%s, %s)", shown, port, path, settings.transport, auth)
-            await uvicorn.Server(config).serve(sockets=[sock])
+            try:
+                await uvicorn.Server(config).serve(sockets=[sock])
+            finally:
+                if dashboard is not None:
+                    await dashboard.state.dashboard.aclose()
     finally:
         sock.close()
+
+
+def mount_dashboard(app: Starlette, settings: McpSettings) -> Starlette | None:
+    """Serve the quality dashboard under ``/dashboard`` on the same host and port (read-only, own access token:
+    ``COMFY_QUALITY_DASHBOARD_TOKEN`` for a non-loopback bind; without one it is left out, with a warning)."""
+    if not settings.dashboard:
+        return None
+    from dashboard.app import build_app
+    from dashboard.errors import DashboardConfigError
+    from dashboard.settings import DashboardSettings
+
+    dash_settings = DashboardSettings(host=settings.host, port=settings.port)
+    try:
+        dash_settings.check_serving()
+    except DashboardConfigError as exc:
+        log.warning("dashboard not mounted: %s", exc)
+        return None
+    dash = build_app(dash_settings)
+    app.mount("/dashboard", dash)
+    log.info("quality dashboard at /dashboard/")
+    return dash

@@ -63,6 +63,9 @@ class McpSettings(BaseSettings):
     )
     http_path: str = Field("/mcp", description="streamable HTTP endpoint path")
     sse_path: str = Field("/sse", description="SSE endpoint path (messages go to /messages/)")
+    dashboard: bool = Field(
+        True, description="serve the quality dashboard at /dashboard next to the SSE / streamable HTTP endpoint"
+    )
 
     # -- input safety -------------------------------------------------------------------------------------
     roots: Annotated[list[Path], NoDecode] = Field(
