@@ -21,11 +21,19 @@ from quality.settings import QualitySettings
 _worker: Any = None
 
 
-def _init(settings_json: str) -> None:
+def _init(settings_json: str, single_threaded: bool = False) -> None:
     global _worker
     from quality.scorer import Scorer
 
-    _worker = Scorer(QualitySettings.model_validate_json(settings_json))
+    settings = QualitySettings.model_validate_json(settings_json)
+    options: dict[str, object] = {}
+    if single_threaded:  # one process per core: threads inside each would only fight over the same cores
+        import torch
+
+        torch.set_num_threads(1)
+        settings = settings.model_copy(update={"workers": 1})
+        options["nss_threads"] = 1
+    _worker = Scorer(settings, options=options)
 
 
 def _score(item: tuple[str, str | None]) -> QualityReport | str:
@@ -56,6 +64,6 @@ def score_files(
         return
     # spawn, not fork: forking a process that already runs threads (torch, the scorer's pool) can deadlock
     context = multiprocessing.get_context("spawn")
-    init = (settings.model_dump_json(),)
+    init = (settings.model_dump_json(), True)
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init, initargs=init) as pool:
         yield from pool.map(_score, work, chunksize=2)
