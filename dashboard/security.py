@@ -23,7 +23,8 @@ from urllib.parse import parse_qsl, quote, urlencode
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dashboard.settings import DashboardSettings, is_loopback_host
+from dashboard.settings import DashboardSettings
+from serving import is_loopback_host
 
 COOKIE = "cq_dashboard"
 CSP = (

@@ -3,43 +3,26 @@
 from __future__ import annotations
 
 import logging
-import socket
 
 import uvicorn
 
 from dashboard.app import build_app
 from dashboard.settings import DashboardSettings
+from serving import bind_socket
+from serving import configure_logging as shared_configure_logging
 
 log = logging.getLogger("dashboard")
 
 
 def configure_logging(level: str) -> None:
     """Log to stderr; quiet uvicorn's per-request lines."""
-    root = logging.getLogger()
-    if not any(getattr(h, "_comfy_quality", False) for h in root.handlers):
-        handler = logging.StreamHandler()  # stderr
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler._comfy_quality = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(level)
-    logging.getLogger("uvicorn.access").setLevel(max(logging.WARNING, root.level))
-
-
-def bind(host: str, port: int) -> socket.socket:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
+    shared_configure_logging(level, quiet=("uvicorn.access",))
 
 
 async def run(settings: DashboardSettings) -> None:
     settings.check_serving()
     app = build_app(settings)
-    sock = bind(settings.host, settings.port)
+    sock = bind_socket(settings.host, settings.port)
     try:
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=3)
         host, port = sock.getsockname()[:2]

@@ -7,8 +7,6 @@ shows in ``repr`` or logs.
 
 from __future__ import annotations
 
-import ipaddress
-import json
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,30 +16,11 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dashboard.errors import DashboardConfigError
+from serving import is_loopback_host, split_list
 from storage.settings import StorageSettings, data_home
 
 ENV_PREFIX = "COMFY_QUALITY_DASHBOARD_"
-LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1)."""
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _split_list(value: Any) -> Any:
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [v.strip() for v in text.split(",") if v.strip()]
-    return value
 
 
 class DashboardSettings(BaseSettings):
@@ -81,7 +60,7 @@ class DashboardSettings(BaseSettings):
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @field_validator("thumbnail_cache_dir")
     @classmethod

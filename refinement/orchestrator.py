@@ -305,20 +305,10 @@ class Orchestrator:
         )
 
     def _patched(self, workflow: dict[str, Any], request: GenerationRequest, plan: Plan) -> dict[str, Any]:
-        params = GenerationParams(
-            prompt=plan.prompt,
-            negative_prompt=plan.negative_prompt,
-            seed=plan.seed,
-            steps=plan.steps,
-            cfg=plan.cfg,
-            guidance=plan.guidance if plan.family == "flux" else None,
-            sampler=request.sampler,
-            scheduler=request.scheduler,
-            width=request.width,
-            height=request.height,
-            batch_size=plan.batch_size if plan.batch_size > 1 or request.retry_strategy == "best_of_n" else None,
-            loras=[LoraSpec(**lora.model_dump()) for lora in request.loras] or None,
-        )
+        fields = _plan_fields(plan, request)
+        if plan.batch_size == 1 and request.retry_strategy != "best_of_n":
+            fields["batch_size"] = None  # leave the workflow's own batch size alone
+        params = GenerationParams(**fields, loras=[LoraSpec(**lora.model_dump()) for lora in request.loras] or None)
         try:
             return patch(workflow, params)
         except WorkflowError as exc:
@@ -342,20 +332,26 @@ def _dims(report: QualityReport | None) -> dict[str, float | None] | None:
     return {d: report.dimension_score(d) for d in ("technical", "aesthetic", "prompt_adherence", "detail")}
 
 
+def _plan_fields(plan: Plan, request: GenerationRequest) -> dict[str, Any]:
+    """The parameters of one attempt: what is patched into the workflow and recorded in the metadata."""
+    return {
+        "prompt": plan.prompt,
+        "negative_prompt": plan.negative_prompt,
+        "seed": plan.seed,
+        "steps": plan.steps,
+        "cfg": plan.cfg,
+        "guidance": plan.guidance if plan.family == "flux" else None,
+        "sampler": request.sampler,
+        "scheduler": request.scheduler,
+        "width": request.width,
+        "height": request.height,
+        "batch_size": plan.batch_size,
+    }
+
+
 def _parameters(plan: Plan, request: GenerationRequest) -> GenerationParameters:
     return GenerationParameters(
-        seed=plan.seed,
-        steps=plan.steps,
-        cfg=plan.cfg,
-        guidance=plan.guidance if plan.family == "flux" else None,
-        sampler=request.sampler,
-        scheduler=request.scheduler,
-        width=request.width,
-        height=request.height,
-        batch_size=plan.batch_size,
-        loras=[StoredLora(**lora.model_dump()) for lora in request.loras],
-        prompt=plan.prompt,
-        negative_prompt=plan.negative_prompt,
+        **_plan_fields(plan, request), loras=[StoredLora(**lora.model_dump()) for lora in request.loras]
     )
 
 
