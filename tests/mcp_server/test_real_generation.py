@@ -1,6 +1,6 @@
 """The server with its real wiring (no in-test components): the orchestrator drives the fake ComfyUI (a
 subprocess) over HTTP + websocket, scores with the real scorer, stores into a local store and the SQLite index;
-over stdio and over streamable HTTP."""
+over stdio, SSE and streamable HTTP."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx2
 from mcp import Client
+from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
@@ -74,4 +75,13 @@ async def test_generate_quality_over_streamable_http_with_the_real_orchestrator(
         http = httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=300))
         with anyio.fail_after(240):
             async with http, Client(streamable_http_client(server.url, http_client=http)) as client:
+                await check_generation(client, tmp_path)
+
+
+async def test_generate_quality_over_sse_with_the_real_orchestrator(tmp_path: Path):
+    with fake_comfyui_process() as comfy_url, http_server(
+        tmp_path, "--transport", "sse", **real_wiring(tmp_path, comfy_url)
+    ) as server:
+        with anyio.fail_after(240):
+            async with Client(sse_client(server.url, timeout=30, sse_read_timeout=300)) as client:
                 await check_generation(client, tmp_path)
