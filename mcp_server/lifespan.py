@@ -1,9 +1,10 @@
 """The server's shared state (:class:`AppState`) and where its components are built.
 
-**Wiring point**: :func:`build_components` is the one place that constructs the scorer, the refinement
-orchestrator (``Generator``), the object store and the generation index from settings. Everything else in the
-server receives them through :class:`AppState` (``ctx.request_context.lifespan_context``). A deployment can
-replace the built-in wiring without editing it: ``COMFY_QUALITY_MCP_COMPONENTS=package.module:function``
+**Wiring point**: :func:`build_components` (with :mod:`mcp_server.wiring`) is the one place that constructs the
+scorer, the refinement orchestrator (``Generator``), the object store and the generation index from settings.
+Everything else in the server receives them through :class:`AppState` (``ctx.request_context.lifespan_context``).
+A deployment can replace the built-in wiring without editing it:
+``COMFY_QUALITY_MCP_COMPONENTS=package.module:function``
 names a function ``(McpSettings) -> Components`` or ``(McpSettings) -> AsyncContextManager[Components]``
 (the subprocess tests use this to run the server against in-test components).
 
@@ -72,28 +73,17 @@ async def build_components(settings: McpSettings) -> AsyncIterator[Components]:
 
         return Scorer(quality_settings)
 
-    # ------------------------------------------------------------------------------------------------------
-    # WIRING (lead): construct the real orchestrator, store and index here, e.g.
-    #   store = storage.Store.from_settings(...)          → wrap in an ObjectStore adapter (handles/read)
-    #   index = storage.Index(path)                       → wrap in a GenerationIndex adapter (recent)
-    #   generator = refinement.Orchestrator(scorer, store, comfyui_client, ...)   (a refinement.api.Generator)
-    #   trusted_hosts = [comfyui host:port, S3 endpoint host:port]
-    # and close them after the yield. Until then the server scores images and reports generation as
-    # not configured.
-    # ------------------------------------------------------------------------------------------------------
-    generator: Generator | None = None
-    store: ObjectStore | None = None
-    index: GenerationIndex | None = None
-    trusted_hosts: list[str] = []
+    from mcp_server.wiring import default_components
 
-    yield Components(
-        scorer_factory=scorer_factory,
-        generator=generator,
-        store=store,
-        index=index,
-        trusted_hosts=trusted_hosts,
-        max_image_bytes=quality_settings.max_image_bytes,
-    )
+    async with default_components(scorer_factory) as parts:
+        yield Components(
+            scorer_factory=scorer_factory,
+            generator=parts["generator"],
+            store=parts["store"],
+            index=parts["index"],
+            trusted_hosts=parts["trusted_hosts"],
+            max_image_bytes=quality_settings.max_image_bytes,
+        )
 
 
 @asynccontextmanager

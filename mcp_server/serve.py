@@ -10,39 +10,23 @@
 from __future__ import annotations
 
 import logging
-import socket
 
 import uvicorn
+from starlette.applications import Starlette
 
 from mcp_server.lifespan import open_app_state
 from mcp_server.server import build_server, http_app
 from mcp_server.settings import McpSettings
+from serving import bind_socket
+from serving import configure_logging as shared_configure_logging
 
 log = logging.getLogger("mcp_server")
 
 
 def configure_logging(level: str) -> None:
     """Log to stderr (stdout carries the protocol in stdio mode); quiet the chattier libraries."""
-    root = logging.getLogger()
-    if not any(getattr(h, "_comfy_quality", False) for h in root.handlers):
-        handler = logging.StreamHandler()  # stderr
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler._comfy_quality = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "uvicorn.access", "mcp.server.streamable_http_manager", "sse_starlette"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
+    quiet = ("httpx", "httpcore", "uvicorn.access", "mcp.server.streamable_http_manager", "sse_starlette")
+    shared_configure_logging(level, quiet=quiet)
 
 
 async def run(settings: McpSettings) -> None:
@@ -50,17 +34,43 @@ async def run(settings: McpSettings) -> None:
         await build_server(settings).run_stdio_async()
         return
     settings.check_serving()
-    sock = _bind(settings.host, settings.port)
+    sock = bind_socket(settings.host, settings.port)
     try:
         async with open_app_state(settings) as state:
             server = build_server(settings, state=state)
             app = http_app(server, settings)
+            dashboard = mount_dashboard(app, settings)
             config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=3)
             host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
             path = settings.sse_path if settings.transport == "sse" else settings.http_path
             auth = "bearer token required" if settings.token() else "no auth (loopback only)"
             log.info("listening on http://%s:%d%s (%s, %s)", shown, port, path, settings.transport, auth)
-            await uvicorn.Server(config).serve(sockets=[sock])
+            try:
+                await uvicorn.Server(config).serve(sockets=[sock])
+            finally:
+                if dashboard is not None:
+                    await dashboard.state.dashboard.aclose()
     finally:
         sock.close()
+
+
+def mount_dashboard(app: Starlette, settings: McpSettings) -> Starlette | None:
+    """Serve the quality dashboard under ``/dashboard`` on the same host and port (read-only, own access token:
+    ``COMFY_QUALITY_DASHBOARD_TOKEN`` for a non-loopback bind; without one it is left out, with a warning)."""
+    if not settings.dashboard:
+        return None
+    from dashboard.app import build_app
+    from dashboard.errors import DashboardConfigError
+    from dashboard.settings import DashboardSettings
+
+    dash_settings = DashboardSettings(host=settings.host, port=settings.port)
+    try:
+        dash_settings.check_serving()
+    except DashboardConfigError as exc:
+        log.warning("dashboard not mounted: %s", exc)
+        return None
+    dash = build_app(dash_settings)
+    app.mount("/dashboard", dash)
+    log.info("quality dashboard at /dashboard/")
+    return dash

@@ -16,7 +16,8 @@ from starlette.applications import Starlette
 
 from mcp_server import tools
 from mcp_server.lifespan import AppState, Components, open_app_state
-from mcp_server.settings import McpSettings, is_loopback_host
+from mcp_server.settings import McpSettings
+from serving import is_loopback_host
 
 SERVER_NAME = "comfy-quality"
 INSTRUCTIONS = (

@@ -10,8 +10,6 @@ result or a log line.
 
 from __future__ import annotations
 
-import ipaddress
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,28 +18,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_server.errors import ConfigError
 from mcp_server.netguard import parse_host_pattern
+from serving import is_loopback_host, split_list
 
 Transport = Literal["stdio", "sse", "http"]
-LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1)."""
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _split_list(value: Any) -> Any:
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [v.strip() for v in text.split(",") if v.strip()]
-    return value
 
 
 class McpSettings(BaseSettings):
@@ -63,6 +42,9 @@ class McpSettings(BaseSettings):
     )
     http_path: str = Field("/mcp", description="streamable HTTP endpoint path")
     sse_path: str = Field("/sse", description="SSE endpoint path (messages go to /messages/)")
+    dashboard: bool = Field(
+        True, description="serve the quality dashboard at /dashboard next to the SSE / streamable HTTP endpoint"
+    )
 
     # -- input safety -------------------------------------------------------------------------------------
     roots: Annotated[list[Path], NoDecode] = Field(
@@ -108,7 +90,7 @@ class McpSettings(BaseSettings):
     @field_validator("allowed_hosts", "allowed_origins", "roots", "url_allowlist", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @field_validator("url_allowlist", mode="after")
     @classmethod

@@ -217,8 +217,6 @@ def cmd_score(args: argparse.Namespace, out: IO[str]) -> int:
 def _score_batch(
     scorer: Any, paths: list[Path], prompt: str | None, prompts: dict[str, str], args: argparse.Namespace, out: IO[str]
 ) -> int:
-    from quality.errors import ImageError
-
     fmt = args.format or ("csv" if args.output and str(args.output).endswith(".csv") else "jsonl")
     sink: IO[str] = open(args.output, "w", newline="", encoding="utf-8") if args.output else out  # noqa: SIM115
     writer = csv.DictWriter(sink, fieldnames=FLAT_COLUMNS) if fmt == "csv" else None
@@ -228,20 +226,21 @@ def _score_batch(
     try:
         from tqdm import tqdm
 
-        bar = tqdm(
-            paths, unit="img", file=sys.stderr, disable=args.quiet or (not sys.stderr.isatty() and not args.progress)
-        )
-        for path in bar:
-            p = prompts.get(path.name, prompt)
-            try:
-                report = scorer.score(path, p)
-            except ImageError as exc:
+        from quality.batch import score_files
+
+        items = [(path, prompts.get(path.name, prompt)) for path in paths]
+        show = not args.quiet and (sys.stderr.isatty() or args.progress)
+        results = score_files(items, scorer.settings, jobs=args.jobs, scorer=scorer)
+        for (path, _), outcome in tqdm(zip(items, results, strict=True), total=len(items), unit="img",
+                                       file=sys.stderr, disable=not show):  # fmt: skip
+            if isinstance(outcome, str):
                 failures += 1
                 if writer:
-                    writer.writerow(flat_row(str(path), None, str(exc)))
+                    writer.writerow(flat_row(str(path), None, outcome))
                 else:
-                    sink.write(json.dumps({"file": str(path), "error": str(exc)}) + "\n")
+                    sink.write(json.dumps({"file": str(path), "error": outcome}) + "\n")
                 continue
+            report = outcome
             below += not _passes(report, args.min_grade, args.min_score)
             if writer:
                 writer.writerow(flat_row(str(path), report))
@@ -343,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--min-score", type=float, help="exit 1 if any composite is below this")
     score.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a tty")
     score.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    score.add_argument("-j", "--jobs", type=int, default=1, help="scoring processes (each loads the models)")
 
     weights = sub.add_parser("weights", parents=[common], help="list or prefetch model weights")
     weights.add_argument("action", choices=["list", "prefetch"])

@@ -19,6 +19,7 @@ import csv
 import itertools
 import json
 import logging
+import multiprocessing
 import os
 import sys
 import time
@@ -136,7 +137,8 @@ def score_samples(samples: list[Sample], settings: Any, *, jobs: int = 1, progre
         _init_worker(settings.model_dump_json())
         results: Iterable[Any] = map(_score_one, work)
     else:
-        pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(settings.model_dump_json(),))
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(settings.model_dump_json(),))  # fmt: skip
         results = pool.map(_score_one, work, chunksize=4)
     try:
         for sample, (values, grade, seconds, error) in zip(samples, results, strict=True):
@@ -352,9 +354,11 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
 
     try:
         samples = load_dataset(args.dataset, limit=args.limit)
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if not samples:
+        print(f"error: no rated images in {args.dataset / 'labels.csv'}", file=sys.stderr)
         return 2
     args.output.mkdir(parents=True, exist_ok=True)
     settings = QualitySettings()

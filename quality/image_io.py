@@ -166,6 +166,8 @@ def load_image(
             ) from exc
         except Image.DecompressionBombError as exc:
             raise ImageTooLargeError(f"{name}: {exc}") from exc
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:  # a valid signature followed by garbage
+            raise ImageDecodeError(f"{name} is corrupt or truncated and cannot be decoded: {exc}") from exc
         if img.format and img.format not in SUPPORTED_FORMATS:
             raise UnsupportedImageError(f"{name} is a {img.format} image; supported: PNG, JPEG, WebP, BMP, TIFF, GIF")
     width, height = img.size

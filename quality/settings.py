@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from quality.composite import CompositeConfig
 from quality.image_io import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
@@ -40,7 +40,7 @@ class QualitySettings(BaseSettings):
     weights_dir: Path = Field(default_factory=default_weights_dir)
     offline: bool = Field(default_factory=_env_offline)
     device: str = "auto"
-    metrics: list[str] | None = Field(None, description="subset of metrics to run; None = all")
+    metrics: Annotated[list[str] | None, NoDecode] = Field(None, description="subset of metrics to run; None = all")
     composite: CompositeConfig = Field(default_factory=CompositeConfig)
     weights_json: str | None = Field(None, description="composite weights as JSON (env convenience)")
     grades_json: str | None = Field(None, description="grade thresholds as JSON (env convenience)")

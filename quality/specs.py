@@ -141,7 +141,7 @@ METRICS: dict[str, MetricSpec] = {
             name="edge_density",
             dimension="detail",
             description="Edge density: Canny edge pixels / area at a fixed working size (too few or too many is bad)",
-            mapping=BandMap(zero_low=0.003, ideal_low=0.04, ideal_high=0.16, zero_high=0.45),
+            mapping=BandMap(zero_low=0.003, ideal_low=0.025, ideal_high=0.12, zero_high=0.40),
             plausible=(0.0, 1.0),
             backend="edges",
         ),

@@ -10,8 +10,10 @@ Definition (fixed so values compare across images and machines):
 
 The 0–10 mapping (:class:`quality.specs.BandMap` on ``edge_density``) rewards a band of densities and penalises
 both sides: too few edges means a soft, blurry or empty image; too many means noise, grain or high-frequency
-artifacts. The band's end points come from the distribution on AI-generated images (AGIQA-3K): the ideal band
-covers the middle of well-rated images, the zero points lie beyond the extremes of badly rated ones.
+artifacts. The band's end points come from the distribution on AI-generated images (AGIQA-3K, 1,977 images at
+512²): the ideal band [0.025, 0.12] is the 10th–90th percentile of the best-rated quarter (MOS top quartile;
+median 0.063), the lower zero point 0.003 lies below their 1st percentile (0.009) while a quarter of the
+worst-rated images are under 0.0064; the upper zero point 0.40 is twice the largest density seen (0.19).
 """
 
 from __future__ import annotations

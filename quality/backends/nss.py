@@ -312,6 +312,7 @@ class NSSBackend(Backend):
     metrics = ("brisque", "niqe")
 
     def __init__(self) -> None:
+        super().__init__()
         self._params: NSSParams | None = None
         self._pool: ThreadPoolExecutor | None = None
 

@@ -29,6 +29,10 @@ def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
             "COMFY_QUALITY_MCP_COMPONENTS": "tests.mcp_server.fakes:subprocess_components",
             "COMFY_QUALITY_MCP_DEFAULT_WAIT_SECONDS": "20",
             "COMFY_QUALITY_TEST_STORE": str(tmp_path / "store"),
+            "COMFY_QUALITY_STORAGE_LOCAL_ROOT": str(tmp_path / "store"),
+            "COMFY_QUALITY_STORAGE_INDEX_PATH": str(tmp_path / "index.sqlite3"),
+            "COMFY_QUALITY_STORAGE_SPOOL_DIR": str(tmp_path / "spool"),
+            "COMFY_QUALITY_DASHBOARD_THUMBNAIL_CACHE_DIR": str(tmp_path / "thumbs"),
             "PYTHONUNBUFFERED": "1",
         }
     )

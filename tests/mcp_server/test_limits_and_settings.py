@@ -9,8 +9,9 @@ from pydantic import ValidationError
 from mcp_server.errors import ConfigError, ServerBusyError, UnknownJobError
 from mcp_server.jobs import JobManager
 from mcp_server.limits import Gate
-from mcp_server.settings import McpSettings, is_loopback_host
+from mcp_server.settings import McpSettings
 from refinement.api import GenerationRequest
+from serving import is_loopback_host
 from tests.mcp_server.conftest import connect, make_settings, text
 from tests.mcp_server.fakes import BlockingScorer, ScriptedGenerator
 

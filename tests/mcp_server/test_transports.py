@@ -161,6 +161,12 @@ async def test_streamable_http_with_bearer_token_and_dns_rebinding_protection(tm
         with anyio.fail_after(180):
             async with http, Client(streamable_http_client(server.url, http_client=http)) as client:
                 await exercise(client, image=IMAGE.name)
+            base = server.url.removesuffix("/mcp")
+            async with httpx.AsyncClient(timeout=30) as plain:
+                dashboard = await plain.get(f"{base}/dashboard/api/health")
+                page = await plain.get(f"{base}/dashboard/")
+        assert dashboard.status_code == 200 and page.status_code == 200  # the dashboard is served next to MCP
+        assert "/dashboard/static/" in page.text
         assert not any(token in line for line in server.lines)  # the secret never reaches the log
 
 

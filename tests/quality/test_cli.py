@@ -110,3 +110,19 @@ def test_module_entry_point_prints_only_the_report_on_stdout():
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["image"]["width"] == 512
+
+
+def test_readme_metric_table_is_the_one_the_code_uses():
+    code, table = run("metrics")
+    readme = (REPO / "README.md").read_text()
+    assert code == EXIT_OK
+    for line in table.splitlines()[2:]:
+        assert line in readme, f"README's metric table is stale: {line}"
+
+
+def test_batch_in_two_processes_gives_the_same_scores_in_the_same_order(tmp_path):
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    assert run(str(AGIQA), "-o", str(one), "-q")[0] == EXIT_OK
+    assert run(str(AGIQA), "-o", str(two), "-q", "--jobs", "2")[0] == EXIT_OK
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(csv.DictReader(one.open())) == strip(csv.DictReader(two.open()))

@@ -117,6 +117,7 @@ def test_decompression_bomb_is_refused_before_decoding():
         (b"hello, not an image", "not a readable image"),
         (encode(noise(), "PNG")[:2000], "corrupt or truncated"),
         (encode(noise(), "JPEG")[:1500], "corrupt or truncated"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20, "corrupt or truncated"),
     ],
 )
 def test_bad_bytes_give_clear_errors(data, match):

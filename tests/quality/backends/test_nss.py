@@ -159,8 +159,8 @@ def check_agiqa_agreement(metrics: tuple[Any, Any], images: list[Path]) -> None:
         brisque, niqe = pyiqa_scores(metrics, rgb)
         # BRISQUE: pyiqa evaluates its 774-term SVR in float32 (rounding noise up to about ±0.01); ours is
         # float64 on the same features (test_brisque_features_equal_pyiqa_features checks those tightly)
-        assert ours["brisque"] == pytest.approx(brisque, abs=1e-2), path.name
-        assert ours["niqe"] == pytest.approx(niqe, abs=1e-2), path.name
+        assert ours["brisque"] == pytest.approx(brisque, abs=2e-2), path.name
+        assert ours["niqe"] == pytest.approx(niqe, abs=1e-6), path.name
 
 
 def test_agrees_with_live_pyiqa_on_some_agiqa_images(pyiqa_metrics: tuple[Any, Any]) -> None:
@@ -183,16 +183,16 @@ def test_agrees_with_live_pyiqa_on_odd_sizes(pyiqa_metrics: tuple[Any, Any], h: 
     rgb = textured(h, w, seed=h * w)
     ours = nss_features(rgb)
     brisque, niqe = pyiqa_scores(pyiqa_metrics, rgb)
-    assert ours["brisque"] == pytest.approx(brisque, abs=1e-2)
-    assert ours["niqe"] == pytest.approx(niqe, abs=1e-2)
+    assert ours["brisque"] == pytest.approx(brisque, abs=2e-2)
+    assert ours["niqe"] == pytest.approx(niqe, abs=1e-6)
 
 
 def test_agrees_with_live_pyiqa_at_1024(pyiqa_metrics: tuple[Any, Any]) -> None:
     rgb = np.asarray(Image.open(AGIQA_TEST / "DALLE2_normal_001.jpg").convert("RGB").resize((1024, 1024)))
     ours = nss_features(rgb)
     brisque, niqe = pyiqa_scores(pyiqa_metrics, rgb)
-    assert ours["brisque"] == pytest.approx(brisque, abs=1e-2)
-    assert ours["niqe"] == pytest.approx(niqe, abs=1e-2)
+    assert ours["brisque"] == pytest.approx(brisque, abs=2e-2)
+    assert ours["niqe"] == pytest.approx(niqe, abs=1e-6)
 
 
 def test_grayscale_looking_rgb_works_and_agrees(pyiqa_metrics: tuple[Any, Any]) -> None:
@@ -202,8 +202,8 @@ def test_grayscale_looking_rgb_works_and_agrees(pyiqa_metrics: tuple[Any, Any]) 
     ours = nss_features(rgb)
     assert np.isfinite(ours["brisque"]) and np.isfinite(ours["niqe"])
     brisque, niqe = pyiqa_scores(pyiqa_metrics, rgb)
-    assert ours["brisque"] == pytest.approx(brisque, abs=1e-2)
-    assert ours["niqe"] == pytest.approx(niqe, abs=1e-2)
+    assert ours["brisque"] == pytest.approx(brisque, abs=2e-2)
+    assert ours["niqe"] == pytest.approx(niqe, abs=1e-6)
 
 
 def test_brisque_features_equal_pyiqa_features() -> None:

@@ -1,0 +1,137 @@
+"""Adapters from the real packages to the server's small protocols, and the default component set.
+
+* :class:`StoreReader` — :class:`mcp_server.protocols.ObjectStore` over a :class:`storage.Store`: reads
+  ``s3://bucket/key`` and the configured S3 endpoint's http(s) URLs (presigned or not). ``file://`` URLs are not
+  accepted here: local files go through the configured roots only.
+* :class:`IndexReader` — :class:`mcp_server.protocols.GenerationIndex` over :class:`storage.Index`.
+* :class:`LazyScorer` — the orchestrator's scorer, built on first use (models come from the process-wide cache,
+  so it shares them with the ``score_image`` tool's scorer: nothing is loaded twice).
+* :func:`default_components` — the orchestrator on a ComfyUI pool, the configured store and index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from mcp_server.models import GenerationSummary, RecentQuery
+from quality.report import QualityReport
+from storage import GenerationQuery, Index, InvalidObjectURLError, StorageSettings, Store, open_store
+from storage.layout import normalize_endpoint, parse_object_url
+
+
+class StoreReader:
+    def __init__(self, store: Store, settings: StorageSettings) -> None:
+        self.store = store
+        self.endpoint = settings.s3_endpoint if settings.backend == "s3" else None
+        self.secure = settings.s3_secure
+
+    def handles(self, url: str) -> bool:
+        scheme = urlsplit(url).scheme
+        if scheme == "s3":
+            return True
+        if scheme in ("http", "https") and self.endpoint:
+            try:
+                parse_object_url(url, endpoint=self.endpoint, secure=self.secure)
+            except InvalidObjectURLError:
+                return False
+            return True
+        return False
+
+    async def read(self, url: str, *, max_bytes: int) -> bytes:
+        return await self.store.read_url(url, max_bytes=max_bytes)
+
+
+class IndexReader:
+    def __init__(self, index: Index, store: Store | None = None) -> None:
+        self.index = index
+        self.store = store
+
+    def _url(self, key: str | None, fallback: str | None) -> str | None:
+        if key and self.store is not None:
+            try:
+                return self.store.url_for(key)
+            except Exception:
+                return fallback
+        return fallback
+
+    async def recent(self, query: RecentQuery) -> list[GenerationSummary]:
+        q = GenerationQuery(grades=query.grades, statuses=query.statuses, text=query.text, limit=query.limit,
+                            with_total=False)  # fmt: skip
+        page = await asyncio.to_thread(self.index.query, q)
+        return [
+            GenerationSummary(
+                generation_id=row.generation_id,
+                created_at=row.timestamp,
+                prompt=row.prompt,
+                status=row.status,
+                grade=row.grade,
+                composite_score=row.composite,
+                attempts_used=row.attempts_used,
+                workflow=row.workflow,
+                strategy=row.strategy,
+                image_url=self._url(row.image_key, getattr(row, "image_url", None)),
+            )
+            for row in page.items
+        ]
+
+
+class LazyScorer:
+    """Builds the scorer on first use (thread-safe)."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._scorer: Any = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> Any:
+        with self._lock:
+            if self._scorer is None:
+                self._scorer = self._factory()
+            return self._scorer
+
+    def score(self, image: bytes, prompt: str | None = None, *, source_name: str | None = None) -> QualityReport:
+        report: QualityReport = self._get().score(image, prompt, source_name=source_name)
+        return report
+
+
+def host_port(url: str) -> str | None:
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if not parts.hostname:
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
+
+
+@asynccontextmanager
+async def default_components(scorer_factory: Callable[[], Any]) -> AsyncIterator[dict[str, Any]]:
+    """The orchestrator (on a ComfyUI pool), the store and the index, from the environment; closed on exit."""
+    from refinement.comfyui import ComfyUIPool
+    from refinement.orchestrator import Orchestrator
+    from refinement.settings import RefinementSettings
+
+    refinement_settings = RefinementSettings()
+    storage_settings = StorageSettings()
+    store = open_store(storage_settings)
+    index = Index(storage_settings.index_path)
+    pool = ComfyUIPool(refinement_settings.comfyui_urls)
+    trusted = [h for h in (host_port(u) for u in refinement_settings.comfyui_urls) if h]
+    if storage_settings.backend == "s3" and storage_settings.s3_endpoint:
+        netloc, secure = normalize_endpoint(storage_settings.s3_endpoint, secure=storage_settings.s3_secure)
+        trusted.append(host_port(f"{'https' if secure else 'http'}://{netloc}") or netloc)
+    try:
+        async with store:
+            store.add_flush_listener(index.add)
+            orchestrator = Orchestrator(LazyScorer(scorer_factory), pool, store, index, refinement_settings)
+            yield {
+                "generator": orchestrator,
+                "store": StoreReader(store, storage_settings),
+                "index": IndexReader(index, store),
+                "trusted_hosts": trusted,
+            }
+    finally:
+        await pool.close()
