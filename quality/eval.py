@@ -280,7 +280,7 @@ def render(table: dict[str, dict[str, dict[str, Any]]], checks: dict[str, Any]) 
     return "\n".join(lines) + "\n"
 
 
-def plot(samples: Sequence[Sample], checks: dict[str, Any], out_dir: Path) -> list[Path]:
+def plot(samples: Sequence[Sample], checks: dict[str, Any], out_dir: Path, suffix: str = "") -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -306,7 +306,7 @@ def plot(samples: Sequence[Sample], checks: dict[str, Any], out_dir: Path) -> li
     ax.set_title(f"composite vs human opinion (SROCC {srocc(x, y):.3f}, n={len(x)})" if len(x) > 2 else "")
     ax.legend(fontsize=7, markerscale=2)
     fig.tight_layout()
-    paths.append(out_dir / "composite_vs_mos.png")
+    paths.append(out_dir / f"composite_vs_mos{suffix}.png")
     fig.savefig(paths[-1])
     plt.close(fig)
 
@@ -325,7 +325,7 @@ def plot(samples: Sequence[Sample], checks: dict[str, Any], out_dir: Path) -> li
     ax.set_ylabel("mean human MOS (95% CI)")
     ax.set_title("calibration: mean human score per grade")
     fig.tight_layout()
-    paths.append(out_dir / "mos_per_grade.png")
+    paths.append(out_dir / f"mos_per_grade{suffix}.png")
     fig.savefig(paths[-1])
     plt.close(fig)
     return paths
@@ -342,9 +342,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for SROCC/KROCC (0: none)")
     p.add_argument("--plcc-bootstrap", type=int, default=200, help="bootstrap resamples for PLCC (refits each)")
     p.add_argument("--no-calibration", action="store_true", help="score with the plain spec-table mapping")
+    p.add_argument("--cv", action="append", metavar="K|logo",
+                   help="also report cross-validated calibration: each image's technical/detail/composite from a "
+                        "model fitted without it (K folds, or leave-one-generator-out); repeatable; needs scikit-learn")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --cv folds and fits")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     return p
+
+
+def _cv_schemes(values: Sequence[str]) -> list[str]:
+    if not values:
+        return []
+    from quality.calibration.evaluate import scheme_name
+
+    return list(dict.fromkeys(scheme_name(v) for v in values))
+
+
+def _cross_validation(samples: Sequence[Sample], schemes: Sequence[str], args: argparse.Namespace, settings: Any,
+                      out: IO[str]) -> dict[str, Any]:  # fmt: skip
+    """Tables, checks and plots of out-of-fold calibrated scores (:mod:`quality.calibration.evaluate`)."""
+    from quality.calibration.evaluate import cross_validated_samples
+
+    results: dict[str, Any] = {}
+    per_scheme = cross_validated_samples(samples, schemes, seed=args.seed, jobs=max(1, args.jobs),
+                                         config=settings.composite)  # fmt: skip
+    for scheme, (cv_samples, info) in per_scheme.items():
+        table = agreement_table(cv_samples, resamples=args.bootstrap, plcc_resamples=args.plcc_bootstrap)
+        checks = grade_checks(cv_samples)
+        out.write(f"\n== cross-validated calibration: {scheme} (seed {args.seed}, {info['folds']} folds): technical, "
+                  "detail, composite and grade of every image come from a model fitted without it ==")  # fmt: skip
+        out.write(render(table, checks))
+        if not args.no_plots:
+            for path in plot(cv_samples, checks, args.output, suffix=f"_{scheme}"):
+                out.write(f"wrote {path}\n")
+        with (args.output / f"cv_{scheme}.jsonl").open("w", encoding="utf-8") as fh:
+            for s in cv_samples:
+                fh.write(json.dumps({"name": s.name, "values": s.values, "grade": s.grade}) + "\n")
+        results[scheme] = {"agreement": table, "checks": checks, "folds": info}
+    return results
 
 
 def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
@@ -360,6 +396,11 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     if not samples:
         print(f"error: no rated images in {args.dataset / 'labels.csv'}", file=sys.stderr)
         return 2
+    try:
+        schemes = _cv_schemes(args.cv or [])
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     args.output.mkdir(parents=True, exist_ok=True)
     settings = QualitySettings()
     if args.no_calibration:
@@ -371,11 +412,13 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     checks = grade_checks(samples)
     result = {"dataset": str(args.dataset), "images": len(samples), "agreement": table, "checks": checks,
               "settings": {"calibration": settings.calibration, "device": settings.device}}  # fmt: skip
-    (args.output / "eval.json").write_text(json.dumps(result, indent=2))
     out.write(render(table, checks))
     if not args.no_plots:
         for path in plot(samples, checks, args.output):
             out.write(f"wrote {path}\n")
+    if schemes:
+        result["cross_validation"] = _cross_validation(samples, schemes, args, settings, out)
+    (args.output / "eval.json").write_text(json.dumps(result, indent=2))
     out.write(f"wrote {args.output / 'eval.json'}\n")
     return 0 if not checks["failed"] else 3
 

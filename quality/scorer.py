@@ -19,10 +19,11 @@ import logging
 import platform
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
 from pydantic import BaseModel
 
 from quality.backends.base import Backend, LoadContext
@@ -232,8 +233,9 @@ class Scorer:
                 )
             calibrated, calibration = self._calibrate(prepared, results, {}, timings, flat=True)
         else:
+            early = self._start_calibration(prepared)
             extras = self._run_backends(prepared, prompt, results, timings)
-            calibrated, calibration = self._calibrate(prepared, results, extras, timings, flat=False)
+            calibrated, calibration = self._calibrate(prepared, results, extras, timings, flat=False, early=early)
 
         return self._assemble(prepared, prompt, results, timings, notes, flat, started, calibrated, calibration)
 
@@ -295,6 +297,29 @@ class Scorer:
                 )
         return extras
 
+    def _calibration_score(
+        self, working: np.ndarray, nss: Mapping[str, Any] | None, params: Any
+    ) -> tuple[dict[str, float], dict[str, float], float] | Exception:
+        assert self._calibration is not None
+        t0 = time.perf_counter()
+        try:
+            scores, mos = self._calibration.score(working, dict(nss) if nss is not None else None, params)
+        except (QualityError, ValueError) as exc:
+            return exc
+        return scores, mos, time.perf_counter() - t0
+
+    def _start_calibration(self, prepared: PreparedImage) -> Future[Any] | None:
+        """For an image larger than the model's working size, the calibration works on a reduced copy and so
+        cannot reuse the NSS backend's features: start it now, concurrently with the backends."""
+        model = self._calibration
+        if not self.settings.calibration or model is None:
+            return None
+        if max(prepared.height, prepared.width) <= model.working_side:
+            return None
+        if any(m in self._unavailable for m in model.requires):
+            return None
+        return self._pool.submit(self._calibration_score, prepared.fit(model.working_side), None, None)
+
     def _calibrate(
         self,
         prepared: PreparedImage,
@@ -303,11 +328,13 @@ class Scorer:
         timings: dict[str, float],
         *,
         flat: bool,
+        early: Future[Any] | None = None,
     ) -> tuple[dict[Dimension, float], CalibrationInfo | None]:
         """Calibrated dimension scores (those the model could produce) and what the report says about it.
 
         The model works on the image reduced to its working size; when that is the image itself, the NSS
-        backend's features of the same pixels are reused rather than computed again.
+        backend's features of the same pixels are reused rather than computed again (otherwise ``early`` is
+        the computation started by :meth:`_start_calibration`).
         """
         if not self.settings.calibration:
             return {}, None
@@ -334,18 +361,21 @@ class Scorer:
         elif not wanted:
             info.reason = "the metrics the calibrated dimensions replace did not run: spec-table mapping used"
         if info.reason is not None:
+            if early is not None:
+                early.cancel()
             return {}, info
-        started = time.perf_counter()
-        working = prepared.fit(model.working_side)
-        nss_extra = extras.get("nss", {})
-        reuse = working is prepared.rgb and nss_extra.get("shape") == tuple(working.shape)
-        try:
-            scores, mos = model.score(working, nss_extra.get("nss") if reuse else None, nss_extra.get("params"))
-        except (QualityError, ValueError) as exc:
-            info.reason = f"calibration features undefined for this image ({exc}): spec-table mapping used"
+        if early is not None:
+            outcome = early.result()
+        else:
+            working = prepared.fit(model.working_side)
+            nss_extra = extras.get("nss", {})
+            reuse = working is prepared.rgb and nss_extra.get("shape") == tuple(working.shape)
+            outcome = self._calibration_score(working, nss_extra.get("nss") if reuse else None, nss_extra.get("params"))
+        if isinstance(outcome, Exception):
+            info.reason = f"calibration features undefined for this image ({outcome}): spec-table mapping used"
             return {}, info
-        finally:
-            timings["calibration"] = round(time.perf_counter() - started, 4)
+        scores, mos, seconds = outcome
+        timings["calibration"] = round(seconds, 4)
         calibrated = {d: scores[d] for d in wanted if d in scores}
         for d in calibrated:
             info.dimensions[d] = "calibrated"

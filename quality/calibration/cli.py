@@ -105,7 +105,9 @@ def run_fit(dataset: Path, out: Path, report_path: Path, *, seed: int = F.SEED, 
     names = list(usable[0].features or {})
     meta = F.model_meta(name, usable, excluded, dataset / "labels.csv", seed, {s: brief(v) for s, v in cv.items()})
     model = F.fit_model(F.base_matrix(usable, names), encoded[-1], np.array([r.mos for r in usable]), final_set,
-                        seed=seed, meta=meta)  # fmt: skip
+                        seed=seed, meta=meta, check=F.check_rows(usable))  # fmt: skip
+    for name in model.meta.get("check", {}):  # identify the check images' bytes too
+        model.meta["check"][name]["sha256"] = F.sha256_file(Path(next(r.path for r in usable if r.name == name)))
     out.parent.mkdir(parents=True, exist_ok=True)
     sha = model.save(out)
     report = {"model": str(out), "model_sha256": sha, **meta, "cv_details": cv,
@@ -145,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=F.SEED)
     f.add_argument("--jobs", type=int, default=1, help="worker processes for image features")
     f.add_argument("--name", default=DEFAULT_NAME)
-    f.add_argument("--cv", action="append", choices=["5", "logo", "none"], help="cross-validation (default: 5, logo)")
+    f.add_argument("--cv", action="append", metavar="K|logo|none",
+                   help="cross-validation: K folds, leave-one-generator-out, or none; repeatable (default: 5 and logo)")
     f.add_argument("--limit", type=int, help="only the first N images (smoke tests)")
     f.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the figures' intervals")
     i = sub.add_parser("info", help="describe a calibration model (default: the shipped one)")
@@ -160,8 +163,10 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
         if args.command == "info":
             out.write(describe(load(args.model) if args.model else load_default()))
             return 0
+        from quality.calibration.evaluate import scheme_name
+
         cv = args.cv or ["5", "logo"]
-        schemes = [] if "none" in cv else [("kfold" + c if c != "logo" else c) for c in cv]
+        schemes = [] if "none" in cv else list(dict.fromkeys(scheme_name(c) for c in cv))
         report_path = args.report or args.output.with_suffix(".report.json")
         report = run_fit(args.dataset, args.output, report_path, seed=args.seed, jobs=max(1, args.jobs),
                          name=args.name, schemes=schemes, limit=args.limit, resamples=args.bootstrap)  # fmt: skip

@@ -142,9 +142,13 @@ def _prepare_one(args: tuple[Record, int]) -> Record:
 _ENCODE_SETS: list[dict[str, Codebook]] = []
 
 
-def _init_encoder(sets: list[dict[str, Codebook]]) -> None:
+def _init_encoder(sets: list[dict[str, Codebook]], single_thread: bool = False) -> None:
     global _ENCODE_SETS
     _ENCODE_SETS = sets
+    if single_thread:  # worker processes: one BLAS thread each, or they oversubscribe the cores
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
 
 
 def _encode_one(path: str) -> list[dict[str, F64]]:
@@ -154,20 +158,23 @@ def _encode_one(path: str) -> list[dict[str, F64]]:
     return [{f: cb.encode(patches[f]) for f, cb in s.items()} for s in _ENCODE_SETS]
 
 
-def encode_records(records: Sequence[Record], sets: list[dict[str, Codebook]], *, jobs: int = 1) -> list[dict[str, F64]]:
+def encode_records(
+    records: Sequence[Record], sets: list[dict[str, Codebook]], *, jobs: int = 1
+) -> list[dict[str, F64]]:
     """For every codebook set, ``{family: (n_records, 4K)}``: each image is decoded once for all sets."""
-    per_image = _map(_encode_one, [r.path for r in records], jobs, _init_encoder, (sets,))
+    per_image = _map(_encode_one, [r.path for r in records], jobs, _init_encoder, (sets, jobs > 1))
     return [{f: np.stack([img[i][f] for img in per_image]) for f in s} for i, s in enumerate(sets)]
 
 
 # ----------------------------------------------------------------------------------------------------
 # the pieces of a model
 # ----------------------------------------------------------------------------------------------------
-def learn_codebook(family: str, samples: Sequence[NDArray[np.float32]], *, size: int = CODEBOOK_SIZE,
+def learn_codebook(family: str, samples: Sequence[NDArray[np.float32]], *, size: int | None = None,
                    seed: int = SEED) -> Codebook:  # fmt: skip
     """ZCA whitening + k-means (scikit-learn ``MiniBatchKMeans``) on the given patch samples."""
     from sklearn.cluster import MiniBatchKMeans
 
+    size = CODEBOOK_SIZE if size is None else size
     x = np.concatenate(list(samples)).astype(np.float64)
     if len(x) < size:
         raise CalibrationFitError(f"{len(x)} patches are too few to learn {size} codewords; give more images")
@@ -180,11 +187,12 @@ def learn_codebook(family: str, samples: Sequence[NDArray[np.float32]], *, size:
     return Codebook(family, matrix.astype(np.float32), (mu @ matrix).astype(np.float32))
 
 
-def fit_trees(x: F64, y: F64, seed: int = SEED) -> TreeEnsemble:
+def fit_trees(x: F64, y: F64, seed: int = SEED) -> tuple[TreeEnsemble, Callable[[F64], F64]]:
+    """The exported trees and scikit-learn's own predict function (for the fit-time check values)."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     model = HistGradientBoostingRegressor(random_state=seed, **TREE_PARAMS).fit(x, y)
-    return export_trees(model)
+    return export_trees(model), model.predict
 
 
 def export_trees(model: Any) -> TreeEnsemble:
@@ -209,15 +217,17 @@ def export_trees(model: Any) -> TreeEnsemble:
     )
 
 
-def fit_svr(x: F64, y: F64) -> KernelSVR:
+def fit_svr(x: F64, y: F64) -> tuple[KernelSVR, Callable[[F64], F64]]:
+    """The exported SVR and a fit-time predict function (scikit-learn's SVR on the transformed inputs)."""
     from sklearn.svm import SVR
 
     transform = QuantileNormal.fit(x, QUANTILE_LEVELS)
     z = transform(x)
     gamma = 1.0 / (z.shape[1] * float(z.var()) or 1.0)
     svr = SVR(kernel="rbf", gamma=gamma, **SVR_PARAMS).fit(z, y)
-    return KernelSVR(transform, svr.support_vectors_.astype(np.float64), svr.dual_coef_.ravel().astype(np.float64),
-                     float(svr.intercept_[0]), gamma)  # fmt: skip
+    exported = KernelSVR(transform, svr.support_vectors_.astype(np.float64), svr.dual_coef_.ravel().astype(np.float64),
+                         float(svr.intercept_[0]), gamma)  # fmt: skip
+    return exported, lambda v: np.asarray(svr.predict(transform(v)), np.float64)
 
 
 def fit_scale(mos: F64) -> Scale:
@@ -232,15 +242,41 @@ def fit_scale(mos: F64) -> Scale:
 
 
 def fit_model(base: F64, encodings: dict[str, F64], mos: F64, codebooks: dict[str, Codebook], *,
-              seed: int = SEED, meta: dict[str, Any] | None = None) -> CalibrationModel:  # fmt: skip
-    """Fit the members on ``base`` (n, F) + ``encodings`` of the given images (nothing else)."""
+              seed: int = SEED, meta: dict[str, Any] | None = None,
+              check: dict[str, int] | None = None) -> CalibrationModel:  # fmt: skip
+    """Fit the members on ``base`` (n, F) + ``encodings`` of the given images (nothing else).
+
+    ``check``: image name → row; for those images the model records, in ``meta["check"]``, the per-dimension
+    MOS that scikit-learn's fitted estimators predict from the fit-time features: a later load of the file,
+    given the same image, must reproduce them (tests do).
+    """
     _sklearn()
     members = []
+    fit_time: dict[str, list[F64]] = {}
+    rows = list((check or {}).values())
     for dim, kind, family in MEMBERS:
         x = np.hstack([base, encodings[family]])
-        predictor = fit_trees(x, mos, seed) if kind == "trees" else fit_svr(x, mos)
+        predictor, predict = fit_trees(x, mos, seed) if kind == "trees" else fit_svr(x, mos)
         members.append(Member(dim, kind, family, predictor))
-    return CalibrationModel(dict(meta or {}), dict(codebooks), tuple(members), fit_scale(mos))
+        if rows:
+            fit_time.setdefault(dim, []).append(predict(x[rows]))
+    meta = dict(meta or {})
+    if check:
+        means = {d: np.mean(v, axis=0) for d, v in fit_time.items()}
+        meta["check"] = {name: {d: float(means[d][i]) for d in means} for i, name in enumerate(check)}
+    return CalibrationModel(meta, dict(codebooks), tuple(members), fit_scale(mos))
+
+
+def check_rows(records: Sequence[Record], per_group: int = 2) -> dict[str, int]:
+    """The first ``per_group`` images of each group in name order: the fit-time check set."""
+    chosen: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for i in sorted(range(len(records)), key=lambda j: records[j].name):
+        g = records[i].group
+        if counts.get(g, 0) < per_group:
+            chosen[records[i].name] = i
+            counts[g] = counts.get(g, 0) + 1
+    return chosen
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -362,10 +398,15 @@ def model_meta(name: str, records: Sequence[Record], excluded: Sequence[Record],
         "requires": REQUIRES,
         "target": "mos_quality",
         "seed": seed,
-        "protocol": {"codebook_size": CODEBOOK_SIZE, "samples_per_image": SAMPLES_PER_IMAGE, "trees": TREE_PARAMS,
-                     "svr": SVR_PARAMS, "quantile_levels": QUANTILE_LEVELS,
-                     "scale_percentiles": [list(p) for p in SCALE_PERCENTILES],
-                     "members": [list(m) for m in MEMBERS]},  # fmt: skip
+        "protocol": {
+            "codebook_size": CODEBOOK_SIZE,
+            "samples_per_image": SAMPLES_PER_IMAGE,
+            "trees": TREE_PARAMS,
+            "svr": SVR_PARAMS,
+            "quantile_levels": QUANTILE_LEVELS,
+            "scale_percentiles": [list(p) for p in SCALE_PERCENTILES],
+            "members": [list(m) for m in MEMBERS],
+        },
         "dataset": {
             "labels": labels.name,
             "labels_sha256": sha256_file(labels),

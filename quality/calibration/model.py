@@ -166,7 +166,9 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> CalibrationModel:
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
         codebooks = {
-            f: Codebook(f, np.asarray(arrays[f"cb.{f}.matrix"], np.float32), np.asarray(arrays[f"cb.{f}.offset"], np.float32))
+            f: Codebook(
+                f, np.asarray(arrays[f"cb.{f}.matrix"], np.float32), np.asarray(arrays[f"cb.{f}.offset"], np.float32)
+            )
             for f in meta["codebooks"]
         }
         members = []
@@ -177,7 +179,7 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> CalibrationModel:
             )
             members.append(Member(spec["dimension"], kind, spec["codebook"], predictor))
         scale = Scale(tuple(meta["scale"]["mos"]), tuple(meta["scale"]["score"]))
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
         raise ConfigError(
             f"{source} is not a readable calibration model ({exc}); refit it with "
             "`python -m quality.calibration fit DATASET_DIR` or set COMFY_QUALITY_CALIBRATION=false"

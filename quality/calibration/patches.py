@@ -96,11 +96,15 @@ class Codebook:
         """``4·K`` numbers: max of positive parts, max of negative parts, mean of each (per codeword)."""
         r = patches @ self.matrix
         r -= self.offset
-        pos = np.maximum(r, 0.0)
-        neg = np.maximum(-r, 0.0)
-        return np.concatenate([pos.max(axis=0), neg.max(axis=0), pos.mean(axis=0), neg.mean(axis=0)]).astype(
-            np.float64
-        )
+        n = np.float64(max(1, len(r)))
+        high, low = r.max(axis=0), r.min(axis=0)
+        total = r.sum(axis=0, dtype=np.float64)
+        magnitude = np.abs(r, out=r).sum(axis=0, dtype=np.float64)
+        # positive part: sum (|r| + r) / 2; negative part: sum (|r| - r) / 2
+        return np.concatenate([
+            np.maximum(high, 0.0), np.maximum(-low, 0.0),
+            (magnitude + total) / (2.0 * n), (magnitude - total) / (2.0 * n),
+        ]).astype(np.float64)  # fmt: skip
 
     def feature_names(self) -> list[str]:
         return [f"{self.family}_{kind}{i:03d}" for kind in ("maxp", "maxn", "meanp", "meann") for i in range(self.size)]

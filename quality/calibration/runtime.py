@@ -27,6 +27,8 @@ Arrays = dict[str, NDArray[np.generic]]
 
 #: inputs are clipped to these probabilities before the normal quantile function (so outliers stay finite)
 QN_BOUND = 1e-7
+#: rows transformed at once (bounds the (rows, levels, features) comparison temporaries)
+QN_CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -49,13 +51,31 @@ class QuantileNormal:
         return cls(np.maximum.accumulate(q, axis=0), refs)
 
     def __call__(self, x: F64) -> F64:
+        x = np.asarray(x, np.float64)
         out = np.empty(x.shape, dtype=np.float64)
-        for j in range(x.shape[1]):
-            q = self.quantiles[:, j]
-            fwd = np.interp(x[:, j], q, self.levels)
-            bwd = -np.interp(-x[:, j], -q[::-1], -self.levels[::-1])
-            out[:, j] = 0.5 * (fwd + bwd)
+        for start in range(0, len(x), QN_CHUNK):
+            out[start : start + QN_CHUNK] = self._levels_of(x[start : start + QN_CHUNK])
         return np.asarray(ndtri(np.clip(out, QN_BOUND, 1.0 - QN_BOUND)), dtype=np.float64)
+
+    def _levels_of(self, x: F64) -> F64:
+        """Linear interpolation of the levels at ``x`` (all features at once), averaged over the last quantile
+        <= x and the first quantile >= x so that a run of tied quantiles maps to the middle of its levels."""
+        q, lv = self.quantiles, self.levels
+        last = len(lv) - 1
+        below_or_equal = (q[None, :, :] <= x[:, None, :]).sum(axis=1)  # quantiles <= x
+        below = (q[None, :, :] < x[:, None, :]).sum(axis=1)  # quantiles < x
+        cols = np.arange(q.shape[1])[None, :]
+
+        def interp(lo: NDArray[np.intp]) -> F64:
+            lo = np.clip(lo, 0, last - 1)
+            q0, q1 = q[lo, cols], q[lo + 1, cols]
+            width = q1 - q0
+            frac = np.divide(x - q0, width, out=np.zeros_like(x), where=width > 0)
+            return np.asarray(np.clip(lv[lo] + np.clip(frac, 0.0, 1.0) * (lv[lo + 1] - lv[lo]), 0.0, 1.0))
+
+        u = 0.5 * (interp(below_or_equal - 1) + interp(below - 1))
+        u = np.where(x >= q[last][None, :], 1.0, u)  # the extremes map to the ends, as in scikit-learn
+        return np.where(x <= q[0][None, :], 0.0, u)
 
 
 @dataclass(frozen=True)
@@ -69,7 +89,8 @@ class KernelSVR:
 
     def predict(self, x: F64) -> F64:
         z = self.transform(x)
-        d2 = (z * z).sum(axis=1)[:, None] + (self.support * self.support).sum(axis=1)[None, :] - 2.0 * z @ self.support.T
+        sv = self.support
+        d2 = (z * z).sum(axis=1)[:, None] + (sv * sv).sum(axis=1)[None, :] - 2.0 * z @ sv.T
         return np.asarray(np.exp(-self.gamma * np.maximum(d2, 0.0)) @ self.dual + self.intercept, dtype=np.float64)
 
     def arrays(self, prefix: str) -> Arrays:
@@ -83,7 +104,9 @@ class KernelSVR:
     def from_arrays(cls, a: Arrays, prefix: str) -> KernelSVR:
         scalars = np.asarray(a[f"{prefix}.scalars"], np.float64)
         return cls(
-            QuantileNormal(np.asarray(a[f"{prefix}.quantiles"], np.float64), np.asarray(a[f"{prefix}.levels"], np.float64)),
+            QuantileNormal(
+                np.asarray(a[f"{prefix}.quantiles"], np.float64), np.asarray(a[f"{prefix}.levels"], np.float64)
+            ),
             np.asarray(a[f"{prefix}.support"], np.float64),
             np.asarray(a[f"{prefix}.dual"], np.float64),
             float(scalars[0]),

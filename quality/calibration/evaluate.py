@@ -1,0 +1,79 @@
+"""Cross-validated scores for ``python -m quality eval DATASET_DIR --cv K|logo``.
+
+The eval command scores every image with the scorer (raw metrics, the other dimensions, timing); this module
+replaces each image's technical and detail scores, and so its composite and grade, with those of a calibration
+model fitted (codebooks included) on the other images only: K folds with a fixed seed, or leave-one-generator-out
+(``logo``: the model never saw the generator it scores). Images whose calibration features are undefined (flat,
+failed generations) keep what the scorer gave them (a flat image is graded F without metrics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from quality.calibration import fit as F
+from quality.composite import CompositeConfig, combine
+from quality.specs import DIMENSIONS
+
+
+def scheme_name(cv: str) -> str:
+    """``"5"`` → ``"kfold5"``, ``"logo"`` → ``"logo"`` (raises ``ValueError`` otherwise)."""
+    if cv == "logo":
+        return cv
+    if cv.isdigit() and int(cv) >= 2:
+        return f"kfold{int(cv)}"
+    raise ValueError(f"--cv takes a number of folds (>= 2) or 'logo', got {cv!r}")
+
+
+def splits_for(scheme: str, records: Sequence[F.Record], seed: int) -> list[F.Split]:
+    if scheme == "logo":
+        return F.leave_one_group_out([r.group for r in records])
+    return F.kfold(len(records), int(scheme.removeprefix("kfold")), seed)
+
+
+def cross_validated_samples(
+    samples: Sequence[Any], schemes: Sequence[str], *, seed: int = F.SEED, jobs: int = 1,
+    config: CompositeConfig | None = None,
+) -> dict[str, tuple[list[Any], dict[str, Any]]]:  # fmt: skip
+    """For each scheme: copies of ``samples`` (:class:`quality.eval.Sample`) with out-of-fold technical, detail,
+    composite and grade, and a description of the folds."""
+    F._sklearn()
+    config = config or CompositeConfig()
+    scored = [s for s in samples if s.error is None]
+    records = F.prepare_records([F.Record(s.name, str(s.path), s.mos_quality, s.generator) for s in scored],
+                                seed=seed, jobs=jobs)  # fmt: skip
+    usable = [r for r in records if r.usable]
+    excluded = {r.name: r.error or "features undefined" for r in records if not r.usable}
+    splits = {scheme: splits_for(scheme, usable, seed) for scheme in schemes}
+    sets = {scheme: [F.codebooks_for(usable, train, seed) for train, _ in sp] for scheme, sp in splits.items()}
+    encoded = F.encode_records(usable, [cb for scheme in schemes for cb in sets[scheme]], jobs=jobs)
+    out: dict[str, tuple[list[Any], dict[str, Any]]] = {}
+    pos = 0
+    for scheme in schemes:
+        sp = splits[scheme]
+        result = F.cross_validate(usable, sp, seed=seed, sets=sets[scheme], encoded=encoded[pos : pos + len(sp)])
+        pos += len(sp)
+        index = {r.name: i for i, r in enumerate(usable)}
+        copies = []
+        for s in samples:
+            c = dataclasses.replace(s, values=dict(s.values))
+            i = index.get(s.name)
+            if i is not None:
+                for dim in result.score:
+                    c.values[dim] = round(float(result.score[dim][i]), 4)
+                dims = {d: c.values.get(d) for d in DIMENSIONS}
+                na = frozenset({"prompt_adherence"}) if s.prompt is None else frozenset()
+                comp = combine(dims, config, not_applicable=na)  # type: ignore[arg-type]
+                c.values["composite_score"], c.grade = comp.composite_score, comp.grade
+            copies.append(c)
+        info = {
+            "scheme": scheme, "seed": seed, "folds": len(sp),
+            "fit_images_per_fold": [len(train) for train, _ in sp],
+            "test_images_per_fold": [len(test) for _, test in sp],
+            "held_out_groups": [sorted({usable[i].group for i in test}) for _, test in sp],
+            "cross_validated_images": len(usable), "kept_scorer_values": excluded, "seconds": round(result.seconds, 1),
+        }  # fmt: skip
+        out[scheme] = (copies, info)
+    return out
