@@ -123,6 +123,12 @@ def render_table(report: Any) -> str:
     for note in report.notes:
         if not note.startswith("partial grade"):
             lines.append(f"  note: {note}")
+    cal = report.calibration_info
+    if cal is not None and cal.used:
+        dims = ", ".join(d for d, how in cal.dimensions.items() if how == "calibrated")
+        lines.append(f"  calibrated ({dims}): {cal.model}")
+    elif cal is not None and cal.reason:
+        lines.append(f"  calibration not used: {cal.reason}")
     lines.append(f"  device {report.device}, {report.seconds:.2f} s")
     return "\n".join(lines)
 
@@ -380,6 +386,11 @@ def _needs_score_command(argv: Sequence[str]) -> bool:
 def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     out = out or sys.stdout
+    if argv[:1] == ["eval"] and any(a in ("-h", "--help") for a in argv[1:]):  # eval's own options, not ours
+        from quality.eval import build_parser as eval_parser
+
+        eval_parser().print_help(out)
+        return 0
     if _needs_score_command(argv):
         argv = ["score", *argv]
     parser = build_parser()

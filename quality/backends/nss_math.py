@@ -310,9 +310,10 @@ def brisque_scale_features(m: F32) -> F32:
 def _aggd_fit64(s: SidedSums) -> tuple[F64, F64, F64, NDArray[np.intp]]:
     """Vectorised AGGD fit (float64): shape, left scale, right scale, grid index."""
     t = tables()
-    left = np.sqrt(s.sq_left / s.n_left)
-    right = np.sqrt(s.sq_right / s.n_right)
-    rhat = (s.abs_sum / s.size) ** 2 / ((s.sq_left + s.sq_right) / s.size)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a block with no negative (positive) values: NaN scale
+        left = np.sqrt(s.sq_left / s.n_left)
+        right = np.sqrt(s.sq_right / s.n_right)
+        rhat = (s.abs_sum / s.size) ** 2 / ((s.sq_left + s.sq_right) / s.size)
     idx = nearest_increasing(t.aggd64, _aggd_ratio(left, right, rhat))
     return t.grid64[idx], left * t.beta64[idx], right * t.beta64[idx], idx
 

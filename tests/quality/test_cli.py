@@ -126,3 +126,13 @@ def test_batch_in_two_processes_gives_the_same_scores_in_the_same_order(tmp_path
     assert run(str(AGIQA), "-o", str(two), "-q", "--jobs", "2")[0] == EXIT_OK
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(csv.DictReader(one.open())) == strip(csv.DictReader(two.open()))
+
+
+def test_eval_help_shows_the_eval_options():
+    import io
+
+    from quality.cli import main as cli_main
+
+    buf = io.StringIO()
+    assert cli_main(["eval", "--help"], out=buf) == 0
+    assert "--cv" in buf.getvalue() and "--no-calibration" in buf.getvalue()

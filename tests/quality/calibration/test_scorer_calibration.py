@@ -130,3 +130,21 @@ def test_features_reuse_gives_identical_values():
     assert extract(rgb, nss_features(rgb)) == extract(rgb)
     feats = extract(rgb)
     assert len(feats) == len(load_default().feature_names) and all(np.isfinite(v) for v in feats.values())
+
+
+def test_the_shipped_fit_report_describes_the_shipped_model():
+    """quality/data/calibration.report.json is the fit's record: same file hash, data hashes, seed and figures."""
+    import json
+    from importlib import resources
+
+    model = load_default()
+    data = resources.files("quality") / "data"
+    report = json.loads((data / "calibration.report.json").read_text())
+    on_disk = F.hashlib.sha256((data / "calibration.npz").read_bytes()).hexdigest()
+    assert report["model_sha256"] == model.sha256 == on_disk
+    assert report["dataset"] == model.meta["dataset"] and report["seed"] == model.meta["seed"]
+    assert report["cv"] == model.meta["cv"] and report["feature_names"] == model.feature_names
+    # the recorded cross-validated figures (held-out images only) are the ones the README and the issue quote
+    kfold = report["cv_details"]["kfold5"]
+    assert kfold["agreement"]["composite_score"]["overall"]["srocc"]["value"] == report["cv"]["kfold5"]["composite"]
+    assert kfold["checks"]["images"] == report["dataset"]["images"]
