@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from quality.composite import Grade
-from quality.report import Coverage, ImageInfo, MetricStatus, QualityBlock
+from quality.report import CalibrationInfo, Coverage, ImageInfo, MetricStatus, QualityBlock
 from refinement.api import AttemptSummary, ProgressStage
 
 JobState = Literal["queued", "running", "success", "best_effort", "failed", "cancelled"]
@@ -48,6 +48,11 @@ class ScoreResult(BaseModel):
     prompt: str | None = Field(None, description="the prompt used for prompt adherence (none: not applicable)")
     image: ImageInfo
     device: str = Field(description="where the models ran (cpu, cuda…)")
+    calibration: CalibrationInfo | None = Field(
+        None,
+        description="whether the technical/detail scores come from the calibration model learned from human "
+        "judgments of AI-generated images, which model, and its cross-validated agreement (None: turned off)",
+    )
     timing: ScoreTiming
 
 

@@ -64,6 +64,7 @@ def score_result(report: QualityReport, *, fetch: float, queue: float, score: fl
         prompt=report.prompt,
         image=report.image,
         device=report.device,
+        calibration=report.calibration_info,
         timing=ScoreTiming(
             fetch_seconds=round(fetch, 4),
             queue_seconds=round(queue, 4),

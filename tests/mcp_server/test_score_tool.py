@@ -58,6 +58,9 @@ async def test_scores_a_real_image_by_path_with_structured_result_and_progress(o
     assert out.image.width > 0 and str(out.image.source).endswith("sd1.5_normal_000.jpg")
     assert out.prompt == PROMPT and out.timing.total_seconds >= out.timing.score_seconds > 0
     assert out.summary.startswith(f"grade {out.grade}")
+    assert out.calibration is not None and out.calibration.used  # the agent sees how technical/detail were made
+    assert out.calibration.dimensions == {"technical": "calibrated", "detail": "calibrated"}
+    assert out.calibration.model_sha256 == expected.calibration_info.model_sha256
     assert json.loads(text(result))["grade"] == out.grade  # text mirrors the structured content
     values = [p for p, _, _ in log.events]
     assert values == sorted(values) and len(set(values)) == len(values)  # strictly increasing
