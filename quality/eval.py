@@ -383,6 +383,28 @@ def _cross_validation(samples: Sequence[Sample], schemes: Sequence[str], args: a
     return results
 
 
+def fitted_on(samples: Sequence[Sample], labels: Path) -> str | None:
+    """Why the shipped calibration model has seen (some of) these images, or ``None``: same ``labels.csv``, or one
+    of the model's check images (name and bytes) is among them. Its figures on them would be in-sample."""
+    import hashlib
+
+    from quality.calibration import load_default
+    from quality.errors import QualityError
+
+    try:
+        meta = load_default().meta
+    except QualityError:
+        return None
+    if hashlib.sha256(labels.read_bytes()).hexdigest() == meta.get("dataset", {}).get("labels_sha256"):
+        return f"{labels} is the labels file the shipped calibration model was fitted on"
+    by_name = {s.name: s.path for s in samples}
+    for name, check in meta.get("check", {}).items():
+        path = by_name.get(name)
+        if path is not None and path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == check.get("sha256"):
+            return f"{name} is one of the images the shipped calibration model was fitted on"
+    return None
+
+
 def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
@@ -412,6 +434,11 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     checks = grade_checks(samples)
     result = {"dataset": str(args.dataset), "images": len(samples), "agreement": table, "checks": checks,
               "settings": {"calibration": settings.calibration, "device": settings.device}}  # fmt: skip
+    overlap = fitted_on(samples, args.dataset / "labels.csv") if settings.calibration else None
+    if overlap is not None:
+        result["in_sample"] = overlap
+        out.write(f"NOTE: {overlap}: the calibrated technical/detail/composite figures below are in-sample "
+                  "(optimistic); --cv K or --cv logo gives figures from models that never saw the images\n")
     out.write(render(table, checks))
     if not args.no_plots:
         for path in plot(samples, checks, args.output):

@@ -84,3 +84,25 @@ def test_agreement_table_groups_by_generator_and_skips_tiny_groups():
     assert groups["gen1"]["srocc"]["value"] == pytest.approx(1.0)
     assert groups["gen2"]["srocc"]["value"] == pytest.approx(-1.0)
     assert "gen3" not in groups and groups["overall"]["n"] == 15
+
+
+def test_images_the_calibration_was_fitted_on_are_flagged_in_sample(tmp_path, capsys):
+    """tests/data/agiqa holds some of the shipped model's check images (fit images): the table says in-sample."""
+    out = tmp_path / "out"
+    assert main([str(AGIQA), "-o", str(out), "--bootstrap", "0", "--plcc-bootstrap", "0", "--no-plots", "-q"]) == 0
+    data = json.loads((out / "eval.json").read_text())
+    assert "fitted on" in data["in_sample"] and "in-sample" in capsys.readouterr().out
+    # the same images scored without calibration are nobody's training data
+    assert main([str(AGIQA), "-o", str(out), "--bootstrap", "0", "--plcc-bootstrap", "0", "--no-plots", "-q",
+                 "--no-calibration"]) == 0  # fmt: skip
+    assert "in_sample" not in json.loads((out / "eval.json").read_text())
+
+
+def test_a_users_own_images_are_not_flagged_in_sample(tmp_path):
+    from quality.eval import fitted_on
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    shutil.copy(AGIQA / "sd1.5_normal_000.jpg", folder / "sd1.5_normal_000.jpg")  # not a check image
+    (folder / "labels.csv").write_text("name,mos_quality\nsd1.5_normal_000.jpg,3.0\n")
+    assert fitted_on(load_dataset(folder), folder / "labels.csv") is None
