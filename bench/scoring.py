@@ -48,11 +48,12 @@ def png_images(count: int) -> list[bytes]:
     return out
 
 
-def full_scorer(count: int) -> dict[str, Any]:
+def full_scorer(count: int, calibration: bool) -> dict[str, Any]:
     from quality.scorer import Scorer
     from quality.settings import QualitySettings
 
-    settings = QualitySettings(offline=True, device="cpu", weights_dir=Path(tempfile.mkdtemp()))
+    weights = Path(tempfile.mkdtemp())
+    settings = QualitySettings(offline=True, device="cpu", weights_dir=weights, calibration=calibration)
     scorer = Scorer(settings)
     data = png_images(count)
     scorer.score(data[0])  # warm-up
@@ -128,18 +129,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--part", choices=["full"], help=argparse.SUPPRESS)
+    ap.add_argument("--part", choices=["full", "cal"], help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.part == "full":
-        json.dump(full_scorer(args.images), sys.stdout)
+    if args.part is not None:
+        json.dump(full_scorer(args.images, calibration=args.part == "cal"), sys.stdout)
         return 0
     load_before = os.getloadavg()[0]
-    runs: dict[str, list[dict[str, Any]]] = {"full": [], "a": [], "b": []}
+    runs: dict[str, list[dict[str, Any]]] = {"full": [], "cal": [], "a": [], "b": []}
     for r in range(args.rounds):
         for name in runs:
             print(f"round {r + 1}/{args.rounds}: {name} …", file=sys.stderr, flush=True)
-            if name == "full":
-                proc = subprocess.run([sys.executable, __file__, "--part", "full", "--images", str(args.images)],
+            if name in ("full", "cal"):
+                proc = subprocess.run([sys.executable, __file__, "--part", name, "--images", str(args.images)],
                                       capture_output=True, text=True, check=True)  # fmt: skip
                 runs[name].append(json.loads(proc.stdout))
             else:
@@ -149,12 +150,14 @@ def main() -> int:
     print(f"\n1. latency per 1024×1024 image ({args.images} images × {args.rounds} rounds; {os.cpu_count()} CPUs, "
           f"load average {load_before:.1f} → {os.getloadavg()[0]:.1f})")
     labels = {"full": f"comfy-quality Scorer ({', '.join(runs['full'][0]['ran'])}; PNG decode included)",
+              "cal": "the same + calibration (the default: technical/detail from the calibration model)",
               "a": "(a) pyiqa BRISQUE+NIQE created per image (ComfyGen)",
               "b": "(b) pyiqa BRISQUE+NIQE warm, one after another"}  # fmt: skip
-    for k in ("full", "b", "a"):
+    for k in ("full", "cal", "b", "a"):
         print(f"  {labels[k]:80s} p50 {p50[k] * 1e3:7.1f} ms   peak RSS {rss[k]:6.0f} MiB")
     print(f"  ratio (b)/ours: {p50['b'] / p50['full']:.1f}×   (a)/ours: {p50['a'] / p50['full']:.1f}×   "
           "(target: ≥ 3× against (b))")
+    print(f"  with calibration: (b)/ours {p50['b'] / p50['cal']:.1f}×   (a)/ours {p50['a'] / p50['cal']:.1f}×")
     ours = np.array(runs["full"][0]["values"], dtype=float)
     ref = np.array(runs["b"][0]["values"], dtype=float)
     d = np.abs(ours - ref).max(axis=0)
