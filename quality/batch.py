@@ -29,8 +29,10 @@ def _init(settings_json: str, single_threaded: bool = False) -> None:
     options: dict[str, object] = {}
     if single_threaded:  # one process per core: threads inside each would only fight over the same cores
         import torch
+        from threadpoolctl import threadpool_limits
 
         torch.set_num_threads(1)
+        threadpool_limits(1)  # numpy's BLAS (the calibration's matrix products) too
         settings = settings.model_copy(update={"workers": 1})
         options["nss_threads"] = 1
     _worker = Scorer(settings, options=options)
