@@ -34,6 +34,8 @@ SCORE_IMAGE_DESCRIPTION = (
     "only when a prompt is given) and detail (TOPIQ, edge density), combined into a composite 0–10 and a grade. "
     + GRADES_TEXT
     + "Use it to check an image before showing or using it, or to compare candidates (higher composite wins). "
+    "By default the technical and detail scores are calibrated on human ratings of AI-generated images, so a "
+    "grade says roughly where people would rank the image (`calibration` in the result says so). "
     "The result says which metrics ran; when model weights are missing on the server a dimension is "
     "'unavailable' and the grade is marked partial (computed over what was scored), never guessed."
 )
