@@ -354,9 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _cv_schemes(values: Sequence[str]) -> list[str]:
     if not values:
         return []
-    from quality.calibration.evaluate import scheme_name
+    from quality.calibration.evaluate import scheme_names
 
-    return list(dict.fromkeys(scheme_name(v) for v in values))
+    return scheme_names(values)
 
 
 def _cross_validation(samples: Sequence[Sample], schemes: Sequence[str], args: argparse.Namespace, settings: Any,
@@ -386,21 +386,20 @@ def _cross_validation(samples: Sequence[Sample], schemes: Sequence[str], args: a
 def fitted_on(samples: Sequence[Sample], labels: Path) -> str | None:
     """Why the shipped calibration model has seen (some of) these images, or ``None``: same ``labels.csv``, or one
     of the model's check images (name and bytes) is among them. Its figures on them would be in-sample."""
-    import hashlib
-
     from quality.calibration import load_default
+    from quality.calibration.fit import sha256_file
     from quality.errors import QualityError
 
     try:
         meta = load_default().meta
     except QualityError:
         return None
-    if hashlib.sha256(labels.read_bytes()).hexdigest() == meta.get("dataset", {}).get("labels_sha256"):
+    if sha256_file(labels) == meta.get("dataset", {}).get("labels_sha256"):
         return f"{labels} is the labels file the shipped calibration model was fitted on"
     by_name = {s.name: s.path for s in samples}
     for name, check in meta.get("check", {}).items():
         path = by_name.get(name)
-        if path is not None and path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == check.get("sha256"):
+        if path is not None and path.is_file() and sha256_file(path) == check.get("sha256"):
             return f"{name} is one of the images the shipped calibration model was fitted on"
     return None
 

@@ -24,22 +24,13 @@ from typing import IO, Any
 import numpy as np
 
 from quality.calibration import fit as F
+from quality.calibration.evaluate import composite_of, cross_validate_schemes, scheme_names
 from quality.calibration.model import DEFAULT_FILE, CalibrationModel, load, load_default
 from quality.errors import QualityError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "agiqa3k-nss-codebooks"
-
-
-def composite_of(scores: dict[str, float | None], prompt: str | None = None) -> tuple[float, str]:
-    """Composite and grade of dimension scores, with the default composite contract."""
-    from quality.composite import CompositeConfig, combine
-
-    dims = {d: scores.get(d) for d in ("technical", "aesthetic", "prompt_adherence", "detail")}
-    na = frozenset({"prompt_adherence"}) if prompt is None else frozenset()
-    result = combine(dims, CompositeConfig(), not_applicable=na)  # type: ignore[arg-type]
-    return result.composite_score, result.grade
 
 
 def summarise(records: Sequence[F.Record], result: F.CVResult, *, resamples: int = 1000) -> dict[str, Any]:
@@ -49,7 +40,7 @@ def summarise(records: Sequence[F.Record], result: F.CVResult, *, resamples: int
     samples = []
     for i, r in enumerate(records):
         scores = {d: float(result.score[d][i]) for d in result.score}
-        composite, grade = composite_of(scores)  # type: ignore[arg-type]
+        composite, grade = composite_of(scores)
         samples.append(Sample(name=r.name, path=Path(r.path), mos_quality=r.mos, generator=r.group,
                               values={**scores, "composite_score": composite}, grade=grade))  # fmt: skip
     table = agreement_table(samples, resamples=resamples, plcc_resamples=min(resamples, 200))
@@ -83,31 +74,21 @@ def run_fit(dataset: Path, out: Path, report_path: Path, *, seed: int = F.SEED, 
     if len(usable) < 10:
         raise F.CalibrationFitError(f"only {len(usable)} usable images in {dataset}: a calibration needs more")
     log.info("%d images usable, %d excluded", len(usable), len(excluded))
-    splits = {}
-    for scheme in schemes:
-        if scheme == "logo":
-            if len({r.group for r in usable}) > 1:
-                splits[scheme] = F.leave_one_group_out([r.group for r in usable])
-        else:
-            splits[scheme] = F.kfold(len(usable), int(scheme.removeprefix("kfold")), seed)
-    sets = {s: [F.codebooks_for(usable, train, seed) for train, _ in sp] for s, sp in splits.items()}
+    if len({r.group for r in usable}) < 2:  # one generator: nothing to leave out
+        schemes = [s for s in schemes if s != "logo"]
     final_set = F.codebooks_for(usable, range(len(usable)), seed)
-    flat = [cb for s in splits for cb in sets[s]] + [final_set]
-    encoded = F.encode_records(usable, flat, jobs=jobs)
+    results, (final_encoded,) = cross_validate_schemes(usable, schemes, seed=seed, jobs=jobs, also=[final_set])
     cv: dict[str, Any] = {}
-    pos = 0
-    for scheme, sp in splits.items():
-        enc = encoded[pos : pos + len(sp)]
-        pos += len(sp)
-        result = F.cross_validate(usable, sp, seed=seed, sets=sets[scheme], encoded=enc)
-        cv[scheme] = summarise(usable, result, resamples=resamples)
+    for scheme, done in results.items():
+        cv[scheme] = summarise(usable, done.result, resamples=resamples)
         log.info("%s: %s", scheme, brief(cv[scheme]))
     names = list(usable[0].features or {})
     meta = F.model_meta(name, usable, excluded, dataset / "labels.csv", seed, {s: brief(v) for s, v in cv.items()})
-    model = F.fit_model(F.base_matrix(usable, names), encoded[-1], np.array([r.mos for r in usable]), final_set,
-                        seed=seed, meta=meta, check=F.check_rows(usable))  # fmt: skip
-    for name in model.meta.get("check", {}):  # identify the check images' bytes too
-        model.meta["check"][name]["sha256"] = F.sha256_file(Path(next(r.path for r in usable if r.name == name)))
+    check = F.check_rows(usable)
+    model = F.fit_model(F.base_matrix(usable, names), final_encoded, np.array([r.mos for r in usable]), final_set,
+                        seed=seed, meta=meta, check=check)  # fmt: skip
+    for image, row in check.items():  # identify the check images' bytes too
+        model.meta["check"][image]["sha256"] = F.sha256_file(Path(usable[row].path))
     out.parent.mkdir(parents=True, exist_ok=True)
     sha = model.save(out)
     report = {"model": str(out), "model_sha256": sha, **meta, "cv_details": cv,
@@ -163,10 +144,8 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
         if args.command == "info":
             out.write(describe(load(args.model) if args.model else load_default()))
             return 0
-        from quality.calibration.evaluate import scheme_name
-
         cv = args.cv or ["5", "logo"]
-        schemes = [] if "none" in cv else list(dict.fromkeys(scheme_name(c) for c in cv))
+        schemes = [] if "none" in cv else scheme_names(cv)
         report_path = args.report or args.output.with_suffix(".report.json")
         report = run_fit(args.dataset, args.output, report_path, seed=args.seed, jobs=max(1, args.jobs),
                          name=args.name, schemes=schemes, limit=args.limit, resamples=args.bootstrap)  # fmt: skip

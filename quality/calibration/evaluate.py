@@ -1,19 +1,24 @@
-"""Cross-validated scores for ``python -m quality eval DATASET_DIR --cv K|logo``.
+"""Cross-validation shared by the fit command and ``python -m quality eval DATASET_DIR --cv K|logo``.
 
-The eval command scores every image with the scorer (raw metrics, the other dimensions, timing); this module
-replaces each image's technical and detail scores, and so its composite and grade, with those of a calibration
-model fitted (codebooks included) on the other images only: K folds with a fixed seed, or leave-one-generator-out
-(``logo``: the model never saw the generator it scores). Images whose calibration features are undefined (flat,
+:func:`cross_validate_schemes` runs the fixed protocol of :mod:`.fit` under K folds with a fixed seed and/or
+leave-one-generator-out (``logo``: the model never saw the generator it scores): per split, codebooks and members
+are fitted on that split's training images only, and every image is decoded once for all codebook sets.
+
+The eval command scores every image with the scorer (raw metrics, the other dimensions, timing);
+:func:`cross_validated_samples` replaces each image's technical and detail scores, and so its composite and grade,
+with those of a model fitted on the other images only. Images whose calibration features are undefined (flat,
 failed generations) keep what the scorer gave them (a flat image is graded F without metrics).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from quality.calibration import fit as F
+from quality.calibration.patches import Codebook
+from quality.calibration.runtime import F64
 from quality.composite import CompositeConfig, combine
 from quality.specs import DIMENSIONS
 
@@ -27,10 +32,50 @@ def scheme_name(cv: str) -> str:
     raise ValueError(f"--cv takes a number of folds (>= 2) or 'logo', got {cv!r}")
 
 
+def scheme_names(values: Sequence[str]) -> list[str]:
+    """The ``--cv`` values as scheme names, in order, without repeats."""
+    return list(dict.fromkeys(scheme_name(v) for v in values))
+
+
 def splits_for(scheme: str, records: Sequence[F.Record], seed: int) -> list[F.Split]:
     if scheme == "logo":
         return F.leave_one_group_out([r.group for r in records])
     return F.kfold(len(records), int(scheme.removeprefix("kfold")), seed)
+
+
+def composite_of(
+    scores: Mapping[str, float | None], prompt: str | None = None, config: CompositeConfig | None = None
+) -> tuple[float, str]:
+    """Composite and grade of dimension scores (prompt adherence not applicable without a prompt)."""
+    dims = {d: scores.get(d) for d in DIMENSIONS}
+    na = frozenset({"prompt_adherence"}) if prompt is None else frozenset()
+    result = combine(dims, config or CompositeConfig(), not_applicable=na)  # type: ignore[arg-type]
+    return result.composite_score, result.grade
+
+
+@dataclasses.dataclass
+class SchemeResult:
+    splits: list[F.Split]
+    result: F.CVResult
+
+
+def cross_validate_schemes(
+    usable: Sequence[F.Record], schemes: Sequence[str], *, seed: int = F.SEED, jobs: int = 1,
+    also: Sequence[dict[str, Codebook]] = (),
+) -> tuple[dict[str, SchemeResult], list[dict[str, F64]]]:  # fmt: skip
+    """Out-of-fold predictions per scheme for ``usable`` records, and the encodings with the codebook sets
+    ``also`` (e.g. the final model's), computed in the same pass over the images."""
+    splits = {scheme: splits_for(scheme, usable, seed) for scheme in schemes}
+    sets = {scheme: [F.codebooks_for(usable, train, seed) for train, _ in sp] for scheme, sp in splits.items()}
+    encoded = F.encode_records(usable, [cb for scheme in schemes for cb in sets[scheme]] + list(also), jobs=jobs)
+    out: dict[str, SchemeResult] = {}
+    pos = 0
+    for scheme in schemes:
+        sp = splits[scheme]
+        result = F.cross_validate(usable, sp, seed=seed, sets=sets[scheme], encoded=encoded[pos : pos + len(sp)])
+        pos += len(sp)
+        out[scheme] = SchemeResult(sp, result)
+    return out, encoded[pos:]
 
 
 def cross_validated_samples(
@@ -40,22 +85,16 @@ def cross_validated_samples(
     """For each scheme: copies of ``samples`` (:class:`quality.eval.Sample`) with out-of-fold technical, detail,
     composite and grade, and a description of the folds."""
     F._sklearn()
-    config = config or CompositeConfig()
     scored = [s for s in samples if s.error is None]
     records = F.prepare_records([F.Record(s.name, str(s.path), s.mos_quality, s.generator) for s in scored],
                                 seed=seed, jobs=jobs)  # fmt: skip
     usable = [r for r in records if r.usable]
     excluded = {r.name: r.error or "features undefined" for r in records if not r.usable}
-    splits = {scheme: splits_for(scheme, usable, seed) for scheme in schemes}
-    sets = {scheme: [F.codebooks_for(usable, train, seed) for train, _ in sp] for scheme, sp in splits.items()}
-    encoded = F.encode_records(usable, [cb for scheme in schemes for cb in sets[scheme]], jobs=jobs)
+    index = {r.name: i for i, r in enumerate(usable)}
+    results, _ = cross_validate_schemes(usable, schemes, seed=seed, jobs=jobs)
     out: dict[str, tuple[list[Any], dict[str, Any]]] = {}
-    pos = 0
-    for scheme in schemes:
-        sp = splits[scheme]
-        result = F.cross_validate(usable, sp, seed=seed, sets=sets[scheme], encoded=encoded[pos : pos + len(sp)])
-        pos += len(sp)
-        index = {r.name: i for i, r in enumerate(usable)}
+    for scheme, done in results.items():
+        sp, result = done.splits, done.result
         copies = []
         for s in samples:
             c = dataclasses.replace(s, values=dict(s.values))
@@ -63,10 +102,7 @@ def cross_validated_samples(
             if i is not None:
                 for dim in result.score:
                     c.values[dim] = round(float(result.score[dim][i]), 4)
-                dims = {d: c.values.get(d) for d in DIMENSIONS}
-                na = frozenset({"prompt_adherence"}) if s.prompt is None else frozenset()
-                comp = combine(dims, config, not_applicable=na)  # type: ignore[arg-type]
-                c.values["composite_score"], c.grade = comp.composite_score, comp.grade
+                c.values["composite_score"], c.grade = composite_of(c.values, s.prompt, config)
             copies.append(c)
         info = {
             "scheme": scheme, "seed": seed, "folds": len(sp),
