@@ -120,14 +120,22 @@ def _radial_spectrum(y: F32) -> Features:
     }
 
 
-def sharpness_group(y: F32) -> Features:
+def sobel(y: F32) -> tuple[F32, F32]:
+    """Horizontal and vertical Sobel derivatives of ``y`` (shared by the sharpness and texture groups)."""
+    gx = cv2.Sobel(y, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(y, cv2.CV_32F, 0, 1)
+    return np.asarray(gx, np.float32), np.asarray(gy, np.float32)
+
+
+def sharpness_group(y: F32, gx: F32, gy: F32) -> Features:
+    """``gx``, ``gy``: :func:`sobel` of ``y``."""
     h, w = y.shape
     lap = cv2.Laplacian(y, cv2.CV_32F)
     out: Features = {"lap_var": float(np.log1p(lap.var()))}
     small = cv2.resize(y, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
     out["lap_var_half"] = float(np.log1p(cv2.Laplacian(small, cv2.CV_32F).var()))
-    gx = cv2.Sobel(y, cv2.CV_32F, 1, 0)
-    gy = cv2.Sobel(y, cv2.CV_32F, 0, 1)
+    # cv2.magnitude, as the shipped model was fitted with; it differs from sqrt(gx² + gy²) by one float32 ulp
+    # on some runs, so refits are not bit-identical (cv2.cartToPolar's magnitude is exact: use it at the next refit)
     mag = cv2.magnitude(gx, gy)
     g50, g90, g99 = _pct(mag, (50, 90, 99))
     out |= {"grad_p50": np.log1p(g50), "grad_p90": np.log1p(g90), "grad_p99": np.log1p(g99),
@@ -235,7 +243,8 @@ def _lbp_histogram(y: F32) -> F64:
     return hist / max(1.0, hist.sum())
 
 
-def texture_group(y: F32) -> Features:
+def texture_group(y: F32, gx: F32, gy: F32) -> Features:
+    """``gx``, ``gy``: :func:`sobel` of ``y``."""
     u8 = np.clip(y, 0, 255).astype(np.uint8)
     blurred = cv2.GaussianBlur(u8, (5, 5), 1.0)
     out: Features = {}
@@ -243,8 +252,6 @@ def texture_group(y: F32) -> Features:
         out[f"canny{lo}"] = float(np.count_nonzero(cv2.Canny(blurred, lo, hi, L2gradient=True))) / u8.size
     for i, v in enumerate(_lbp_histogram(y)):
         out[f"lbp{i}"] = float(v)
-    gx = cv2.Sobel(y, cv2.CV_32F, 1, 0)
-    gy = cv2.Sobel(y, cv2.CV_32F, 0, 1)
     mag, ang = cv2.cartToPolar(gx, gy)
     orient = (np.mod(ang, np.pi) / np.pi * 12).astype(np.int64).clip(0, 11)
     out["orient_entropy"] = _entropy(np.bincount(orient.ravel(), weights=mag.ravel(), minlength=12))
@@ -254,23 +261,25 @@ def texture_group(y: F32) -> Features:
 # ----------------------------------------------------------------------------------------------------
 # all together
 # ----------------------------------------------------------------------------------------------------
-def extract(rgb: NDArray[np.uint8], nss: dict[str, Any] | None = None, params: NSSParams | None = None) -> Features:
+def extract(rgb: NDArray[np.uint8], nss: dict[str, Any] | None = None, params: NSSParams | None = None,
+            y: F32 | None = None) -> Features:  # fmt: skip
     """All calibration features of a working-size ``(H, W, 3)`` uint8 image (:meth:`PreparedImage.fit` to
     :data:`WORKING_SIDE`).
 
     ``nss`` is :func:`quality.backends.nss.nss_features` of exactly these pixels when the caller already has it
     (it is computed here otherwise). Raises :class:`quality.errors.MetricError` where BRISQUE/NIQE are undefined
-    (flat or tiny images).
+    (flat or tiny images). ``y``: :func:`quality.backends.nss_math.luma` of ``rgb``, if the caller has it.
     """
     params = params or packaged_params()
     if nss is None:
         nss = nss_features(rgb, params)
-    y = nm.luma(rgb)
+    y = nm.luma(rgb) if y is None else y
+    gx, gy = sobel(y)
     lab = np.asarray(cv2.cvtColor(rgb.astype(np.float32) / np.float32(255.0), cv2.COLOR_RGB2Lab), dtype=np.float32)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         out = nss_group(y, nss, params)
-        out |= sharpness_group(y)
+        out |= sharpness_group(y, gx, gy)
         out |= noise_group(y, lab)
         out |= tone_colour_group(rgb, y, lab)
-        out |= texture_group(y)
+        out |= texture_group(y, gx, gy)
     return {k: float(v) for k, v in out.items()}

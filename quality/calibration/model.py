@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from quality.backends import nss_math as nm
 from quality.backends.nss import NSSParams
 from quality.calibration.features import extract
 from quality.calibration.patches import Codebook, family_patches
@@ -95,10 +96,9 @@ class CalibrationModel:
             counts[m.dimension] = counts.get(m.dimension, 0) + 1
         return {d: sums[d] / counts[d] for d in sums}
 
-    def encode(self, rgb: NDArray[np.uint8]) -> dict[str, F64]:
-        from quality.backends import nss_math as nm
-
-        y = nm.luma(rgb)
+    def encode(self, rgb: NDArray[np.uint8], y: NDArray[np.float32] | None = None) -> dict[str, F64]:
+        """Codebook encodings of a working-size image (``y``: its luma, if the caller has it)."""
+        y = nm.luma(rgb) if y is None else y
         return {f: cb.encode(family_patches(f, rgb, y)) for f, cb in self.codebooks.items()}
 
     def base_vector(self, features: dict[str, float]) -> F64:
@@ -118,12 +118,13 @@ class CalibrationModel:
         :class:`quality.errors.MetricError` where the features are undefined (flat or tiny images) and
         ``ValueError`` if a feature is not finite.
         """
-        feats = extract(rgb, nss, params)
+        y = nm.luma(rgb)
+        feats = extract(rgb, nss, params, y)
         base = self.base_vector(feats)
         if not np.all(np.isfinite(base)):
             bad = [n for n, v in zip(self.feature_names, base, strict=True) if not np.isfinite(v)]
             raise ValueError(f"calibration features are undefined for this image: {', '.join(bad[:5])}")
-        mos = {d: float(v[0]) for d, v in self.predict_mos(base[None, :], self.encode(rgb)).items()}
+        mos = {d: float(v[0]) for d, v in self.predict_mos(base[None, :], self.encode(rgb, y)).items()}
         return {d: round(float(self.scale(v)), 4) for d, v in mos.items()}, mos
 
     # -- file -------------------------------------------------------------------------------------------------
@@ -145,7 +146,7 @@ class CalibrationModel:
         arrays = {"meta": np.array(json.dumps(meta, sort_keys=True)), **self.arrays()}
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for key, arr in arrays.items():  # fixed timestamps: a refit with the same inputs gives the same bytes
+            for key, arr in arrays.items():  # fixed timestamps: the same model gives the same bytes
                 info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
                 info.compress_type = zipfile.ZIP_DEFLATED
                 with zf.open(info, "w") as fh:
