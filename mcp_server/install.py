@@ -148,6 +148,21 @@ def entry_point(executable: str | None = None, *, system: str | None = None) -> 
     return python, ["-m", "mcp_server"]
 
 
+def import_path(python: str) -> str | None:
+    """The folder to put on ``PYTHONPATH`` when ``python`` imports ``mcp_server`` only from this checkout
+    (not installed): a host starts the server in a folder of its own choosing. None when no help is needed."""
+    import tempfile
+
+    probe = [python, "-c", "import mcp_server"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    try:
+        if subprocess.run(probe, cwd=tempfile.gettempdir(), env=env, capture_output=True, timeout=60).returncode == 0:
+            return None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return str(Path(__file__).resolve().parents[1])
+
+
 # -- --env ---------------------------------------------------------------------------------------------------
 def _settings_classes() -> list[tuple[str, Any]]:
     from dashboard.settings import DashboardSettings
@@ -246,14 +261,15 @@ def check_env(pairs: Iterable[str], *, cwd: Path | None = None) -> EnvCheck:
 
 
 def advice(env: Mapping[str, str]) -> list[str]:
-    """What the server would refuse with this environment (the same checks as ``doctor``)."""
+    """What the server would refuse with this environment (the same checks as ``doctor``). Only the entry's
+    own variables count: a host starts the server without this shell's environment."""
     notes = []
-    if not env.get("COMFY_QUALITY_MCP_ROOTS") and not os.environ.get("COMFY_QUALITY_MCP_ROOTS"):
+    if not env.get("COMFY_QUALITY_MCP_ROOTS"):
         notes.append(
             "no COMFY_QUALITY_MCP_ROOTS: score_image will refuse local paths; add "
             "--env COMFY_QUALITY_MCP_ROOTS=/folder/with/images (comma-separated for several)"
         )
-    if not env.get("COMFY_QUALITY_MCP_URL_ALLOWLIST") and not os.environ.get("COMFY_QUALITY_MCP_URL_ALLOWLIST"):
+    if not env.get("COMFY_QUALITY_MCP_URL_ALLOWLIST"):
         notes.append(
             "no COMFY_QUALITY_MCP_URL_ALLOWLIST: score_image will refuse http(s) URLs; add e.g. "
             "--env COMFY_QUALITY_MCP_URL_ALLOWLIST='*.example.com'"
@@ -430,6 +446,8 @@ def _install(args: argparse.Namespace, out: TextIO) -> int:
         raise InstallError("Claude Desktop has no project configuration: drop --workspace", EXIT_USAGE)
     if args.run and args.host != "claude-code":
         raise InstallError("--run is for claude-code only", EXIT_USAGE)
+    if args.run and (args.config or args.workspace is not None or args.print_only):
+        raise InstallError("--run runs `claude mcp add`: drop --config, --workspace and --print", EXIT_USAGE)
     checked = check_env(args.env)
     for warning in checked.warnings:
         _say(sys.stderr, f"warning: {warning}")
@@ -437,6 +455,10 @@ def _install(args: argparse.Namespace, out: TextIO) -> int:
     if cmd_args:
         where = os.path.dirname(command)
         _say(sys.stderr, f"note: no comfy-quality-mcp script in {where}: the host will run `python -m mcp_server`")
+        extra = import_path(command) if "PYTHONPATH" not in checked.env else None
+        if extra:
+            checked.env["PYTHONPATH"] = extra
+            _say(sys.stderr, f"note: comfy-quality is not installed for {command}: PYTHONPATH={extra} added")
     for note in advice(checked.env):
         _say(sys.stderr, f"note: {note}")
     workspace = args.workspace.absolute() if args.workspace is not None else None

@@ -28,9 +28,9 @@ def venv(tmp_path_factory):
     return root
 
 
-def run(venv: Path, *args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def run(venv: Path, *args: str, tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, COMFY_QUALITY_VENV=str(venv), COMFY_QUALITY_OFFLINE="1",
-               COMFY_QUALITY_WEIGHTS_DIR=str(tmp_path / "weights"), COMFY_QUALITY_DEVICE="cpu")  # fmt: skip
+               COMFY_QUALITY_WEIGHTS_DIR=str(tmp_path / "weights"), COMFY_QUALITY_DEVICE="cpu", **extra)  # fmt: skip
     command = [str(REPO / "run"), *args]
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
 
@@ -66,3 +66,15 @@ def test_score_with_only_cli_args_scores_the_sample_with_its_prompt(venv, tmp_pa
     report = json.loads(proc.stdout)
     assert report["prompt"] == (REPO / "examples" / "sample.prompt.txt").read_text().strip()
     assert report["metrics"]["brisque"]["status"] == "ok" and report["metrics"]["niqe"]["status"] != "ok"
+
+
+def test_install_and_doctor_tasks_reach_the_server_cli(venv, tmp_path):
+    proc = run(venv, "install", "cursor", "--print", "--env", "COMFY_QUALITY_OFFLINE=1", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads(proc.stdout)["mcpServers"]["comfy-quality"]
+    assert os.path.isabs(entry["command"]) and entry["env"] == {"COMFY_QUALITY_OFFLINE": "1"}
+    proc = run(venv, "doctor", "--json", "--timeout", "2", tmp_path=tmp_path, HOME=str(tmp_path),
+               XDG_DATA_HOME=str(tmp_path / "data"), COMFY_QUALITY_COMFYUI_URLS="http://127.0.0.1:9")  # fmt: skip
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 1 and report["ok"] is False
+    assert any(c["name"] == "comfyui http://127.0.0.1:9" and c["status"] == "fail" for c in report["checks"])

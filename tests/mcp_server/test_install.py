@@ -295,6 +295,24 @@ def test_unknown_host_and_wrong_flags_are_usage_errors(tmp_path, capsys):
     assert install("cursor", "--run")[0] == 2
     assert install("claude-desktop", "--workspace", str(tmp_path))[0] == 2
     assert install("cursor", "--name", "a b")[0] == 2
+    assert install("claude-code", "--run", "--workspace", str(tmp_path))[0] == 2
+
+
+def test_advice_ignores_this_shells_environment(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COMFY_QUALITY_MCP_ROOTS", str(tmp_path))  # the host will not see it
+    install("cursor", "--config", str(tmp_path / "mcp.json"))
+    assert "no COMFY_QUALITY_MCP_ROOTS" in capsys.readouterr().err
+
+
+def test_python_m_fallback_adds_the_checkout_to_pythonpath_only_when_needed(tmp_path):
+    from mcp_server.install import import_path
+
+    assert import_path(sys.executable) is None  # this interpreter has the package installed
+    bare = tmp_path / "python"
+    bare.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')  # no site-packages: the package is missing
+    bare.chmod(0o755)
+    folder = import_path(str(bare))
+    assert folder is not None and (Path(folder) / "mcp_server" / "__init__.py").is_file()
 
 
 # -- the entry point and the serve CLI -----------------------------------------------------------------------
