@@ -477,6 +477,9 @@ def _install(args: argparse.Namespace, out: TextIO) -> int:
     if args.print_only:
         _say(out, json.dumps({key: {args.name: entry}}, indent=2, ensure_ascii=False))
         return EXIT_OK
+    if args.config is None and workspace is None and not config.parent.exists():
+        _say(sys.stderr, f"note: {config.parent} does not exist: is {HOST_NAMES[args.host]} installed? "
+             "The file is created anyway")  # fmt: skip
     result = merge_into(config, key, args.name, entry)
     if not result.changed:
         _say(out, f"{result.path}: {args.name} is already set up this way; nothing changed")
@@ -494,6 +497,7 @@ def _install(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+HOST_NAMES = {"claude-desktop": "Claude Desktop", "claude-code": "Claude Code", "cursor": "Cursor", "vscode": "VS Code"}
 RESTART_HINT = {
     "claude-desktop": "restart Claude Desktop to load it (its log: mcp-server-comfy-quality.log beside the app logs)",
     "cursor": "Cursor picks it up in Settings → MCP (toggle it on if needed)",

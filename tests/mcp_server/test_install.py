@@ -109,6 +109,13 @@ def test_claude_desktop_default_file_gets_an_absolute_entry(home, tmp_path):
     assert "type" not in entry
 
 
+def test_a_host_folder_that_does_not_exist_is_pointed_out(home, capsys):
+    assert install("cursor")[0] == 0
+    assert "is Cursor installed?" in capsys.readouterr().err
+    assert install("cursor", "--name", "second")[0] == 0
+    assert "installed?" not in capsys.readouterr().err  # the folder exists now
+
+
 def test_cursor_and_vscode_formats(home, tmp_path):
     assert install("cursor", "--env", "COMFY_QUALITY_COMFYUI_URLS=http://gpu:8188")[0] == 0
     cursor = json.loads((home / ".cursor" / "mcp.json").read_text())
