@@ -257,6 +257,9 @@ def check_env(pairs: Iterable[str], *, cwd: Path | None = None) -> EnvCheck:
                 name = str(error["loc"][0]) if error["loc"] else ""
                 if name in given:
                     raise InstallError(f"--env {given[name][0]}: {error['msg']}", EXIT_USAGE) from None
+                if not name:  # a rule across fields (e.g. default wait above the maximum)
+                    keys = ", ".join(key for key, _ in given.values())
+                    raise InstallError(f"--env {keys}: {error['msg']}", EXIT_USAGE) from None
     return result
 
 

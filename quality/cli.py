@@ -285,7 +285,7 @@ class BatchTable:
         self._write(f"{'image':<{self.width}}  {self.HEADER}")
 
     def row(self, path: Path, report: Any) -> None:
-        grade = str(report.grade)
+        grade = str(report.grade) if report.grade else "–"
         self.grades[grade] = self.grades.get(grade, 0) + 1
         self.composites.append(report.composite_score)
         cover = f"{report.coverage.coverage:.0%}" + ("*" if report.partial else "")

@@ -269,6 +269,7 @@ def test_a_new_file_holding_a_secret_is_private(tmp_path):
         ("COMFY_QUALITY_MCP_URL_ALLOWLIST=http://x/y", "--env COMFY_QUALITY_MCP_URL_ALLOWLIST"),
         ("COMFY_QUALITY_STORAGE_BACKEND=ftp", "--env COMFY_QUALITY_STORAGE_BACKEND"),
         ("COMFY_QUALITY_METRICS=psnr", "--env COMFY_QUALITY_METRICS"),
+        ("COMFY_QUALITY_MCP_DEFAULT_WAIT_SECONDS=100", "exceeds max_wait_seconds"),
     ],
 )
 def test_bad_env_is_a_usage_error_and_writes_nothing(tmp_path, capsys, pair, message):
