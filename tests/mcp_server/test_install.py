@@ -338,3 +338,33 @@ def test_serve_cli_still_parses_its_options_and_dispatches_install(tmp_path, cap
     with pytest.raises(SystemExit) as exc:
         mcp_main(["--transport", "bogus"])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+async def test_a_host_can_start_the_written_entry_and_score(tmp_path):
+    """What Claude Desktop does with the entry: start the command with its env (from another folder), over stdio."""
+    import anyio
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    from tests.mcp_server.fakes import AGIQA
+
+    config = tmp_path / "claude_desktop_config.json"
+    env = {"COMFY_QUALITY_MCP_ROOTS": str(AGIQA), "COMFY_QUALITY_OFFLINE": "1", "COMFY_QUALITY_DEVICE": "cpu",
+           "COMFY_QUALITY_WEIGHTS_DIR": "weights", "COMFY_QUALITY_STORAGE_LOCAL_ROOT": "store",
+           "COMFY_QUALITY_STORAGE_INDEX_PATH": "index.sqlite3", "COMFY_QUALITY_STORAGE_SPOOL_DIR": "spool"}  # fmt: skip
+    argv = ["claude-desktop", "--config", str(config)]
+    for pair in env.items():
+        argv += ["--env", "=".join(pair)]
+    assert install(*argv)[0] == 0
+    entry = json.loads(config.read_text())["mcpServers"]["comfy-quality"]
+    assert entry["env"]["COMFY_QUALITY_WEIGHTS_DIR"] == str(tmp_path / "weights")  # made absolute
+    elsewhere = tmp_path / "host-cwd"
+    elsewhere.mkdir()
+    params = StdioServerParameters(command=entry["command"], args=entry["args"], env=entry["env"], cwd=str(elsewhere))
+    with anyio.fail_after(180):
+        async with Client(params) as client:
+            tools = {t.name for t in (await client.list_tools()).tools}
+            assert "score_image" in tools
+            scored = await client.call_tool("score_image", {"image": "midjourney_normal_000.jpg"})
+            assert not scored.is_error, scored.content
+            assert scored.structured_content["image"]["width"] == 512 and "composite_score" in scored.structured_content
