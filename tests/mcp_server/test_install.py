@@ -340,10 +340,9 @@ def test_serve_cli_still_parses_its_options_and_dispatches_install(tmp_path, cap
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 
-async def test_a_host_can_start_the_written_entry_and_score(tmp_path):
-    """What Claude Desktop does with the entry: start the command with its env (from another folder), over stdio."""
-    import anyio
-    from mcp import Client
+def host_params(tmp_path):
+    """Install into a Claude Desktop file, then what Claude Desktop does: the entry's command and env, run from
+    another folder."""
     from mcp.client.stdio import StdioServerParameters
 
     from tests.mcp_server.fakes import AGIQA
@@ -360,11 +359,31 @@ async def test_a_host_can_start_the_written_entry_and_score(tmp_path):
     assert entry["env"]["COMFY_QUALITY_WEIGHTS_DIR"] == str(tmp_path / "weights")  # made absolute
     elsewhere = tmp_path / "host-cwd"
     elsewhere.mkdir()
-    params = StdioServerParameters(command=entry["command"], args=entry["args"], env=entry["env"], cwd=str(elsewhere))
+    return StdioServerParameters(command=entry["command"], args=entry["args"], env=entry["env"], cwd=str(elsewhere))
+
+
+async def test_a_host_can_start_the_written_entry_with_its_settings(tmp_path):
+    import anyio
+    from mcp import Client
+
+    from tests.mcp_server.fakes import AGIQA
+
     with anyio.fail_after(180):
-        async with Client(params) as client:
+        async with Client(host_params(tmp_path)) as client:
             tools = {t.name for t in (await client.list_tools()).tools}
             assert "score_image" in tools
+            refused = await client.call_tool("score_image", {"image": "/etc/passwd"})
+            message = refused.content[0].text
+            assert refused.is_error and ("outside the allowed folders" in message or str(AGIQA) in message)
+
+
+@pytest.mark.slow
+async def test_a_host_can_score_through_the_written_entry(tmp_path):
+    import anyio
+    from mcp import Client
+
+    with anyio.fail_after(300):
+        async with Client(host_params(tmp_path)) as client:
             scored = await client.call_tool("score_image", {"image": "midjourney_normal_000.jpg"})
             assert not scored.is_error, scored.content
             assert scored.structured_content["image"]["width"] == 512 and "composite_score" in scored.structured_content
