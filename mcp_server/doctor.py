@@ -142,7 +142,7 @@ async def check_comfyui(url: str, workflow: dict[str, Any] | None, workflow_name
         return Check(
             name=name,
             status="fail",
-            detail=f"{seen}; default workflow {workflow_name!r}: {_short(exc.message)}",
+            detail=f"{seen}; default workflow {workflow_name!r}: {_short(exc.message, 600)}",
             fix="install the custom nodes it names, or set COMFY_QUALITY_DEFAULT_WORKFLOW to a workflow "
             "this server can run",
         )
@@ -150,7 +150,7 @@ async def check_comfyui(url: str, workflow: dict[str, Any] | None, workflow_name
         return Check(
             name=name,
             status="fail",
-            detail=f"{seen}; default workflow {workflow_name!r}: {_short(exc.message)}",
+            detail=f"{seen}; default workflow {workflow_name!r}: {_short(exc.message, 600)}",
             fix="put the model files in ComfyUI's models folders (or pick another workflow with "
             "COMFY_QUALITY_DEFAULT_WORKFLOW)",
         )
@@ -176,9 +176,9 @@ async def check_comfyui_all(settings: Any, timeout: float) -> list[Check]:
                 "workflows` lists them), an API-format workflow file or its JSON",
             )
         )
-    servers = await asyncio.gather(
-        *(check_comfyui(url, workflow, settings.default_workflow, timeout) for url in settings.comfyui_urls)
-    )
+    source = str(settings.default_workflow).strip()
+    label = "(inline JSON)" if source.startswith("{") else (source if len(source) <= 60 else "..." + source[-57:])
+    servers = await asyncio.gather(*(check_comfyui(url, workflow, label, timeout) for url in settings.comfyui_urls))
     if any(c.status == "ok" for c in servers):  # jobs go to the servers that answer: the others only warn
         servers = [
             c
