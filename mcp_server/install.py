@@ -406,11 +406,12 @@ def run_claude(name: str, add: list[str], scope: str, out: TextIO) -> int:
 
 # -- the command ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    here = "; ".join(f"{h}: {default_config_path(h) or '`claude mcp add` (its CLI)'}" for h in HOSTS)
     parser = argparse.ArgumentParser(
         prog="comfy-quality-mcp install",
         description="Connect an agent host to this installation's comfy-quality MCP server (stdio).",
         epilog="Example: comfy-quality-mcp install claude-desktop --env COMFY_QUALITY_MCP_ROOTS=~/Pictures "
-        "--env COMFY_QUALITY_COMFYUI_URLS=http://127.0.0.1:8188",
+        f"--env COMFY_QUALITY_COMFYUI_URLS=http://127.0.0.1:8188. Default files on this machine: {here}.",
     )
     parser.add_argument("host", choices=HOSTS)
     parser.add_argument("--config", type=Path, help="the host's config file (default: the host's own, per OS)")
