@@ -3,6 +3,8 @@
     python -m mcp_server                                  stdio (what Claude Desktop, Cursor and VS Code launch)
     python -m mcp_server --transport http --port 8765     streamable HTTP on http://127.0.0.1:8765/mcp
     python -m mcp_server --transport sse                  SSE on http://127.0.0.1:8765/sse
+    python -m mcp_server install HOST [--env K=V ...]     connect claude-desktop, claude-code, cursor or vscode
+    python -m mcp_server doctor [--json]                  check ComfyUI, storage, index, weights and settings
 
 Settings come from COMFY_QUALITY_MCP_* / COMFY_QUALITY_* environment variables or .env (see the README); the
 options here override them. Exit codes: 0 stopped, 2 invalid settings.
@@ -26,7 +28,12 @@ TRANSPORTS = {"stdio": "stdio", "sse": "sse", "http": "http", "streamable-http":
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     summary = __doc__.split("\n\n")[0] if __doc__ else None
-    parser = argparse.ArgumentParser(prog="comfy-quality-mcp", description=summary)
+    parser = argparse.ArgumentParser(
+        prog="comfy-quality-mcp",
+        description=summary,
+        epilog="other commands: `comfy-quality-mcp install HOST` connects an agent host (claude-desktop, "
+        "claude-code, cursor, vscode); `comfy-quality-mcp doctor` checks the setup. Each has --help.",
+    )
     parser.add_argument("--transport", choices=sorted(TRANSPORTS), help="default: stdio (COMFY_QUALITY_MCP_TRANSPORT)")
     parser.add_argument("--host", help="HTTP bind address (default 127.0.0.1; others need a bearer token)")
     parser.add_argument("--port", type=int, help="HTTP port (default 8765; 0 = any free port)")
@@ -35,6 +42,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["install"]:
+        from mcp_server.install import main as install_main
+
+        return install_main(argv[1:])
+    if argv[:1] == ["doctor"]:
+        from mcp_server.doctor import main as doctor_main
+
+        return doctor_main(argv[1:])
     args = parse_args(argv)
     overrides = {
         "transport": TRANSPORTS[args.transport] if args.transport else None,

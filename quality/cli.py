@@ -1,8 +1,8 @@
 """``python -m quality``: score images from the command line, manage weights, show the metric table.
 
     python -m quality IMAGE [PROMPT]              one image → readable table (or --json)
-    python -m quality a.png b.jpg DIR 'g/*.png'   many images (files, folders, globs) → progress bar on stderr,
-                                                  CSV or JSONL (--format, --output)
+    python -m quality a.png b.jpg DIR 'g/*.png'   many images (files, folders, globs) → one line per image and a
+                                                  summary; CSV or JSONL with --format / --output / --json
     python -m quality weights list|prefetch       what weights are present / fetch them for offline use
     python -m quality metrics                     the metric table (ranges and mappings used for normalisation)
     python -m quality eval DATASET_DIR            agreement with human scores (see quality.eval)
@@ -36,23 +36,40 @@ class UsageError(Exception):
 
 
 # -- input expansion -----------------------------------------------------------------------------------------
+def _clip(text: str, width: int = 80) -> str:
+    """Long user text shortened in the middle (the end of a path names the file)."""
+    if len(text) <= width:
+        return text
+    head = (width - 3) // 3
+    return text[:head] + "..." + text[-(width - 3 - head) :]
+
+
+def _exists(item: str) -> bool:
+    """Like ``Path.exists``, but a name the OS refuses (too long, NUL...) simply does not exist."""
+    try:
+        return Path(item).exists()
+    except (OSError, ValueError):
+        return False
+
+
 def expand_inputs(items: Sequence[str]) -> list[Path]:
     """Files, folders (recursively, image suffixes only) and glob patterns → sorted unique paths."""
     out: list[Path] = []
     for item in items:
         path = Path(item)
-        if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
-        elif path.exists():
-            out.append(path)
+        if _exists(item):
+            if path.is_dir():
+                out.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            else:
+                out.append(path)
         elif glob.has_magic(item):
             matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
             files = [p for p in matches if p.is_file()]
             if not files:
-                raise UsageError(f"no files match {item!r}")
+                raise UsageError(f"no files match {_clip(item)!r}")
             out.extend(files)
         else:
-            raise UsageError(f"no such file or folder: {item}")
+            raise UsageError(f"no such file or folder: {_clip(item)}")
     seen: set[Path] = set()
     unique = []
     for p in out:
@@ -191,9 +208,12 @@ def cmd_score(args: argparse.Namespace, out: IO[str]) -> int:
 
     items = list(args.inputs)
     prompt = args.prompt
-    if prompt is None and len(items) == 2 and not Path(items[1]).exists() and not glob.has_magic(items[1]):
+    if prompt is None and len(items) == 2 and not _exists(items[1]) and not glob.has_magic(items[1]):
         items, prompt = items[:1], items[1]
-    paths = expand_inputs(items)
+    try:
+        paths = expand_inputs(items)
+    except UsageError as exc:
+        raise UsageError(_prompt_hint(items, str(exc))) from exc
     if not paths:
         raise UsageError("no images to score")
     prompts = read_prompts(Path(args.prompts)) if args.prompts else {}
@@ -220,14 +240,98 @@ def cmd_score(args: argparse.Namespace, out: IO[str]) -> int:
     return _score_batch(scorer, paths, prompt, prompts, args, out)
 
 
+def _prompt_hint(items: Sequence[str], message: str) -> str:
+    """A missing last item after several images is most likely a prompt: say how to give one."""
+    *images, last = items or [""]
+    if len(images) < 2 or _exists(last) or glob.has_magic(last):
+        return message
+    if not all(_exists(item) or glob.has_magic(item) for item in images):
+        return message  # another item is missing: that is what the message names
+    return (
+        f"no such file or folder: {_clip(last, 40)!r}. A prompt may follow a single image only; for several images "
+        "use -p/--prompt PROMPT (the same prompt for all) or --prompts FILE.csv (columns name,prompt)"
+    )
+
+
+def _short(path: Path, width: int) -> str:
+    text = str(path)
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+def _dim(report: Any, name: str) -> str:
+    value = report.dimension_score(name)
+    return "–" if value is None else f"{value:.2f}"
+
+
+class BatchTable:
+    """The batch output on stdout by default: one line per image as it is scored, then a summary."""
+
+    HEADER = f"{'grade':<6}{'score':>6}{'tech':>7}{'aesth':>7}{'prompt':>7}{'detail':>7}{'cover':>7}{'sec':>7}"
+
+    def __init__(self, paths: Sequence[Path], sink: IO[str]) -> None:
+        self.width = max(12, min(60, max(len(str(p)) for p in paths)))
+        self.sink = sink
+        self.grades: dict[str, int] = {}
+        self.composites: list[float] = []
+        self.failed = 0
+
+    def _write(self, line: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(line, file=self.sink)  # keeps a progress bar on stderr intact
+        self.sink.flush()
+
+    def header(self) -> None:
+        self._write(f"{'image':<{self.width}}  {self.HEADER}")
+
+    def row(self, path: Path, report: Any) -> None:
+        grade = str(report.grade) if report.grade else "–"
+        self.grades[grade] = self.grades.get(grade, 0) + 1
+        self.composites.append(report.composite_score)
+        cover = f"{report.coverage.coverage:.0%}" + ("*" if report.partial else "")
+        self._write(
+            f"{_short(path, self.width):<{self.width}}  {grade:<6}{report.composite_score:>6.2f}"
+            f"{_dim(report, 'technical'):>7}{_dim(report, 'aesthetic'):>7}{_dim(report, 'prompt_adherence'):>7}"
+            f"{_dim(report, 'detail'):>7}{cover:>7}{report.seconds:>7.2f}"
+        )
+
+    def error(self, path: Path, message: str) -> None:
+        self.failed += 1
+        self._write(f"{_short(path, self.width):<{self.width}}  error: {_first_sentence(message)}")
+
+    def summary(self, below: int, bar: str | None) -> None:
+        scored = len(self.composites)
+        lines = [f"{scored + self.failed} images: {scored} scored, {self.failed} failed"]
+        if scored:
+            order = sorted(self.grades, key=lambda g: ("ABCDF".index(g) if g in list("ABCDF") else 9, g))
+            grades = " · ".join(f"{g} {self.grades[g]}" for g in order)
+            mean = sum(self.composites) / scored
+            lines.append(f"grades: {grades}   composite mean {mean:.2f}, min {min(self.composites):.2f}, "
+                         f"max {max(self.composites):.2f}")  # fmt: skip
+        if bar:
+            lines.append(f"below {bar}: {below}")
+        if scored:
+            lines.append("cover: share of the composite weight that was scored (* partial grade); "
+                         "--json or --format csv|jsonl for everything")  # fmt: skip
+        self._write("\n".join(lines))
+
+
 def _score_batch(
     scorer: Any, paths: list[Path], prompt: str | None, prompts: dict[str, str], args: argparse.Namespace, out: IO[str]
 ) -> int:
-    fmt = args.format or ("csv" if args.output and str(args.output).endswith(".csv") else "jsonl")
+    if args.format:
+        fmt = args.format
+    elif args.output:
+        fmt = "csv" if str(args.output).endswith(".csv") else "jsonl"
+    else:
+        fmt = "jsonl" if args.json else "table"  # machine formats only when asked for
     sink: IO[str] = open(args.output, "w", newline="", encoding="utf-8") if args.output else out  # noqa: SIM115
     writer = csv.DictWriter(sink, fieldnames=FLAT_COLUMNS) if fmt == "csv" else None
+    table = BatchTable(paths, sink) if fmt == "table" else None
     if writer:
         writer.writeheader()
+    if table:
+        table.header()
     failures = below = 0
     try:
         from tqdm import tqdm
@@ -241,22 +345,31 @@ def _score_batch(
                                        file=sys.stderr, disable=not show):  # fmt: skip
             if isinstance(outcome, str):
                 failures += 1
-                if writer:
+                if table:
+                    table.error(path, outcome)
+                elif writer:
                     writer.writerow(flat_row(str(path), None, outcome))
                 else:
                     sink.write(json.dumps({"file": str(path), "error": outcome}) + "\n")
                 continue
             report = outcome
             below += not _passes(report, args.min_grade, args.min_score)
-            if writer:
+            if table:
+                table.row(path, report)
+            elif writer:
                 writer.writerow(flat_row(str(path), report))
             else:
                 sink.write(json.dumps({"file": str(path), **report.model_dump(mode="json")}) + "\n")
             sink.flush()
+        if table:
+            bars = [f"grade {args.min_grade}" if args.min_grade else "", f"score {args.min_score}"
+                    if args.min_score is not None else ""]  # fmt: skip
+            table.summary(below, " / ".join(b for b in bars if b) or None)
     finally:
         if sink is not out:
             sink.close()
-    print(f"scored {len(paths) - failures} of {len(paths)} images ({failures} failed)", file=sys.stderr)
+    if not table:
+        print(f"scored {len(paths) - failures} of {len(paths)} images ({failures} failed)", file=sys.stderr)
     if failures:
         return EXIT_IMAGE
     return EXIT_BELOW if below else EXIT_OK
@@ -339,8 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("inputs", nargs="+", help="image files, folders or globs; with one image, a prompt may follow")
     score.add_argument("-p", "--prompt", help="prompt for prompt adherence (all images)")
     score.add_argument("--prompts", help="CSV with columns name,prompt (per-image prompts; AGIQA labels.csv works)")
-    score.add_argument("--json", action="store_true", help="print the full report as JSON (single image)")
-    score.add_argument("--format", choices=["csv", "jsonl"], help="batch output format (default from --output)")
+    score.add_argument("--json", action="store_true", help="print the full report as JSON (several images: JSONL)")
+    score.add_argument("--format", choices=["table", "csv", "jsonl"],
+                       help="batch output: table (one line per image and a summary; default on stdout), csv or "
+                       "jsonl (default with --output: from its suffix)")  # fmt: skip
     score.add_argument("-o", "--output", help="batch output file (.csv or .jsonl); default stdout")
     score.add_argument("--metrics", help="comma-separated subset of metrics to run")
     score.add_argument("--no-calibration", action="store_true", help="use the plain spec-table mapping only")
