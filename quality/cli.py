@@ -284,7 +284,7 @@ def cmd_weights(args: argparse.Namespace, out: IO[str]) -> int:
                 [
                     {
                         "name": s.entry.name,
-                        "file": s.entry.filename,
+                        "file": s.spec.filename if s.spec else s.entry.filename,
                         "path": str(s.path) if s.path else None,
                         "present": s.present,
                         "size": s.size,

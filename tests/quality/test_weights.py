@@ -296,3 +296,33 @@ def test_every_entry_is_documented():
         assert w.description and w.license and w.filename
         assert w.packaged or w.urls, w.name
         assert Path(w.filename).name == w.filename
+
+
+def test_clip_falls_back_to_the_hub_safetensors_when_openai_answers_404(tmp_path, http_files):
+    """The registry's CLIP entry with its two sources pointed at a local server: OpenAI's URL answers 404, the open_clip
+    safetensors copy is downloaded under its own name, checked against its own pin, and CLIP loads from it."""
+    from quality.backends.base import LoadContext
+    from quality.backends.clip import ClipBackend
+    from quality.image_io import load_image
+    from tests.quality.conftest import textured
+    from tests.quality.tiny_models import TINY_OPTIONS, make_tiny_clip, register_tiny_clip
+
+    root, base, hits = http_files
+    register_tiny_clip(tmp_path / "configs")
+    make_tiny_clip(root / "open_clip_model.safetensors", fmt="safetensors")
+    real = WEIGHT_FILES["clip_vit_l14"]
+    served = root / "open_clip_model.safetensors"
+    alt = replace(
+        real.alternates[0],
+        urls=(f"{base}/open_clip_model.safetensors",),
+        sha256=sha256_file(served),
+        size=served.stat().st_size,
+    )
+    clip_entry = replace(real, urls=(f"{base}/clip/models/{real.sha256}/ViT-L-14.pt",), alternates=(alt,))
+    store = WeightsStore(tmp_path / "w", offline=False, registry={"clip_vit_l14": clip_entry})
+    backend = ClipBackend()
+    backend.load(LoadContext(weights=store, device="cpu", options=TINY_OPTIONS))
+    assert hits == [f"/clip/models/{real.sha256}/ViT-L-14.pt", "/open_clip_model.safetensors"]
+    assert (tmp_path / "w" / alt.filename).is_file() and not (tmp_path / "w" / real.filename).exists()
+    assert alt.filename in backend.versions()["clip_score"] and alt.sha256[:12] in backend.versions()["clip_score"]
+    assert "clip_score" in backend.compute(load_image(textured(3)), "a lighthouse")
