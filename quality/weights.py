@@ -418,14 +418,15 @@ class WeightsStore:
                             file=spec.filename,
                         )
                     part.replace(target)
-                    recorded = self.expected_sha256(entry, spec)
-                    if recorded is not None and recorded != digest.hexdigest():
-                        # an earlier, recorded copy differs from what the publisher serves now: say so, keep the file
-                        return self._verify(entry, spec, target)
-                    return _Resolved(spec, target, digest.hexdigest(), recorded=recorded is not None)
                 except (httpx.HTTPError, OSError, WeightsChecksumError) as exc:
                     errors.append(f"{url}: {exc}")
                     part.unlink(missing_ok=True)
+                    continue
+                recorded = self.expected_sha256(entry, spec)
+                if recorded is not None and recorded != digest.hexdigest():
+                    # the checksum recorded for an earlier copy differs from what is served now: raise, with advice
+                    return self._verify(entry, spec, target)
+                return _Resolved(spec, target, digest.hexdigest(), recorded=recorded is not None)
         raise WeightsUnavailableError(
             f"weights file {entry.filename} is not in {self.dir} and could not be downloaded "
             f"({'; '.join(errors)[:600]}). On an offline machine, copy a prefetched weights folder and set "

@@ -326,3 +326,22 @@ def test_clip_falls_back_to_the_hub_safetensors_when_openai_answers_404(tmp_path
     assert (tmp_path / "w" / alt.filename).is_file() and not (tmp_path / "w" / real.filename).exists()
     assert alt.filename in backend.versions()["clip_score"] and alt.sha256[:12] in backend.versions()["clip_score"]
     assert "clip_score" in backend.compute(load_image(textured(3)), "a lighthouse")
+
+
+def test_a_fresh_download_that_differs_from_an_old_record_points_to_reset(tmp_path, http_files):
+    """A checksum recorded by an older version from a bad first download: fetching again gives the publisher's file,
+    which no longer matches; the error says how to forget the old record, and after that it is recorded anew."""
+    root, base, hits = http_files
+    (root / "thing.pth").write_bytes(PAYLOAD)
+    folder = tmp_path / "w"
+    folder.mkdir()
+    (folder / "checksums.json").write_text(json.dumps({"thing.pth": "f" * 64}))
+    registry = {"thing": entry(f"{base}/thing.pth", sha=None)}
+    with pytest.raises(WeightsChecksumError, match="verify --reset thing"):
+        WeightsStore(folder, offline=False, registry=registry).path("thing")
+    assert len(hits) == 1  # not downloaded again from another URL
+    store = WeightsStore(folder, offline=False, registry=registry)
+    assert store.reset("thing") == ["thing.pth"]
+    with store.loading("thing") as path:
+        assert path.read_bytes() == PAYLOAD
+    assert store._recorded() == {"thing.pth": DIGEST} and len(hits) == 1
