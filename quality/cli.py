@@ -3,7 +3,7 @@
     python -m quality IMAGE [PROMPT]              one image → readable table (or --json)
     python -m quality a.png b.jpg DIR 'g/*.png'   many images (files, folders, globs) → one line per image and a
                                                   summary; CSV or JSONL with --format / --output / --json
-    python -m quality weights list|prefetch       what weights are present / fetch them for offline use
+    python -m quality weights list|prefetch|verify  what weights are present / fetch / check them
     python -m quality metrics                     the metric table (ranges and mappings used for normalisation)
     python -m quality eval DATASET_DIR            agreement with human scores (see quality.eval)
 
@@ -388,6 +388,8 @@ def cmd_weights(args: argparse.Namespace, out: IO[str]) -> int:
         for name, outcome in results.items():
             out.write(f"{name:<32} {outcome}\n")
         return EXIT_OK if all(v == "ok" for v in results.values()) else EXIT_CONFIG
+    if args.action == "verify":
+        return _verify_weights(store, args, out)
     rows = store.statuses(hash_files=not args.no_hash)
     if args.json:
         out.write(
@@ -395,7 +397,7 @@ def cmd_weights(args: argparse.Namespace, out: IO[str]) -> int:
                 [
                     {
                         "name": s.entry.name,
-                        "file": s.entry.filename,
+                        "file": s.spec.filename if s.spec else s.entry.filename,
                         "path": str(s.path) if s.path else None,
                         "present": s.present,
                         "size": s.size,
@@ -418,6 +420,36 @@ def cmd_weights(args: argparse.Namespace, out: IO[str]) -> int:
         status = s.note if s.verified is not False else "CHECKSUM MISMATCH"
         out.write(f"{s.entry.name:<30} {'yes' if s.present else 'no':<8} {size:>10}  {sha:<16}  {status}\n")
     return EXIT_OK
+
+
+def _verify_weights(store: Any, args: argparse.Namespace, out: IO[str]) -> int:
+    """``weights verify [NAMES] [--reset NAME]``: check the present files now (size, then the pinned or recorded
+    SHA-256; a file with neither is read as a checkpoint and recorded if it loads). ``--reset NAME`` first forgets
+    NAME's recorded checksum (a file replaced on purpose, or a bad first download recorded by an older version);
+    pinned checksums cannot be reset."""
+    from quality.errors import WeightsError
+
+    reset = list(args.reset or [])
+    names = list(dict.fromkeys([*reset, *args.names])) or [
+        s.entry.name for s in store.statuses(hash_files=False) if s.present
+    ]
+    failed = False
+    for name in names:
+        try:
+            if name in reset:
+                entry = store.entry(name)
+                if all(spec.sha256 for spec in entry.files()):
+                    out.write(f"{name:<32} pinned checksum: nothing to reset (delete a file that fails and prefetch)\n")
+                    failed = True
+                    continue
+                removed = store.reset(name)
+                what = ", ".join(removed) if removed else "none was recorded"
+                out.write(f"{name:<32} forgot the recorded checksum ({what})\n")
+            out.write(f"{name:<32} {store.verify(name)}\n")
+        except WeightsError as exc:
+            out.write(f"{name:<32} FAILED: {exc}\n")
+            failed = True
+    return EXIT_CONFIG if failed else EXIT_OK
 
 
 def cmd_metrics(args: argparse.Namespace, out: IO[str]) -> int:
@@ -465,9 +497,15 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     score.add_argument("-j", "--jobs", type=int, default=1, help="scoring processes (each loads the models)")
 
-    weights = sub.add_parser("weights", parents=[common], help="list or prefetch model weights")
-    weights.add_argument("action", choices=["list", "prefetch"])
-    weights.add_argument("names", nargs="*", help="prefetch only these entries")
+    weights = sub.add_parser("weights", parents=[common], help="list, prefetch or verify model weights")
+    weights.add_argument("action", choices=["list", "prefetch", "verify"])
+    weights.add_argument("names", nargs="*", help="prefetch / verify only these entries")
+    weights.add_argument(
+        "--reset",
+        action="append",
+        metavar="NAME",
+        help="verify: forget NAME's recorded checksum first, then check and record it again (repeatable)",
+    )
     weights.add_argument("--json", action="store_true")
     weights.add_argument("--no-hash", action="store_true", help="list without hashing files (fast)")
 

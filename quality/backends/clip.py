@@ -28,7 +28,7 @@ from quality.backends.torch_util import DropLogMessage, load_into, read_state_di
 from quality.errors import WeightsError
 from quality.image_io import PreparedImage
 
-OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
+OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 
 
 class AestheticHead(nn.Module):
@@ -85,17 +85,20 @@ class ClipBackend(Backend):
             )
         finally:
             logging.getLogger().removeFilter(quiet)
+        # OpenAI's TorchScript archive and open_clip's state dict / safetensors hold the same tensor names; the archive
+        # adds a few scalars, and its logit_scale may differ in shape
         state = read_state_dict(clip_path)
         for key in OPENAI_EXTRA_KEYS:
             state.pop(key, None)
         if "logit_scale" in state and state["logit_scale"].ndim != model.logit_scale.ndim:
             state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
         load_into(model, state, source=clip_path)
+        ctx.weights.confirm(weights_name)  # an unpinned file's checksum is recorded only once it has loaded
         self.device = ctx.device
         self.model = model.to(ctx.device).eval()
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(arch)
-        clip_digest = ctx.weights.expected_sha256(ctx.weights.entry(weights_name))
+        clip_digest = ctx.weights.digest(weights_name)
         clip_tag = f"open_clip {arch} {sha_tag(clip_path, clip_digest)}"
         self._versions["clip_score"] = f"clip-cosine/1 {clip_tag}"
         try:
@@ -103,8 +106,9 @@ class ClipBackend(Backend):
             dim = int(model.text_projection.shape[1]) if model.text_projection is not None else 768
             head = AestheticHead(dim)
             load_into(head, read_state_dict(head_path, strip_prefixes=("module.", "mlp.")), source=head_path)
+            ctx.weights.confirm(head_name)
             self.head = head.to(ctx.device).eval()
-            head_digest = ctx.weights.expected_sha256(ctx.weights.entry(head_name))
+            head_digest = ctx.weights.digest(head_name)
             self._versions["laion_aesthetic"] = f"laion-aesthetic-v2/1 {sha_tag(head_path, head_digest)} on {clip_tag}"
         except WeightsError as exc:
             self.unavailable["laion_aesthetic"] = str(exc)

@@ -72,9 +72,10 @@ class NIMABackend(Backend):
         path = ctx.weights.path(weights_name)
         net = NIMANet(arch, classes)
         load_into(net, read_state_dict(path), source=path)
+        ctx.weights.confirm(weights_name)  # an unpinned file's checksum is recorded only once it has loaded
         self.device = ctx.device
         self.net = net.to(ctx.device).eval()
-        digest = ctx.weights.expected_sha256(ctx.weights.entry(weights_name))
+        digest = ctx.weights.digest(weights_name)
         self._version = f"nima/1 timm:{arch} {sha_tag(path, digest)}"
 
     @torch.inference_mode()

@@ -51,9 +51,10 @@ class TopiqBackend(Backend):
         path = ctx.weights.path(weights_name)
         net = build_cfanet(backbone)
         load_into(net, read_state_dict(path), source=path)
+        ctx.weights.confirm(weights_name)  # an unpinned file's checksum is recorded only once it has loaded
         self.device = ctx.device
         self.net = net.to(ctx.device).eval()
-        digest = ctx.weights.expected_sha256(ctx.weights.entry(weights_name))
+        digest = ctx.weights.digest(weights_name)
         self._version = f"topiq-nr/1 cfanet:{backbone} {sha_tag(path, digest)}"
 
     @torch.inference_mode()

@@ -16,25 +16,45 @@ from quality.errors import WeightsError
 WRAPPER_KEYS = ("params", "params_ema", "state_dict", "model", "net")
 
 
+def is_torchscript_archive(path: Path) -> bool:
+    """True for a TorchScript archive (``torch.jit.save``; how OpenAI publishes CLIP): a zip whose top folder holds
+    ``constants.pkl`` or ``code/``. ``torch.save`` zips hold only ``data.pkl``, ``data/`` and version records.
+
+    Decided from the file itself, before ``torch.load``: with ``weights_only=True`` torch ≥ 2.6 refuses such an
+    archive with an error, while torch 2.3–2.5 quietly return a ``ScriptModule`` (no state dict)."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                parts = member.split("/")
+                if len(parts) >= 2 and (parts[1] == "constants.pkl" or parts[1] == "code"):
+                    return True
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return False
+
+
 def read_state_dict(path: Path, *, strip_prefixes: Iterable[str] = ("module.",)) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint: safetensors, a plain/wrapped ``torch.save`` state dict (loaded with
-    ``weights_only=True``: no pickled code runs) or a TorchScript archive (as OpenAI publishes CLIP)."""
+    ``weights_only=True``: no pickled code runs) or a TorchScript archive (as OpenAI publishes CLIP; recognised by
+    its content, see :func:`is_torchscript_archive`)."""
     try:
+        obj: Any
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            obj: Any = load_file(str(path), device="cpu")
+            obj = load_file(str(path), device="cpu")
+        elif is_torchscript_archive(path):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "torch.jit.load is deprecated": still how OpenAI ships CLIP
+                obj = torch.jit.load(str(path), map_location="cpu").state_dict()
         else:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    obj = torch.load(path, map_location="cpu", weights_only=True)
-            except RuntimeError as exc:
-                if "TorchScript" not in str(exc) and "torchscript" not in str(exc).lower():
-                    raise
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # "torch.jit.load is deprecated": still how OpenAI ships CLIP
-                    obj = torch.jit.load(str(path), map_location="cpu").state_dict()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except WeightsError:
         raise
     except Exception as exc:
