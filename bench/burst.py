@@ -10,8 +10,8 @@ in a temporary folder, the scorer offline on CPU) and fires every call at once, 
 * ``burst``: ``--scores`` ``score_image`` calls (distinct 512-px PNGs, by path under the server's root) and
   ``--generations`` ``generate_quality`` calls (sd15, 256 px, 2 attempts); a generation still running when its
   call returns is followed with ``generation_status`` until it ends;
-* ``big``: the same burst plus one ``score_image`` of a ``--big-side``² PNG (7000² = 49 MP, about 100 KB
-  encoded), fired first, with the default budget (``COMFY_QUALITY_SCORING_MAX_PIXELS`` = 8 MiP);
+* ``big``: the same burst plus one ``score_image`` of a ``--big-side``² PNG (7000² = 49 MP, a smooth
+  pattern: a few MB encoded), fired first, with the default budget (``COMFY_QUALITY_SCORING_MAX_PIXELS`` = 8 MiP);
 * ``big-unbounded``: the same with the budget and the memory estimate off (``COMFY_QUALITY_SCORING_MAX_PIXELS=0``,
   ``COMFY_QUALITY_MAX_IMAGE_MEMORY=0``): the behaviour before the limits, as the baseline.
 

@@ -11,7 +11,8 @@ Two limits, both set in :class:`quality.settings.QualitySettings`:
   BRISQUE and NIQE (which otherwise score exactly the pixels they are given, at full resolution) this *defines*
   their value for a large input: it is the value of the image reduced to the budget. Images within the budget
   are scored exactly as before. The report says when it happened (``image.scored_width/scored_height`` and a
-  note). ``0`` turns the budget off (full resolution, unbounded cost).
+  note). ``0`` turns the budget off (full resolution, unbounded cost). An extremely elongated image can end up
+  with a short side under a metric's minimum (NIQE needs 96 px): that metric then reports its own reason.
 
 * **Memory estimate** (``COMFY_QUALITY_MAX_IMAGE_MEMORY``, default 1536 MiB): from the header only (width,
   height and mode, before a single pixel is decoded) the peak memory of one call is estimated as

@@ -19,8 +19,9 @@ the pristine model's (pseudo-inverse of the averaged covariances). Blocks whose 
 perfectly flat blocks) are left out of the covariance and of the mean of the affected features; one valid
 block gives a zero covariance. pyiqa crashes on an image with a side under 96 px (nothing is left after the
 crop); here that is a :class:`MetricError` naming the size, for both metrics since they are computed
-together. Resizing policy (scoring a downscaled copy of a large image) is the scorer's business: this module
-scores exactly the pixels it is given.
+together (the backend then falls back to :func:`each_metric`, so each metric reports its own reason). Resizing
+policy is the scorer's business: this module scores exactly the pixels it is given, and the scorer reduces an
+image over its pixel budget first (:mod:`quality.budget`), which defines BRISQUE and NIQE for large inputs.
 
 A flat image (one luma value: a failed, one-colour generation) has no statistics: :class:`MetricError`.
 """
