@@ -3,7 +3,8 @@ the real orchestrator on the fake ComfyUI, the SQLite index, an in-memory MCP cl
 
 While S3 is down a generation is spooled on the server: its answers say ``storage: pending_upload`` with null
 URLs (never the spool's ``file://`` path, never a presigned URL of an object not in S3 yet). After the flush the
-same job answers with the store's URLs, which fetch the stored bytes."""
+same job answers with the store's URLs, which fetch the stored bytes. In memory, and over streamable HTTP with
+the server's built-in wiring and its background flusher (slow)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,10 @@ from refinement.settings import RefinementSettings
 from storage import Index, StorageSettings
 from storage.s3 import S3Store
 from tests.fakes.comfyui_server import FakeComfyUI
+from tests.fakes.processes import fake_comfyui_process
 from tests.mcp_server.conftest import components_for, connect, make_settings
+from tests.mcp_server.fakes import REPO
+from tests.mcp_server.procs import http_server
 from tests.storage.seaweed import SeaweedServer, wait_until, weed_binary
 
 
@@ -151,3 +155,57 @@ async def _outage_then_flush(client: Client, store: S3Store, seaweed: SeaweedSer
     rows = {g.generation_id: g for g in GenerationList.model_validate(listed.structured_content).recent}
     row = rows[during.generation_id]
     assert row.storage == "stored" and row.image_url and _fetch(row.image_url)[:4] == b"\x89PNG"
+
+
+def _http_env(seaweed: SeaweedServer, comfy_url: str) -> dict[str, str]:
+    return {
+        "COMFY_QUALITY_MCP_COMPONENTS": "",  # the built-in wiring: orchestrator, S3 store with its spool, index
+        "COMFY_QUALITY_COMFYUI_URLS": comfy_url,
+        "COMFY_QUALITY_STORAGE_BACKEND": "s3",
+        "COMFY_QUALITY_STORAGE_S3_ENDPOINT": seaweed.endpoint,
+        "COMFY_QUALITY_STORAGE_S3_ACCESS_KEY": seaweed.access_key,
+        "COMFY_QUALITY_STORAGE_S3_SECRET_KEY": seaweed.secret_key,
+        "COMFY_QUALITY_STORAGE_S3_BUCKET": f"cq-{uuid.uuid4().hex[:12]}",
+        "COMFY_QUALITY_STORAGE_S3_RETRIES": "1",
+        "COMFY_QUALITY_STORAGE_S3_BACKOFF_SECONDS": "0.05",
+        "COMFY_QUALITY_STORAGE_S3_TIMEOUT_SECONDS": "3",
+        "COMFY_QUALITY_STORAGE_SPOOL_FLUSH_INTERVAL_SECONDS": "1",
+        "COMFY_QUALITY_MCP_DEFAULT_WAIT_SECONDS": "60",
+        "COMFY_QUALITY_MCP_MAX_WAIT_SECONDS": "60",
+        "PYTHONPATH": str(REPO),
+    }
+
+
+@pytest.mark.slow
+async def test_over_streamable_http_the_background_flush_turns_pending_into_stored_urls(
+    seaweed: SeaweedServer, tmp_path: Path
+) -> None:
+    with fake_comfyui_process() as comfy_url, http_server(
+        tmp_path, "--transport", "http", **_http_env(seaweed, comfy_url)
+    ) as server:
+        async with Client(server.url, read_timeout_seconds=120) as client:
+            seaweed.stop()
+            try:
+                assert wait_until(seaweed.is_down, 30)
+                call = await client.call_tool("generate_quality", ARGS)
+                assert not call.is_error, call.content
+                during = GenerationOutput.model_validate(call.structured_content)
+                assert during.done and during.storage == "pending_upload" and during.image_url is None
+                _no_server_paths(json.dumps(call.structured_content) + str(call.content), tmp_path / "spool")
+                listed = await client.call_tool("list_generations", {})
+                rows = {g.generation_id: g for g in GenerationList.model_validate(listed.structured_content).recent}
+                assert rows[during.generation_id].storage == "pending_upload"
+                assert rows[during.generation_id].image_url is None
+            finally:
+                seaweed.start()
+            after = during
+            with anyio.fail_after(120):  # the server's own flusher uploads the spool once S3 is back
+                while after.storage != "stored":
+                    await anyio.sleep(0.5)
+                    status = await client.call_tool(
+                        "generation_status", {"job_id": during.job_id, "wait_seconds": 0, "include_preview": False}
+                    )
+                    after = GenerationOutput.model_validate(status.structured_content)
+            assert after.image_url and after.image_url.startswith(seaweed.url)
+            assert _fetch(after.image_url)[:4] == b"\x89PNG"
+            assert after.metadata_url and json.loads(_fetch(after.metadata_url))["storage"]["status"] == "stored"
