@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 import numpy as np
+import pytest
 from mcp import Client
 from PIL import Image
 
@@ -61,6 +62,7 @@ async def test_a_large_image_is_scored_within_the_pixel_budget(tmp_path: Path):
     budgeted.close()
 
 
+@pytest.mark.slow  # a server subprocess that loads the scorer: about 25 s on a loaded machine
 async def test_the_memory_limit_is_visible_over_streamable_http(tmp_path: Path):
     with http_server(tmp_path, "--transport", "http", COMFY_QUALITY_MAX_IMAGE_MEMORY=str(24 * 2**20)) as server:
         with anyio.fail_after(180):

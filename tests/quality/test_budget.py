@@ -83,9 +83,11 @@ def test_budget_zero_turns_it_off(tmp_path):
 def test_the_default_budget_reduces_a_12_mp_image(tmp_path):
     settings = _settings(tmp_path)
     assert settings.scoring_max_pixels == 8 * 2**20
-    report = Scorer(settings).score(_png(_large(4000, 3000)))
-    assert report.image.scored_width is not None and report.image.scored_height is not None
-    assert report.image.scored_width * report.image.scored_height <= settings.scoring_max_pixels
+    prepared = Scorer(settings).prepare(_png(_large(4000, 3000)))  # what every metric is given
+    assert (prepared.info.width, prepared.info.height) == (4000, 3000)
+    assert (prepared.width, prepared.height) == scored_size(4000, 3000, settings.scoring_max_pixels)
+    assert (prepared.info.scored_width, prepared.info.scored_height) == (prepared.width, prepared.height)
+    assert prepared.width * prepared.height <= settings.scoring_max_pixels
 
 
 def test_the_memory_estimate_refuses_before_decoding_and_states_limit_and_size(tmp_path, monkeypatch):
