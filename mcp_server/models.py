@@ -77,8 +77,15 @@ class GenerationOutput(BaseModel):
     done: bool = Field(description="true once the job reached a final state")
     message: str = Field(description="what happened and what to do next")
     generation_id: str | None = Field(None, description="id of the stored generation (once finished)")
-    image_url: str | None = Field(None, description="URL of the best image (presigned or public)")
+    image_url: str | None = Field(
+        None, description="URL of the best image (presigned or public); null while storage is pending_upload"
+    )
     metadata_url: str | None = Field(None, description="URL of the generation's metadata JSON")
+    storage: Literal["stored", "pending_upload"] | None = Field(
+        None,
+        description="stored: the URLs work now; pending_upload: the object store was down, the files wait on the "
+        "server and are uploaded when it is back (URLs null until then)",
+    )
     grade: Grade | None = None
     composite_score: float | None = None
     partial: bool = Field(False, description="the grade does not cover every dimension (some weights absent)")
@@ -108,7 +115,10 @@ class GenerationSummary(BaseModel):
     attempts_used: int = 0
     workflow: str | None = None
     strategy: str | None = None
-    image_url: str | None = None
+    image_url: str | None = Field(None, description="null while storage is pending_upload")
+    storage: Literal["stored", "pending_upload"] | None = Field(
+        None, description="pending_upload: the image waits on the server for the object store to come back"
+    )
 
 
 class RecentQuery(BaseModel):

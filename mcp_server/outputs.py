@@ -14,6 +14,7 @@ from mcp_server.models import GenerationOutput, GenerationSummary, MetricOutcome
 from mcp_server.preview import make_preview
 from mcp_server.protocols import ObjectStore
 from mcp_server.settings import McpSettings
+from mcp_server.urls import PENDING_MESSAGE, UrlLocator, resolve_result
 from quality.report import QualityReport
 from quality.specs import DIMENSIONS
 
@@ -104,7 +105,9 @@ def _message(job: Job) -> str:
             return f"failed: {job.error or 'no image could be produced'}"
 
 
-def generation_output(job: Job, *, return_scores: bool) -> GenerationOutput:
+def generation_output(job: Job, *, return_scores: bool, locator: UrlLocator | None = None) -> GenerationOutput:
+    """The job's answer; URLs resolved now through ``locator`` (:mod:`mcp_server.urls`). Blocking (the locator
+    may read the spool's manifests): call it in a worker thread."""
     result = job.result
     progress = None
     if not job.is_done and job.last is not None:
@@ -121,8 +124,9 @@ def generation_output(job: Job, *, return_scores: bool) -> GenerationOutput:
     )
     if result is not None:
         out.generation_id = result.generation_id
-        out.image_url = result.image_url
-        out.metadata_url = result.metadata_url
+        out.image_url, out.metadata_url, attempts, out.storage = resolve_result(result, locator)
+        if out.storage == "pending_upload":
+            out.message = f"{out.message}. Note: {PENDING_MESSAGE}"
         out.grade = result.grade
         out.composite_score = result.composite_score
         out.partial = result.partial
@@ -130,12 +134,13 @@ def generation_output(job: Job, *, return_scores: bool) -> GenerationOutput:
         out.best_attempt = result.best_attempt
         if return_scores:
             out.quality = result.quality
-            out.attempts = list(result.attempts)
+            out.attempts = attempts
     return out
 
 
-def job_summary(job: Job) -> GenerationSummary:
+def job_summary(job: Job, locator: UrlLocator | None = None) -> GenerationSummary:
     result = job.result
+    image_url, _, _, storage = resolve_result(result, locator) if result else (None, None, [], None)
     return GenerationSummary(
         generation_id=result.generation_id if result else None,
         job_id=job.id,
@@ -147,7 +152,8 @@ def job_summary(job: Job) -> GenerationSummary:
         attempts_used=result.attempts_used if result else 0,
         workflow=job.request.workflow,
         strategy=job.request.retry_strategy,
-        image_url=result.image_url if result else None,
+        image_url=image_url,
+        storage=storage,
     )
 
 

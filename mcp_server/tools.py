@@ -20,6 +20,7 @@ from mcp_server.lifespan import AppState
 from mcp_server.models import GenerationList, GenerationOutput, RecentQuery, ScoreResult
 from mcp_server.netguard import redact_text
 from mcp_server.outputs import generation_output, job_summary, preview_for, score_result, tool_result
+from mcp_server.urls import locator_of
 from quality.composite import Grade
 from quality.errors import QualityError
 from refinement.api import GenerationRequest, LoraRequest, ProgressUpdate, Strategy
@@ -173,7 +174,10 @@ def _wait_for(state: AppState, wait_seconds: float | None) -> float:
 
 async def _respond(state: AppState, job_id: str, return_scores: bool, include_preview: bool) -> CallToolResult:
     job = state.jobs.get(job_id)
-    output = generation_output(job, return_scores=return_scores)
+    locator = locator_of(state.store)
+    output = await anyio.to_thread.run_sync(
+        lambda: generation_output(job, return_scores=return_scores, locator=locator)
+    )
     preview = None
     if include_preview and state.settings.preview and job.is_done and output.image_url:
         preview = await preview_for(output.image_url, state.store, state.settings, state.sources.file_max_bytes)
@@ -280,7 +284,8 @@ async def list_generations(
     text: Annotated[str | None, Field(max_length=500, description="words that must occur in the prompt")] = None,
 ) -> GenerationList:
     state = _state(ctx)
-    active = [job_summary(j) for j in state.jobs.active()]
+    locator = locator_of(state.store)
+    active = [job_summary(j, locator) for j in state.jobs.active()]
     if state.index is None:
         return GenerationList(
             active=active,

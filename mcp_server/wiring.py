@@ -3,7 +3,8 @@
 * :class:`StoreReader` — :class:`mcp_server.protocols.ObjectStore` over a :class:`storage.Store`: reads
   ``s3://bucket/key`` and the configured S3 endpoint's http(s) URLs (presigned or not). ``file://`` URLs are not
   accepted here: local files go through the configured roots only.
-* :class:`IndexReader` — :class:`mcp_server.protocols.GenerationIndex` over :class:`storage.Index`.
+* :class:`IndexReader` — :class:`mcp_server.protocols.GenerationIndex` over :class:`storage.Index`, URLs
+  resolved at read time (:mod:`mcp_server.urls`).
 * :class:`LazyScorer` — the orchestrator's scorer, built on first use (models come from the process-wide cache,
   so it shares them with the ``score_image`` tool's scorer: nothing is loaded twice).
 * :func:`default_components` — the orchestrator on a ComfyUI pool, the configured store and index.
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 from mcp_server.models import GenerationSummary, RecentQuery
+from mcp_server.urls import Location, StorageState, StoreUrls
 from quality.report import QualityReport
 from storage import GenerationQuery, Index, InvalidObjectURLError, StorageSettings, Store, open_store
 from storage.layout import normalize_endpoint, parse_object_url
@@ -27,6 +29,7 @@ from storage.layout import normalize_endpoint, parse_object_url
 class StoreReader:
     def __init__(self, store: Store, settings: StorageSettings) -> None:
         self.store = store
+        self._urls = StoreUrls(store)
         self.endpoint = settings.s3_endpoint if settings.backend == "s3" else None
         self.secure = settings.s3_secure
 
@@ -45,39 +48,55 @@ class StoreReader:
     async def read(self, url: str, *, max_bytes: int) -> bytes:
         return await self.store.read_url(url, max_bytes=max_bytes)
 
+    def locate(self, keys: Iterable[str]) -> dict[str, Location]:
+        """See :class:`mcp_server.urls.UrlLocator`: the job results' URLs are resolved through this."""
+        return self._urls.locate(keys)
+
 
 class IndexReader:
+    """Rows of the index with their image URLs resolved now (:mod:`mcp_server.urls`): the store's URL once the
+    object is in the store, ``image_url: null`` and ``storage: "pending_upload"`` while it waits in the spool."""
+
     def __init__(self, index: Index, store: Store | None = None) -> None:
         self.index = index
         self.store = store
+        self.urls = StoreUrls(store) if store is not None else None
 
-    def _url(self, key: str | None, fallback: str | None) -> str | None:
-        if key and self.store is not None:
-            try:
-                return self.store.url_for(key)
-            except Exception:
-                return fallback
-        return fallback
+    def _rows(self, q: GenerationQuery) -> list[GenerationSummary]:
+        rows = self.index.query(q).items
+        found = self.urls.locate(r.image_key for r in rows if r.image_key) if self.urls is not None else {}
+        out = []
+        for row in rows:
+            storage: StorageState | None = None
+            if row.image_key and self.urls is not None:
+                url, pending = found.get(row.image_key, (None, False))
+                storage = "pending_upload" if pending else "stored"
+            elif row.storage_status == "spooled":  # never the spool's file:// URL
+                url, storage = None, "pending_upload"
+            else:
+                url = getattr(row, "image_url", None)
+                storage = "stored" if row.storage_status else None
+            out.append(
+                GenerationSummary(
+                    generation_id=row.generation_id,
+                    created_at=row.timestamp,
+                    prompt=row.prompt,
+                    status=row.status,
+                    grade=row.grade,
+                    composite_score=row.composite,
+                    attempts_used=row.attempts_used,
+                    workflow=row.workflow,
+                    strategy=row.strategy,
+                    image_url=url,
+                    storage=storage,
+                )
+            )
+        return out
 
     async def recent(self, query: RecentQuery) -> list[GenerationSummary]:
         q = GenerationQuery(grades=query.grades, statuses=query.statuses, text=query.text, limit=query.limit,
                             with_total=False)  # fmt: skip
-        page = await asyncio.to_thread(self.index.query, q)
-        return [
-            GenerationSummary(
-                generation_id=row.generation_id,
-                created_at=row.timestamp,
-                prompt=row.prompt,
-                status=row.status,
-                grade=row.grade,
-                composite_score=row.composite,
-                attempts_used=row.attempts_used,
-                workflow=row.workflow,
-                strategy=row.strategy,
-                image_url=self._url(row.image_key, getattr(row, "image_url", None)),
-            )
-            for row in page.items
-        ]
+        return await asyncio.to_thread(self._rows, q)
 
 
 class LazyScorer:

@@ -12,6 +12,7 @@ show ``str(err)`` to people and agents as is.
     │   ├── WeightsUnavailableError   absent and not downloadable (offline, no network)
     │   └── WeightsChecksumError      present but not the expected bytes
     ├── MetricError                a metric failed while computing (bug or unexpected input)
+    │   └── PartialMetricError     a backend of several metrics produced some; each failed one has its reason
     └── ConfigError                invalid settings (weights, thresholds, unknown metric names)
 """
 
@@ -60,6 +61,19 @@ class MetricError(QualityError):
     def __init__(self, message: str, *, metric: str | None = None) -> None:
         super().__init__(message)
         self.metric = metric
+
+
+class PartialMetricError(MetricError):
+    """A backend computing several metrics at once could produce only some of them.
+
+    ``values`` holds the raw values it did produce, ``reasons`` each missing metric's own reason (so BRISQUE's
+    reason talks about BRISQUE, NIQE's about NIQE).
+    """
+
+    def __init__(self, values: dict[str, float], reasons: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{m}: {r}" for m, r in reasons.items()))
+        self.values = values
+        self.reasons = reasons
 
 
 class ConfigError(QualityError):

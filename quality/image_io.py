@@ -12,7 +12,9 @@ Accepts a path, bytes or a PIL image; PNG, JPEG, WebP, BMP, TIFF (and GIF, first
 
 Limits: the encoded size (``max_bytes``) is checked before decoding, the pixel count (``max_pixels``) after
 reading only the header, so a decompression bomb is refused before any pixel is allocated. Corrupt or
-truncated files raise :class:`ImageDecodeError` naming the problem.
+truncated files raise :class:`ImageDecodeError` naming the problem. The scorer also passes a per-image memory
+limit (``max_memory``, estimated from the header before decoding) and a scoring pixel budget (``work_pixels``:
+larger images are downscaled right after conversion to RGB); both are described in :mod:`quality.budget`.
 
 Resizing for metrics (:meth:`PreparedImage.fit`): a metric that declares a working size gets the image
 downscaled so that its *long side* is at most that size, with Pillow's antialiased bicubic (``reducing_gap``
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from quality.budget import check_memory, fit_budget
 from quality.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 from quality.report import ImageInfo
 
@@ -137,8 +140,14 @@ def load_image(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     source_name: str | None = None,
+    max_memory: int | None = None,
+    work_pixels: int | None = None,
 ) -> PreparedImage:
-    """Decode ``source`` into a :class:`PreparedImage` (8-bit RGB), enforcing the limits."""
+    """Decode ``source`` into a :class:`PreparedImage` (8-bit RGB), enforcing the limits.
+
+    ``max_memory`` (bytes) refuses an image whose estimated decoding and scoring memory exceeds it, before
+    decoding; ``work_pixels`` downscales an image with more pixels to that budget (see :mod:`quality.budget`).
+    """
     data: bytes | None = None
     name = source_name
     if isinstance(source, Image.Image):
@@ -179,6 +188,7 @@ def load_image(
             f"{max_pixels / 1e6:.0f} MP limit (raise COMFY_QUALITY_MAX_IMAGE_PIXELS to allow it)"
         )
     fmt, mode = img.format, img.mode
+    check_memory(name, width, height, mode, limit=max_memory, budget=work_pixels)
     frames = int(getattr(img, "n_frames", 1) or 1)
     try:
         if frames > 1:
@@ -187,7 +197,7 @@ def load_image(
             warnings.simplefilter("ignore")  # PIL warns about odd EXIF; the image is still fine
             img.load()
             img = ImageOps.exif_transpose(img) or img
-            rgb_img = _to_rgb(img)
+            rgb_img = fit_budget(_to_rgb(img), work_pixels)
             rgb = np.ascontiguousarray(np.asarray(rgb_img, dtype=np.uint8))
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         if isinstance(exc, Image.DecompressionBombError):
@@ -195,14 +205,17 @@ def load_image(
         raise ImageDecodeError(f"{name} is corrupt or truncated and cannot be decoded: {exc}") from exc
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise UnsupportedImageError(f"{name}: decoded to an unexpected shape {rgb.shape}")
+    full_width, full_height = img.size  # after EXIF rotation, before the budget
     info: dict[str, Any] = {
-        "width": int(rgb.shape[1]),
-        "height": int(rgb.shape[0]),
+        "width": int(full_width),
+        "height": int(full_height),
         "format": fmt,
         "mode": mode,
         "frames": frames,
         "source": name,
     }
+    if (rgb.shape[1], rgb.shape[0]) != (full_width, full_height):
+        info["scored_width"], info["scored_height"] = int(rgb.shape[1]), int(rgb.shape[0])
     if data is not None:
         info["bytes"] = len(data)
         info["sha256"] = hashlib.sha256(data).hexdigest()

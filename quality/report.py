@@ -118,6 +118,10 @@ class ImageInfo(BaseModel):
     bytes: int | None = None
     sha256: str | None = None
     source: str | None = None
+    scored_width: int | None = Field(
+        None, description="width the metrics saw when the scoring pixel budget reduced the image, else None"
+    )
+    scored_height: int | None = Field(None, description="height the metrics saw when reduced, else None")
 
 
 class QualityReport(QualityBlock):

@@ -4,7 +4,8 @@
     report = scorer.score("cat.png", "a cat on a sofa")
     report.composite_score, report.grade, report.technical.brisque, report.coverage.metrics_unavailable
 
-Flow per image: decode (limits, EXIF, alpha…) → flat-image check → every backend in a thread pool (independent
+Flow per image: decode (limits, EXIF, alpha…; memory estimate and pixel budget: :mod:`quality.budget`) →
+flat-image check → every backend in a thread pool (independent
 metrics run concurrently; torch and numpy release the GIL) → raw values → 0–10 per metric (spec table) →
 dimension scores (weighted mean of the dimension's metrics that ran) → composite over the scored dimensions.
 
@@ -28,7 +29,7 @@ from pydantic import BaseModel
 
 from quality.backends.base import Backend, LoadContext
 from quality.composite import Grade, combine
-from quality.errors import MetricError, QualityError, WeightsError
+from quality.errors import MetricError, PartialMetricError, QualityError, WeightsError
 from quality.image_io import ImageInput, PreparedImage, load_image
 from quality.models import load_backend
 from quality.normalize import in_plausible_range, to_score
@@ -181,6 +182,8 @@ class Scorer:
             max_bytes=self.settings.max_image_bytes,
             max_pixels=self.settings.max_image_pixels,
             source_name=source_name,
+            max_memory=self.settings.max_image_memory or None,
+            work_pixels=self.settings.scoring_max_pixels or None,
         )
 
     def score(self, image: ImageInput, prompt: str | None = None, *, source_name: str | None = None) -> QualityReport:
@@ -210,6 +213,13 @@ class Scorer:
         notes: list[str] = []
         luma_std = prepared.luma_std()
         flat = luma_std < FLAT_STD
+        info = prepared.info
+        if info.scored_width is not None:
+            notes.append(
+                f"scored at {info.scored_width}x{info.scored_height}: the {info.width}x{info.height} image is over "
+                f"the scoring pixel budget of {self.settings.scoring_max_pixels:,} pixels "
+                "(COMFY_QUALITY_SCORING_MAX_PIXELS) and was downscaled (antialiased bicubic) before every metric"
+            )
 
         for name, spec in METRICS.items():
             if name in self._unavailable:
@@ -248,12 +258,16 @@ class Scorer:
     ) -> dict[str, dict[str, Any]]:
         """Run the backends; fills ``results``/``timings`` and returns each backend's reusable extras."""
         extras: dict[str, dict[str, Any]] = {}
+        partial: dict[str, dict[str, str]] = {}  # backend → its failed metrics' own reasons
 
         def run(backend: Backend) -> tuple[dict[str, float] | Exception, float]:
             t0 = time.perf_counter()
             try:
                 values, extras[backend.name] = backend.compute_detailed(prepared, prompt)
                 return values, time.perf_counter() - t0
+            except PartialMetricError as exc:
+                partial[backend.name] = dict(exc.reasons)
+                return dict(exc.values), time.perf_counter() - t0
             except Exception as exc:  # a metric failure must not sink the other metrics
                 return exc, time.perf_counter() - t0
 
@@ -276,9 +290,8 @@ class Scorer:
                     continue
                 raw = outcome.get(name)
                 if raw is None:
-                    results[name] = MetricResult(
-                        name=name, dimension=spec.dimension, status="error", reason=f"{backend.name} gave no value"
-                    )
+                    reason = partial.get(backend.name, {}).get(name, f"{backend.name} gave no value")
+                    results[name] = MetricResult(name=name, dimension=spec.dimension, status="error", reason=reason)
                     continue
                 try:
                     score = to_score(spec, raw)

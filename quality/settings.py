@@ -11,6 +11,8 @@
 | ``COMFY_QUALITY_CALIBRATION`` | ``true`` | use the shipped calibration model for the technical and detail scores |
 | ``COMFY_QUALITY_MAX_IMAGE_BYTES`` | 67108864 (64 MB) | largest encoded image accepted |
 | ``COMFY_QUALITY_MAX_IMAGE_PIXELS`` | 50000000 | largest pixel count accepted (decompression-bomb guard) |
+| ``COMFY_QUALITY_SCORING_MAX_PIXELS`` | 8388608 | pixel budget: larger images are downscaled before scoring |
+| ``COMFY_QUALITY_MAX_IMAGE_MEMORY`` | 1610612736 | per-image memory estimate limit in bytes (from the header) |
 | ``COMFY_QUALITY_WORKERS`` | 2 | threads used to run independent metrics of one image concurrently |
 """
 
@@ -24,6 +26,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from quality.budget import DEFAULT_MAX_IMAGE_MEMORY, DEFAULT_SCORING_MAX_PIXELS
 from quality.composite import CompositeConfig
 from quality.image_io import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from quality.specs import METRICS
@@ -47,6 +50,12 @@ class QualitySettings(BaseSettings):
     calibration: bool = True
     max_image_bytes: int = Field(DEFAULT_MAX_BYTES, gt=0)
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
+    scoring_max_pixels: int = Field(
+        DEFAULT_SCORING_MAX_PIXELS, ge=0, description="pixel budget for scoring (see quality.budget); 0 = off"
+    )
+    max_image_memory: int = Field(
+        DEFAULT_MAX_IMAGE_MEMORY, ge=0, description="per-image memory estimate limit in bytes; 0 = off"
+    )
     workers: int = Field(2, ge=1, le=32)
 
     @field_validator("metrics", mode="before")

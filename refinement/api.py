@@ -66,6 +66,7 @@ class AttemptSummary(BaseModel):
     rejected_reason: str | None = Field(None, description="why this attempt was not accepted")
     error: str | None = Field(None, description="set when the attempt failed (ComfyUI or scoring error)")
     image_url: str | None = None
+    image_key: str | None = Field(None, description="store key of the attempt's image (when attempt images are kept)")
     seconds: dict[str, float] = Field(default_factory=dict, description="generate / score / store timings")
 
 
@@ -77,6 +78,11 @@ class GenerationResult(BaseModel):
     )
     image_url: str | None = Field(None, description="URL of the best image (presigned or public, as configured)")
     metadata_url: str | None = None
+    image_key: str | None = Field(None, description="store key of the best image (resolve URLs from it at read time)")
+    metadata_key: str | None = Field(None, description="store key of the metadata document")
+    storage_status: Literal["stored", "spooled"] | None = Field(
+        None, description="spooled: the store was down, the files wait in the server's spool for upload"
+    )
     grade: Grade | None = None
     composite_score: float | None = None
     quality: QualityBlock | None = Field(None, description="scores of the best image")

@@ -378,6 +378,7 @@ def _result(
                 rejected_reason=None if best is a else a.record.rejected_reason,
                 error=a.record.error,
                 image_url=a.record.image_url,
+                image_key=a.record.image_key,
                 seconds={
                     k.removesuffix("_seconds"): v for k, v in a.record.timings.model_dump().items() if v is not None
                 },
@@ -391,6 +392,9 @@ def _result(
         status=md.refinement.status,
         image_url=stored.url if best else None,
         metadata_url=metadata_url,
+        image_key=stored.key if best else None,
+        metadata_key=stored.metadata_key,
+        storage_status="spooled" if stored.status == "spooled" else "stored",
         grade=md.quality.grade if md.quality else None,
         composite_score=md.quality.composite_score if md.quality else None,
         quality=QualityBlock.model_validate(md.quality.model_dump(include=set(QualityBlock.model_fields)))

@@ -206,3 +206,7 @@ class LocalStore(StoreBase):
     async def flush_spool(self) -> FlushReport:
         """Nothing to do: the local store never spools."""
         return FlushReport()
+
+    def pending_keys(self) -> set[str]:
+        """Always empty: the local store writes every object at once."""
+        return set()

@@ -398,6 +398,12 @@ class S3Store(StoreBase):
             report.remaining = self.spool.count()
         return report, flushed
 
+    def pending_keys(self) -> set[str]:
+        """Keys waiting in the spool (written while S3 was down, not uploaded yet). Readers must not hand out
+        a URL for them: a presigned or public URL would name an object not in S3 yet, and the spool's ``file://``
+        URL is server-local and dies at the flush. Reads the spool's manifests (small JSON files)."""
+        return self.spool.spooled_keys()
+
     async def flush_spool(self) -> FlushReport:
         """Upload every spooled entry now (idempotent); entries are deleted only after a verified upload."""
         self._ensure_flusher()

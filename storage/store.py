@@ -48,7 +48,10 @@ class StoredObject(BaseModel):
     status: StorageStatus = Field(description="'stored', or 'spooled' when S3 was down (uploaded later)")
     key: str | None = Field(description="image key (null for a run that produced no image)")
     metadata_key: str
-    url: str | None = Field(description="where the image can be fetched now (a file:// URL when spooled)")
+    url: str | None = Field(
+        description="where the image can be fetched now (a file:// URL of the server's spool when spooled: for "
+        "local use only, never for remote clients; resolve with url_for/pending_keys once uploaded)"
+    )
     metadata: GenerationMetadata = Field(description="the document as stored, with ``storage`` filled in")
 
     @property
@@ -140,6 +143,11 @@ class Store(Protocol):
     async def health(self) -> StoreHealth: ...
 
     async def flush_spool(self) -> FlushReport: ...
+
+    def pending_keys(self) -> set[str]:
+        """Keys written to the local spool and not yet uploaded (S3 down): no URL of this store serves them
+        yet, so show them as "pending upload" rather than hand out a URL (see :meth:`S3Store.pending_keys`)."""
+        ...
 
     def add_flush_listener(self, listener: FlushListener) -> None: ...
 

@@ -19,8 +19,9 @@ the pristine model's (pseudo-inverse of the averaged covariances). Blocks whose 
 perfectly flat blocks) are left out of the covariance and of the mean of the affected features; one valid
 block gives a zero covariance. pyiqa crashes on an image with a side under 96 px (nothing is left after the
 crop); here that is a :class:`MetricError` naming the size, for both metrics since they are computed
-together. Resizing policy (scoring a downscaled copy of a large image) is the scorer's business: this module
-scores exactly the pixels it is given.
+together (the backend then falls back to :func:`each_metric`, so each metric reports its own reason). Resizing
+policy is the scorer's business: this module scores exactly the pixels it is given, and the scorer reduces an
+image over its pixel budget first (:mod:`quality.budget`), which defines BRISQUE and NIQE for large inputs.
 
 A flat image (one luma value: a failed, one-colour generation) has no statistics: :class:`MetricError`.
 """
@@ -44,7 +45,7 @@ from numpy.typing import NDArray
 
 from quality.backends import nss_math as nm
 from quality.backends.base import Backend, LoadContext
-from quality.errors import MetricError, WeightsError
+from quality.errors import MetricError, PartialMetricError, WeightsError
 from quality.image_io import PreparedImage
 from quality.weights import WeightsStore
 
@@ -52,6 +53,8 @@ IMPL_VERSION = "native-nss/1 (pyiqa-0.1.16-compatible)"
 SVR_GAMMA = 0.05
 SVR_RHO = -153.591
 NIQE_BLOCK = 96
+#: smallest side BRISQUE is computed for (below it, its 7-px windows at half size have no interior)
+BRISQUE_MIN_SIDE = 14
 FEATURE_COUNT = 36
 
 
@@ -297,6 +300,52 @@ def nss_features(rgb: NDArray[np.uint8], params: NSSParams | None = None,
     }
 
 
+def each_metric(rgb: NDArray[np.uint8], params: NSSParams) -> tuple[dict[str, float], dict[str, str]]:
+    """BRISQUE and NIQE computed independently: ``(values, reasons)`` where each metric that cannot be computed
+    has *its own* reason. The backend falls back to this when the joint pass (:func:`nss_features`) fails, so that
+    a NIQE size limit does not cost the image its BRISQUE value, nor give BRISQUE a reason about NIQE (and vice
+    versa). A flat image still raises :class:`MetricError` (both metrics are undefined for the same reason)."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise MetricError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.dtype} {rgb.shape}")
+    h, w = rgb.shape[:2]
+    y = nm.luma(rgb)
+    _check_not_flat(y)
+    values: dict[str, float] = {}
+    reasons: dict[str, str] = {}
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if min(h, w) < BRISQUE_MIN_SIDE:
+            reasons["brisque"] = (
+                f"BRISQUE needs an image of at least {BRISQUE_MIN_SIDE}×{BRISQUE_MIN_SIDE} pixels (7-px local "
+                f"windows at full and half size); this one is {w}×{h}"
+            )
+        else:
+            bfeat = brisque_features(y)
+            value = brisque_score(bfeat, params) if np.all(np.isfinite(bfeat)) else np.nan
+            if np.isfinite(value):
+                values["brisque"] = float(value)
+            else:
+                reasons["brisque"] = (
+                    "BRISQUE is undefined for this image: its local-contrast statistics have an empty side (the "
+                    "image is almost flat)"
+                )
+        if min(h, w) < NIQE_BLOCK:
+            reasons["niqe"] = (
+                f"NIQE needs an image of at least {NIQE_BLOCK}×{NIQE_BLOCK} pixels (it scores 96-px blocks); "
+                f"this one is {w}×{h}"
+            )
+        else:
+            try:
+                niqe, _ = niqe_score(niqe_block_features(y), params)
+            except MetricError as exc:
+                reasons["niqe"] = str(exc)
+            else:
+                if np.isfinite(niqe):
+                    values["niqe"] = niqe
+                else:
+                    reasons["niqe"] = "NIQE is undefined for this image: its distance to the pristine model is infinite"
+    return values, reasons
+
+
 # ----------------------------------------------------------------------------------------------------
 # the backend
 # ----------------------------------------------------------------------------------------------------
@@ -334,7 +383,14 @@ class NSSBackend(Backend):
         calibration step reuses them when it works on the same pixels)."""
         if self._params is None:
             raise MetricError("the nss backend was used before load(): call load() once first")
-        result = nss_features(image.rgb, self._params, pool=self._pool)
+        try:
+            result = nss_features(image.rgb, self._params, pool=self._pool)
+        except MetricError as exc:
+            values, reasons = each_metric(image.rgb, self._params)
+            if not reasons:  # the joint pass failed where each alone succeeds: report the joint reason
+                reasons = {m: str(exc) for m in self.metrics}
+                values = {}
+            raise PartialMetricError(values, reasons) from exc
         values = {"brisque": float(result["brisque"]), "niqe": float(result["niqe"])}
         return values, {"nss": result, "shape": tuple(image.rgb.shape), "params": self._params}
 
