@@ -150,5 +150,6 @@ def test_threshold_rule_and_rejection_text():
     assert reaches_threshold(7.5, True, 7.0) and not reaches_threshold(9.9, False, 7.0)
     assert not reaches_threshold(None, True, 0.0) and not reaches_threshold(6.9, True, 7.0)
     text = rejected_reason(9.9, {"detail": 9.9}, 7.0, ["technical not scored"])
-    assert text == "not graded (technical not scored): composite 9.90 is not a grade and cannot reach the threshold 7.00"
+    assert text == ("not graded (technical not scored): composite 9.90 is not a grade and cannot reach the "
+                    "threshold 7.00")
     assert rejected_reason(6.0, {"detail": 6.0}, 7.0).startswith("composite 6.00 < threshold 7.00")
