@@ -510,12 +510,12 @@ def _explain(reasons: list[str], results: Mapping[str, MetricResult]) -> list[st
     out: list[str] = []
     for reason in reasons:
         if reason == f"{REQUIRED_DIMENSION} not scored":
-            why = list(dict.fromkeys(
-                f"{r.name}: {r.reason}" if r.reason else r.name
-                for r in results.values() if r.dimension == REQUIRED_DIMENSION and r.status != "ok"
-            ))  # fmt: skip
-            if why:
-                reason += " (" + "; ".join(_short(w) for w in why) + ")"
+            by_reason: dict[str, list[str]] = {}  # metrics computed together fail together: one reason each
+            for r in results.values():
+                if r.dimension == REQUIRED_DIMENSION and r.status != "ok":
+                    by_reason.setdefault(_short(r.reason or r.status), []).append(r.name)
+            if by_reason:
+                reason += " (" + "; ".join(f"{', '.join(names)}: {why}" for why, names in by_reason.items()) + ")"
         out.append(reason)
     return out
 

@@ -54,7 +54,7 @@ async def test_score_image_of_the_incident_says_not_graded_with_the_reasons(inci
     assert out.grade is None and out.grade_status == "insufficient" and out.composite_score is None
     assert out.ungraded_composite is not None and out.quality.composite_score == out.ungraded_composite
     assert out.grade_reasons == [
-        "technical not scored (brisque: refused 64×64; niqe: refused 64×64)",
+        "technical not scored (brisque, niqe: refused 64×64)",
         "coverage 20% < 50% of the applicable weight",
     ]
     assert out.summary.startswith("NOT GRADED (technical not scored") and "is not a grade" in out.summary

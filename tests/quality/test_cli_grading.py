@@ -34,7 +34,7 @@ def test_table_says_not_graded_with_the_reasons(tmp_path):
     code, text = run(image, "a cat", "--metrics", "edge_density")
     assert code == EXIT_OK
     composite = next(line for line in text.splitlines() if line.strip().startswith("composite"))
-    assert "NOT GRADED: technical not scored (brisque: disabled by settings" in composite
+    assert "NOT GRADED: technical not scored (brisque, niqe: disabled by settings" in composite
     assert "coverage 20% < 50% of the applicable weight" in composite
     assert "is not a grade" in text and " grade " not in composite
 

@@ -52,7 +52,7 @@ def test_the_incident_edge_density_alone_is_not_graded(offline_settings, fresh_m
     assert report.detail.score is not None and report.technical.score is None
     assert report.coverage.coverage == pytest.approx(0.2)
     assert report.grade is None and report.grade_status == "insufficient"
-    assert report.grade_reasons[0].startswith("technical not scored (brisque: NIQE needs 96-px blocks")
+    assert report.grade_reasons[0].startswith("technical not scored (brisque, niqe: NIQE needs 96-px blocks")
     assert report.grade_reasons[1] == "coverage 20% < 50% of the applicable weight"
     assert any(n.startswith("not graded: technical not scored") and "is not a grade" in n for n in report.notes)
     assert "not graded" in report.grade_text() and "is not a grade" in report.grade_text()
@@ -74,7 +74,7 @@ def test_only_edge_density_enabled_is_not_graded(offline_settings):
     settings = offline_settings.model_copy(update={"metrics": ["edge_density"]})
     report = Scorer(settings).score(noise(64))
     assert report.grade is None and report.grade_status == "insufficient"
-    assert report.grade_reasons[0].startswith("technical not scored (brisque: disabled by settings")
+    assert report.grade_reasons[0].startswith("technical not scored (brisque, niqe: disabled by settings")
 
 
 @pytest.mark.parametrize(("w", "h"), [(20, 20), (31, 200), (300, 16)])

@@ -93,7 +93,7 @@ async def test_ungraded_attempts_never_reach_even_a_zero_threshold(run, incident
     result, md, index = await run(incident_scorer, request())
     assert result.attempts_used == 3  # without the rule, attempt 1 (composite from edge density) would stop it
     assert result.status == "best_effort" and result.grade is None and result.grade_status == "insufficient"
-    assert result.grade_reasons and result.grade_reasons[0].startswith("technical not scored (brisque: refused")
+    assert result.grade_reasons and result.grade_reasons[0].startswith("technical not scored (brisque, niqe: refused")
     assert result.selection and "no attempt could be graded" in result.selection
     assert all(a.grade is None and a.grade_status == "insufficient" for a in result.attempts)
     assert all(a.rejected_reason.startswith("not graded (technical not scored")
