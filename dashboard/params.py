@@ -11,7 +11,7 @@ One vocabulary for both (a gallery URL's query string works on ``/api/generation
 ``workflow``           repeatable;  ``strategy`` repeatable;  ``status`` success/best_effort/failed, repeatable
 ``q``                  words that must all occur in the prompt (the last one as a prefix)
 ``min_<f>``/``max_<f>``  inclusive bounds, ``f`` one of composite, technical, aesthetic, prompt_adherence,
-                       detail, gain (``min_composite=8``)
+                       detail, gain (``min_composite=8``); a composite bound matches graded runs only
 ``partial``            ``true`` / ``false``: only partial or only complete grades
 ``graded``             ``true`` / ``false``: only runs with a letter grade, or only scored runs without one
                        (too little could be scored; a null grade never matches ``grade``)

@@ -115,6 +115,8 @@ def where_clause(f: GenerationFilter, *, fts: bool) -> tuple[str, list[Any]]:
     if f.until is not None:
         parts.append("g.ts < ?")
         args.append(micros(f.until))
+    if "composite" in f.ranges and (f.ranges["composite"].min is not None or f.ranges["composite"].max is not None):
+        parts.append("g.grade_status = 'graded'")  # an ungraded composite is not a grade: no bound applies to it
     for field, bounds in f.ranges.items():
         if bounds.min is not None:
             parts.append(f"g.{field} >= ?")

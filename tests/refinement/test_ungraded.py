@@ -153,3 +153,20 @@ def test_threshold_rule_and_rejection_text():
     assert text == ("not graded (technical not scored): composite 9.90 is not a grade and cannot reach the "
                     "threshold 7.00")
     assert rejected_reason(6.0, {"detail": 6.0}, 7.0).startswith("composite 6.00 < threshold 7.00")
+
+
+def test_generate_cli_render_says_not_graded():
+    from refinement.api import AttemptSummary, GenerationResult
+    from refinement.cli import render
+
+    result = GenerationResult(
+        generation_id="g1", status="best_effort", composite_score=9.9, grade=None, grade_status="insufficient",
+        grade_reasons=["technical not scored", "coverage 20% < 50% of the applicable weight"], best_attempt=1,
+        selection="no attempt could be graded; attempt 1 has the highest ungraded composite (9.90)",
+        attempts=[AttemptSummary(attempt=1, parameters={"seed": 1, "steps": 8, "cfg": 7.0}, composite_score=9.9,
+                                 grade=None, grade_status="insufficient")],
+    )  # fmt: skip
+    text = render(result)
+    assert ("best: attempt 1, NOT GRADED (technical not scored; coverage 20% < 50% of the applicable weight); "
+            "composite 9.90 is not a grade") in text
+    assert "selection: no attempt could be graded" in text and "→ 9.90 not graded" in text

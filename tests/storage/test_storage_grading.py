@@ -77,6 +77,8 @@ def test_index_stores_filters_and_counts_ungraded_runs(tmp_path: Path):
         assert ids(GenerationQuery(graded=True)) == ["graded"]
         assert ids(GenerationQuery(grades=["A"])) == ["graded"]  # a null grade never matches a letter
         assert idx.count(GenerationFilter(grades=["A", "B", "C", "D", "F"])) == 1
+        high = GenerationQuery(ranges={"composite": {"min": 8.0}})
+        assert ids(high) == ["graded"]  # 9.9 ungraded is not "a composite of at least 8"
 
 
 def test_a_version_1_index_is_migrated_in_place(tmp_path: Path):
