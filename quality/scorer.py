@@ -456,7 +456,8 @@ class Scorer:
                 dim_status[dim] = "scored" if dims[dim] is not None else "unavailable"
         if partial:
             missing = [d for d, s in dim_status.items() if s == "unavailable"]
-            notes.append(f"partial grade: {', '.join(missing)} could not be scored (see metrics_unavailable)")
+            what = "partial grade" if grade is not None else "partial scores"
+            notes.append(f"{what}: {', '.join(missing)} could not be scored (see metrics_unavailable)")
         blocks: dict[str, Any] = {}
         for block_dim, block_cls in _SCORE_BLOCKS.items():
             fields: dict[str, Any] = {"score": dims[block_dim]}
