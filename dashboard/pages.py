@@ -152,7 +152,8 @@ async def charts(request: Request) -> Response:
     gallery_base = path_for(request, "gallery")
     data = {
         "grades": grades.model_dump(mode="json"),
-        "grade_links": {g: gallery_base + query_string(request.query_params, grade=g, bucket=None) for g in GRADES},
+        "grade_links": {g: gallery_base + query_string(request.query_params, grade=g, bucket=None) for g in GRADES}
+        | {"not graded": gallery_base + query_string(request.query_params, grade=None, graded="false", bucket=None)},
         "trend": [p.model_dump(mode="json") for p in trend],
         "dimensions": dims.model_dump(mode="json"),
         "dimension_order": list(SCORES),  # tojson sorts object keys: the order travels as a list

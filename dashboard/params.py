@@ -11,8 +11,10 @@ One vocabulary for both (a gallery URL's query string works on ``/api/generation
 ``workflow``           repeatable;  ``strategy`` repeatable;  ``status`` success/best_effort/failed, repeatable
 ``q``                  words that must all occur in the prompt (the last one as a prefix)
 ``min_<f>``/``max_<f>``  inclusive bounds, ``f`` one of composite, technical, aesthetic, prompt_adherence,
-                       detail, gain (``min_composite=8``)
+                       detail, gain (``min_composite=8``); a composite bound matches graded runs only
 ``partial``            ``true`` / ``false``: only partial or only complete grades
+``graded``             ``true`` / ``false``: only runs with a letter grade, or only scored runs without one
+                       (too little could be scored; a null grade never matches ``grade``)
 ``sort`` / ``order``   timestamp (default), composite, a dimension, gain, attempts_used / desc (default), asc
 ``limit``              page size (1–200);  ``cursor``: ``next_cursor`` of the previous page;  ``offset``
 ``total``              ``false`` skips counting every match
@@ -40,7 +42,7 @@ SCORE_FIELDS: tuple[str, ...] = get_args(ScoreField)
 SORT_FIELDS: tuple[str, ...] = get_args(SortField)
 PERIODS = {"today": 1, "yesterday": 1, "7d": 7, "30d": 30, "90d": 90}
 FILTER_KEYS = frozenset(
-    {"grade", "since", "until", "period", "workflow", "strategy", "status", "q", "partial"}
+    {"grade", "since", "until", "period", "workflow", "strategy", "status", "q", "partial", "graded"}
     | {f"{b}_{f}" for b in ("min", "max") for f in SCORE_FIELDS}
 )
 PAGE_KEYS = frozenset({"sort", "order", "limit", "cursor", "offset", "total"})
@@ -167,6 +169,7 @@ def parse_filter(params: QueryParams, zone: tzinfo, *, now: datetime | None = No
                 "ranges": ranges,
                 "text": text,
                 "partial": _boolean(params, "partial"),
+                "graded": _boolean(params, "graded"),
             }
         )
     except ValidationError as exc:
@@ -204,7 +207,7 @@ def parse_query(params: QueryParams, zone: tzinfo, *, page_size: int, now: datet
 
 
 def without_grade(f: GenerationFilter) -> GenerationFilter:
-    return f.model_copy(update={"grades": []})
+    return f.model_copy(update={"grades": [], "graded": None})
 
 
 def _describe(exc: ValidationError) -> str:

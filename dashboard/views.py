@@ -56,6 +56,8 @@ class AttemptView(BaseModel):
     is_best: bool
     status: str
     grade: str | None
+    grade_status: str | None = Field(None, description="'graded', 'insufficient' (no grade) or null (failed)")
+    grade_reasons: str | None = Field(None, description="why the attempt was not graded")
     scores: dict[str, float | None]
     partial: bool | None
     parameters: dict[str, Any]
@@ -184,6 +186,8 @@ def compare_attempts(
                 is_best=a.is_best,
                 status=a.status,
                 grade=a.grade,
+                grade_status=a.grade_status,
+                grade_reasons=a.grade_reasons,
                 scores=scores,
                 partial=a.partial,
                 parameters=a.parameters,
@@ -219,11 +223,16 @@ def summary(row: GenerationRow, attempts: list[AttemptView]) -> str:
         return f"{count} attempt{'s' * (count != 1)}{strategy}; none produced a scored image"
     first = row.first_composite
     text = f"{count} attempt{'s' * (count != 1)}{strategy}: "
-    if first is not None and count > 1:
-        text += f"composite {first:.2f} → {row.composite:.2f} ({row.composite - first:+.2f}), grade {row.grade}"
+    verdict = f"grade {row.grade}" if row.grade is not None else f"not graded ({row.grade_reasons or 'insufficient'})"
+    if row.grade is None:
+        text += f"composite {row.composite:.2f} is not a grade: {verdict}"
+    elif first is not None and count > 1:
+        text += f"composite {first:.2f} → {row.composite:.2f} ({row.composite - first:+.2f}), {verdict}"
     else:
-        text += f"composite {row.composite:.2f}, grade {row.grade}"
-    if row.threshold is not None:
+        text += f"composite {row.composite:.2f}, {verdict}"
+    if row.threshold is not None and row.grade is None:
+        text += f"; an ungraded composite never reaches the threshold {row.threshold:g}"
+    elif row.threshold is not None:
         reached = "reached" if row.status == "success" else "did not reach"
         text += f"; {reached} the threshold {row.threshold:g}"
     return text

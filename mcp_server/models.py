@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from quality.composite import Grade
+from quality.grading import GradeStatus
 from quality.report import CalibrationInfo, Coverage, ImageInfo, MetricStatus, QualityBlock
 from refinement.api import AttemptSummary, ProgressStage
 
@@ -36,9 +37,23 @@ class ScoreTiming(BaseModel):
 class ScoreResult(BaseModel):
     """score_image's result."""
 
-    summary: str = Field(description="one line: grade, composite and each dimension")
-    composite_score: float = Field(description="0–10, weighted over the dimensions that were scored")
-    grade: Grade = Field(description="A ≥ 8 excellent, B ≥ 6.5 good, C ≥ 5 acceptable, D ≥ 3 poor, F failed/unusable")
+    summary: str = Field(description="one line: grade (or 'not graded' and why), composite and each dimension")
+    composite_score: float | None = Field(
+        description="0–10, weighted over the dimensions that were scored; null when the image is not graded"
+    )
+    grade: Grade | None = Field(
+        description="A ≥ 8 excellent, B ≥ 6.5 good, C ≥ 5 acceptable, D ≥ 3 poor, F failed/unusable; null: NOT "
+        "GRADED (see grade_reasons)"
+    )
+    grade_status: GradeStatus = Field(
+        description="'graded', or 'insufficient': the technical dimension was not scored or less than the "
+        "minimum share (default 50 %) of the applicable weight was, so there is no grade"
+    )
+    grade_reasons: list[str] = Field(default_factory=list, description="why the image is not graded")
+    ungraded_composite: float | None = Field(
+        None, description="when not graded: the weighted mean over the little that was scored; NOT a grade, "
+        "never compare it with a threshold"
+    )
     partial: bool = Field(description="true when some applicable dimension could not be scored (see coverage)")
     quality: QualityBlock = Field(description="dimension scores (0–10) with the raw metric values")
     coverage: Coverage = Field(description="which metrics ran, which were unavailable and why")
@@ -86,8 +101,16 @@ class GenerationOutput(BaseModel):
         description="stored: the URLs work now; pending_upload: the object store was down, the files wait on the "
         "server and are uploaded when it is back (URLs null until then)",
     )
-    grade: Grade | None = None
-    composite_score: float | None = None
+    grade: Grade | None = Field(None, description="grade of the best image; null: failed or NOT GRADED")
+    grade_status: GradeStatus | None = Field(
+        None, description="'graded' or 'insufficient' (the best image is not graded, see grade_reasons)"
+    )
+    grade_reasons: list[str] = Field(default_factory=list, description="why the best image is not graded")
+    composite_score: float | None = Field(None, description="0–10 composite of the best image; null: not graded")
+    ungraded_composite: float | None = Field(
+        None, description="when not graded: the composite over the little that was scored; NOT a grade"
+    )
+    selection: str | None = Field(None, description="why the kept attempt was chosen, when grading decided it")
     partial: bool = Field(False, description="the grade does not cover every dimension (some weights absent)")
     quality: QualityBlock | None = Field(None, description="scores of the best image (when return_scores)")
     attempts_used: int = 0
@@ -110,8 +133,9 @@ class GenerationSummary(BaseModel):
     created_at: datetime
     prompt: str
     status: JobState
-    grade: Grade | None = None
-    composite_score: float | None = None
+    grade: Grade | None = Field(None, description="null: failed, running, or not graded (see grade_status)")
+    grade_status: GradeStatus | None = Field(None, description="'graded' or 'insufficient' (no grade); null: no score")
+    composite_score: float | None = Field(None, description="null unless graded")
     attempts_used: int = 0
     workflow: str | None = None
     strategy: str | None = None

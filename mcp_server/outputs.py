@@ -40,8 +40,14 @@ def summary_line(report: QualityReport) -> str:
             parts.append(f"{label} n/a (no prompt)")
         else:
             parts.append(f"{label} unavailable")
-    line = f"grade {report.grade} ({report.composite_score:.2f}/10): " + ", ".join(parts)
-    if report.partial:
+    if report.grade is None:
+        line = (
+            f"NOT GRADED ({'; '.join(report.grade_reasons)}); composite {report.composite_score:.2f} over "
+            f"{report.coverage.coverage:.0%} of the weight is not a grade: " + ", ".join(parts)
+        )
+    else:
+        line = f"grade {report.grade} ({report.composite_score:.2f}/10): " + ", ".join(parts)
+    if report.partial and report.grade is not None:
         line += f"; partial grade: {report.coverage.coverage:.0%} of the weight scored"
     if report.flat:
         line += "; the image is one flat colour (a failed generation)"
@@ -51,8 +57,11 @@ def summary_line(report: QualityReport) -> str:
 def score_result(report: QualityReport, *, fetch: float, queue: float, score: float, total: float) -> ScoreResult:
     return ScoreResult(
         summary=summary_line(report),
-        composite_score=report.composite_score,
+        composite_score=report.composite_score if report.grade is not None else None,
         grade=report.grade,
+        grade_status=report.grade_status,
+        grade_reasons=report.grade_reasons,
+        ungraded_composite=report.composite_score if report.grade is None else None,
         partial=report.partial,
         quality=report.quality_block(),
         coverage=report.coverage,
@@ -92,6 +101,13 @@ def _message(job: Job) -> str:
                 f"success: grade {result.grade} ({result.composite_score}) reached the threshold {threshold} "
                 f"in {result.attempts_used} attempt(s); the image is at image_url"
             )
+        case "best_effort" if result is not None and result.grade is None:
+            return (
+                f"best effort, NOT GRADED: no attempt of {result.attempts_used} could be graded "
+                f"({'; '.join(result.grade_reasons)}); the kept image's composite is not a grade and never counts "
+                "as reaching the threshold. Check the image size (at least 32 px, NIQE needs 96 px at full "
+                "strength) and that the technical metrics (BRISQUE, NIQE) are enabled"
+            )
         case "best_effort":
             assert result is not None
             return (
@@ -128,7 +144,12 @@ def generation_output(job: Job, *, return_scores: bool, locator: UrlLocator | No
         if out.storage == "pending_upload":
             out.message = f"{out.message}. Note: {PENDING_MESSAGE}"
         out.grade = result.grade
-        out.composite_score = result.composite_score
+        out.grade_status = result.grade_status
+        out.grade_reasons = list(result.grade_reasons)
+        out.selection = result.selection
+        graded = result.grade is not None
+        out.composite_score = result.composite_score if graded else None
+        out.ungraded_composite = None if graded else result.composite_score
         out.partial = result.partial
         out.attempts_used = result.attempts_used
         out.best_attempt = result.best_attempt
@@ -148,7 +169,8 @@ def job_summary(job: Job, locator: UrlLocator | None = None) -> GenerationSummar
         prompt=job.request.prompt,
         status=job.state,
         grade=result.grade if result else None,
-        composite_score=result.composite_score if result else None,
+        grade_status=result.grade_status if result else None,
+        composite_score=result.composite_score if result and result.grade is not None else None,
         attempts_used=result.attempts_used if result else 0,
         workflow=job.request.workflow,
         strategy=job.request.retry_strategy,
@@ -181,7 +203,8 @@ def tool_result(output: GenerationOutput, preview: str | None) -> CallToolResult
                 type="resource_link",
                 name=f"generation {output.generation_id or output.job_id}",
                 uri=output.image_url,
-                description=f"best image, grade {output.grade} ({output.composite_score})",
+                description=f"best image, grade {output.grade} ({output.composite_score})"
+                if output.grade is not None else "best image, not graded",
                 mime_type=_mime(output.image_url),
             )
         )

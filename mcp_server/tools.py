@@ -27,7 +27,12 @@ from refinement.api import GenerationRequest, LoraRequest, ProgressUpdate, Strat
 
 log = logging.getLogger(__name__)
 
-GRADES_TEXT = "Grades: A ≥ 8 excellent, B ≥ 6.5 good, C ≥ 5 acceptable, D ≥ 3 poor, F failed (e.g. blank or broken). "
+GRADES_TEXT = (
+    "Grades: A ≥ 8 excellent, B ≥ 6.5 good, C ≥ 5 acceptable, D ≥ 3 poor, F failed (e.g. blank or broken). "
+    "grade null (grade_status 'insufficient') means NOT GRADED: the technical metrics did not run or less than "
+    "half of the weight was scored; grade_reasons says why, composite_score is then null and the number in "
+    "ungraded_composite is not a grade. Images under 32 px on the short side are refused. "
+)
 
 SCORE_IMAGE_DESCRIPTION = (
     "Score an image's quality on four dimensions, each 0–10: technical (artifacts, noise, blur: BRISQUE, NIQE), "
@@ -147,7 +152,7 @@ async def score_image(
             log.exception("scoring %s failed unexpectedly", loaded.name)
             raise ScoringError(f"{loaded.name} could not be scored: {type(exc).__name__}: {exc}") from exc
         scored = anyio.current_time() - t1
-    await progress.send(3, f"scored: grade {report.grade}", total=3)
+    await progress.send(3, f"scored: grade {report.grade}" if report.grade else "scored: not graded", total=3)
     return score_result(report, fetch=fetched, queue=queued, score=scored, total=anyio.current_time() - started)
 
 

@@ -17,6 +17,7 @@ from quality.errors import (
     ImageDecodeError,
     ImageError,
     ImageTooLargeError,
+    ImageTooSmallError,
     MetricError,
     QualityError,
     UnsupportedImageError,
@@ -24,6 +25,7 @@ from quality.errors import (
     WeightsError,
     WeightsUnavailableError,
 )
+from quality.grading import MIN_SIDE, GradeStatus
 from quality.report import QualityBlock, QualityReport
 
 if TYPE_CHECKING:
@@ -31,12 +33,15 @@ if TYPE_CHECKING:
     from quality.settings import QualitySettings
 
 __all__ = [
+    "MIN_SIDE",
     "CompositeConfig",
     "ConfigError",
     "Grade",
+    "GradeStatus",
     "ImageDecodeError",
     "ImageError",
     "ImageTooLargeError",
+    "ImageTooSmallError",
     "MetricError",
     "QualityBlock",
     "QualityError",

@@ -7,7 +7,8 @@
     python -m quality metrics                     the metric table (ranges and mappings used for normalisation)
     python -m quality eval DATASET_DIR            agreement with human scores (see quality.eval)
 
-Exit codes: 0 scored (and passed --min-grade/--min-score); 1 scored but below --min-grade/--min-score;
+Exit codes: 0 scored (and passed --min-grade/--min-score); 1 scored but below --min-grade/--min-score (an image
+that is not graded never passes them);
 2 usage error; 3 an image could not be read (in a batch: at least one); 4 settings or weights error.
 """
 
@@ -128,8 +129,14 @@ def render_table(report: Any) -> str:
         suffix = "" if status == "scored" else f"   ({status.replace('_', ' ')})"
         lines.append(f"  {label:<18}{shown:>7}  " + " · ".join(parts) + suffix)
     cov = report.coverage
-    tail = f"  {'composite':<18}{report.composite_score:>7.2f}  grade {report.grade}"
-    if report.partial:
+    if report.grade is None:
+        tail = (
+            f"  {'composite':<18}{report.composite_score:>7.2f}  NOT GRADED: {'; '.join(report.grade_reasons)}"
+            f"\n  {'':<25}(the composite covers {cov.coverage:.0%} of the weight and is not a grade)"
+        )
+    else:
+        tail = f"  {'composite':<18}{report.composite_score:>7.2f}  grade {report.grade}"
+    if report.partial and report.grade is not None:
         scored = " + ".join(d for d, s in cov.dimensions.items() if s == "scored") or "nothing"
         tail += f"  (partial: covers {scored} = {cov.coverage:.0%} of the weight)"
     lines.append(tail)
@@ -138,7 +145,7 @@ def render_table(report: Any) -> str:
     if any("weights file" in reason for reason in problems):
         lines.append("  → `python -m quality weights list` shows what is missing; `... weights prefetch` fetches it")
     for note in report.notes:
-        if not note.startswith("partial grade"):
+        if not note.startswith(("partial grade", "not graded")):
             lines.append(f"  note: {note}")
     cal = report.calibration_info
     if cal is not None and cal.used:
@@ -151,7 +158,8 @@ def render_table(report: Any) -> str:
 
 
 FLAT_COLUMNS = [
-    "file", "prompt", "composite_score", "grade", "partial", "coverage",
+    "file", "prompt", "composite_score", "grade", "grade_status", "grade_reasons", "ungraded_composite", "partial",
+    "coverage",
     "technical", "brisque", "niqe", "aesthetic", "laion_aesthetic", "nima_mean",
     "prompt_adherence", "clip_score", "detail", "topiq", "edge_density", "seconds", "error",
 ]  # fmt: skip
@@ -165,8 +173,11 @@ def flat_row(file: str, report: Any | None, error: str | None = None) -> dict[st
         return row
     row.update(
         prompt=report.prompt or "",
-        composite_score=report.composite_score,
-        grade=report.grade,
+        composite_score=report.composite_score if report.grade is not None else "",
+        grade=report.grade or "",
+        grade_status=report.grade_status,
+        grade_reasons="; ".join(report.grade_reasons),
+        ungraded_composite=report.composite_score if report.grade is None else "",
         partial=report.partial,
         coverage=report.coverage.coverage,
         seconds=report.seconds,
@@ -179,6 +190,8 @@ def flat_row(file: str, report: Any | None, error: str | None = None) -> dict[st
 
 
 def _passes(report: Any, min_grade: str | None, min_score: float | None) -> bool:
+    if report.grade is None:  # not graded: no threshold is met by a composite that is not a grade
+        return min_grade is None and min_score is None
     if min_grade and GRADE_ORDER.index(report.grade) < GRADE_ORDER.index(min_grade):
         return False
     return not (min_score is not None and report.composite_score < min_score)

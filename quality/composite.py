@@ -8,6 +8,11 @@ a prompt), the composite is computed over the dimensions that were scored, with 
 to 1, and the result says so: ``coverage`` is the share of the configured weight that was actually scored, and
 ``partial`` is true whenever a dimension that *applies* could not be scored. A dimension that does not apply
 (no prompt) is excluded without making the grade partial.
+
+No grade from a sliver (see :mod:`quality.grading`): the letter is given only when the technical dimension was
+scored and ``coverage >= min_graded_coverage`` (0.5 by default); otherwise ``grade`` is ``None``,
+``grade_status`` is ``"insufficient"`` and ``grade_reasons`` says why. ``composite_score`` is still the weighted
+mean of what was scored, but it is not a grade then.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from quality.grading import DEFAULT_MIN_GRADED_COVERAGE, REQUIRED_DIMENSION, GradeStatus
 from quality.specs import DIMENSIONS, Dimension
 
 Grade = Literal["A", "B", "C", "D", "F"]
@@ -35,6 +41,10 @@ class CompositeConfig(BaseModel):
     weights: dict[Dimension, float] = Field(default_factory=default_weights)
     grades: dict[Grade, float] = Field(default_factory=default_grades)
     """Lower bound (inclusive) of each grade; anything below the D bound is F."""
+    min_graded_coverage: float = Field(
+        DEFAULT_MIN_GRADED_COVERAGE, ge=0.0, le=1.0,
+        description="least share of the applicable weight that must be scored for a letter grade",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _check(self) -> CompositeConfig:
@@ -60,7 +70,9 @@ class CompositeConfig(BaseModel):
 
 class CompositeResult(BaseModel):
     composite_score: float
-    grade: Grade
+    grade: Grade | None = Field(description="None when the evidence is insufficient for a grade")
+    grade_status: GradeStatus = "graded"
+    grade_reasons: list[str] = Field(default_factory=list, description="why there is no grade (empty when graded)")
     coverage: float = Field(description="share of the configured dimension weight that was scored (0–1)")
     partial: bool = Field(description="true when a dimension that applies could not be scored")
     scored: list[Dimension]
@@ -84,16 +96,37 @@ def combine(
     total_scored = sum(config.weights[d] for d in scored)
     if total_scored <= 0:
         return CompositeResult(
-            composite_score=0.0, grade="F", coverage=0.0, partial=True, scored=[], effective_weights={}
-        )
+            composite_score=0.0, grade=None, grade_status="insufficient",
+            grade_reasons=["no dimension could be scored"], coverage=0.0, partial=True, scored=[],
+            effective_weights={},
+        )  # fmt: skip
     eff = {d: config.weights[d] / total_scored for d in scored}
     composite = round(sum(eff[d] * float(dimension_scores[d] or 0.0) for d in scored), 4)
     coverage = total_scored / total_applicable if total_applicable > 0 else 0.0
+    reasons = insufficient_reasons(scored, coverage, config, not_applicable=not_applicable)
     return CompositeResult(
         composite_score=composite,
-        grade=config.grade(composite),
+        grade=None if reasons else config.grade(composite),
+        grade_status="insufficient" if reasons else "graded",
+        grade_reasons=reasons,
         coverage=round(coverage, 4),
         partial=len(scored) < len([d for d in applicable if config.weights[d] > 0]),
         scored=scored,
         effective_weights={d: round(w, 6) for d, w in eff.items()},
     )
+
+
+def insufficient_reasons(
+    scored: list[Dimension], coverage: float, config: CompositeConfig, *,
+    not_applicable: frozenset[Dimension] = frozenset(),
+) -> list[str]:  # fmt: skip
+    """Why a composite over ``scored`` (covering ``coverage`` of the applicable weight) earns no grade; empty
+    when it does."""
+    reasons: list[str] = []
+    required: Dimension = REQUIRED_DIMENSION  # type: ignore[assignment]
+    if required not in not_applicable and config.weights[required] > 0 and required not in scored:
+        reasons.append(f"{required} not scored")
+    minimum = config.min_graded_coverage
+    if coverage + 1e-9 < minimum:
+        reasons.append(f"coverage {coverage:.0%} < {minimum:.0%} of the applicable weight")
+    return reasons

@@ -7,7 +7,8 @@ show ``str(err)`` to people and agents as is.
     ├── ImageError                 the input image cannot be used
     │   ├── ImageDecodeError       corrupt, truncated or not an image
     │   ├── UnsupportedImageError  a format or mode we do not read
-    │   └── ImageTooLargeError     over the byte or pixel limit (decompression bombs included)
+    │   ├── ImageTooLargeError     over the byte or pixel limit (decompression bombs included)
+    │   └── ImageTooSmallError     under the smallest size the technical metrics score (32 px short side)
     ├── WeightsError               model weights cannot be had
     │   ├── WeightsUnavailableError   absent and not downloadable (offline, no network)
     │   └── WeightsChecksumError      present but not the expected bytes
@@ -37,6 +38,10 @@ class UnsupportedImageError(ImageError):
 
 class ImageTooLargeError(ImageError):
     """The image exceeds the configured file-size or pixel-count limit."""
+
+
+class ImageTooSmallError(ImageError):
+    """The image is smaller than the technical metrics can score (see :mod:`quality.grading`)."""
 
 
 class WeightsError(QualityError):

@@ -10,18 +10,20 @@
       "detail":           {"score": 7.0, "topiq": 0.62, "edge_density": 0.12}
     }
 
-A value is ``null`` when its metric did not run; :class:`QualityReport` adds why (``metrics``, ``coverage``),
-the device, the metric/weights versions and the timings. This module imports nothing heavy (no torch), so
-storage and the MCP layer can use it freely.
+``grade`` is ``null`` when the evidence is too thin for a letter (``grade_status: "insufficient"``, with
+``grade_reasons``; see :mod:`quality.grading`). A value is ``null`` when its metric did not run;
+:class:`QualityReport` adds why (``metrics``, ``coverage``), the device, the metric/weights versions and the
+timings. This module imports nothing heavy (no torch), so storage and the MCP layer can use it freely.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from quality.composite import Grade
+from quality.grading import GradeStatus, not_graded_text
 from quality.specs import Dimension
 
 MetricStatus = Literal["ok", "unavailable", "not_applicable", "error"]
@@ -54,12 +56,44 @@ class DetailScores(BaseModel):
 class QualityBlock(BaseModel):
     """The ``quality`` block of the metadata schema."""
 
-    composite_score: float = Field(description="0–10, weighted over the dimensions that were scored")
-    grade: Grade = Field(description="A ≥ 8.0, B ≥ 6.5, C ≥ 5.0, D ≥ 3.0, else F (configurable)")
+    composite_score: float = Field(
+        description="0–10, weighted over the dimensions that were scored. When grade_status is 'insufficient' it "
+        "is NOT a grade (too little was scored): never compare it with a threshold"
+    )
+    grade: Grade | None = Field(
+        description="A ≥ 8.0, B ≥ 6.5, C ≥ 5.0, D ≥ 3.0, else F (configurable); null: not graded (see grade_reasons)"
+    )
+    grade_status: GradeStatus = Field(
+        "graded",
+        description="'graded', or 'insufficient': the technical dimension was not scored or less than the minimum "
+        "share (default 50 %) of the applicable weight was, so there is no letter grade",
+    )
+    grade_reasons: list[str] = Field(
+        default_factory=list, description="why there is no grade, e.g. 'technical not scored', 'coverage 20% < 50%'"
+    )
     technical: TechnicalScores = Field(default_factory=TechnicalScores)
     aesthetic: AestheticScores = Field(default_factory=AestheticScores)
     prompt_adherence: PromptAdherenceScores = Field(default_factory=PromptAdherenceScores)
     detail: DetailScores = Field(default_factory=DetailScores)
+
+    @model_validator(mode="after")
+    def _consistent_status(self) -> QualityBlock:
+        if self.grade is None and self.grade_status == "graded":
+            self.grade_status = "insufficient"
+        elif self.grade is not None and self.grade_status != "graded":
+            raise ValueError(f"grade {self.grade!r} with grade_status {self.grade_status!r}: a grade is 'graded'")
+        return self
+
+    @property
+    def graded(self) -> bool:
+        return self.grade is not None
+
+    def grade_text(self) -> str:
+        """``"B (7.12)"`` or ``"not graded: technical not scored; coverage 20% < 50% (composite 10.00 is not a
+        grade)"``: how every surface names the verdict."""
+        if self.grade is not None:
+            return f"{self.grade} ({self.composite_score:.2f})"
+        return f"{not_graded_text(self.grade_reasons)} (composite {self.composite_score:.2f} is not a grade)"
 
 
 class MetricResult(BaseModel):

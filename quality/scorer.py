@@ -29,7 +29,8 @@ from pydantic import BaseModel
 
 from quality.backends.base import Backend, LoadContext
 from quality.composite import Grade, combine
-from quality.errors import MetricError, PartialMetricError, QualityError, WeightsError
+from quality.errors import ImageTooSmallError, MetricError, PartialMetricError, QualityError, WeightsError
+from quality.grading import MIN_SIDE, REQUIRED_DIMENSION, niqe_upscaled_size, not_graded_text, too_small_message
 from quality.image_io import ImageInput, PreparedImage, load_image
 from quality.models import load_backend
 from quality.normalize import in_plausible_range, to_score
@@ -205,6 +206,9 @@ class Scorer:
     def score_prepared(
         self, prepared: PreparedImage, prompt: str | None = None, *, started: float | None = None
     ) -> QualityReport:
+        """Score a decoded image. Raises :class:`ImageTooSmallError` under :data:`quality.grading.MIN_SIDE`."""
+        if min(prepared.height, prepared.width) < MIN_SIDE:
+            raise ImageTooSmallError(too_small_message(prepared.width, prepared.height))
         self.load()
         started = time.perf_counter() if started is None else started
         prompt = prompt.strip() if prompt and prompt.strip() else None
@@ -437,13 +441,26 @@ class Scorer:
         cfg = self.settings.composite
         not_applicable: frozenset[Dimension] = frozenset(("prompt_adherence",) if prompt is None else ())
         dims = self._dimension_scores(results, calibrated)
-        if flat:
+        reasons: list[str] = []
+        if flat:  # a definite verdict without metrics: a failed generation is graded F
             composite = combine(dict.fromkeys(DIMENSIONS), cfg, not_applicable=not_applicable)
-            composite_score, grade, coverage_value, partial = 0.0, cast(Grade, "F"), 0.0, False
+            composite_score, grade, coverage_value, partial = 0.0, cast(Grade | None, "F"), 0.0, False
         else:
             composite = combine(dims, cfg, not_applicable=not_applicable)
             composite_score, grade = composite.composite_score, composite.grade
             coverage_value, partial = composite.coverage, composite.partial
+            reasons = _explain(composite.grade_reasons, results)
+        upscaled = niqe_upscaled_size(prepared.width, prepared.height)
+        if upscaled is not None and not flat and "niqe" in results and results["niqe"].status == "ok":
+            notes.append(
+                f"NIQE was computed on a bicubic copy upscaled to {upscaled[0]}×{upscaled[1]} px (it compares "
+                f"96-px blocks; the image is {prepared.width}×{prepared.height})"
+            )
+        if grade is None:
+            notes.append(
+                f"{not_graded_text(reasons)}; the composite {composite_score:.2f} covers "
+                f"{coverage_value:.0%} of the applicable weight and is not a grade"
+            )
         dim_status: dict[Dimension, DimensionStatus] = {}
         for dim in DIMENSIONS:
             if dim in not_applicable:
@@ -452,7 +469,8 @@ class Scorer:
                 dim_status[dim] = "scored" if dims[dim] is not None else "unavailable"
         if partial:
             missing = [d for d, s in dim_status.items() if s == "unavailable"]
-            notes.append(f"partial grade: {', '.join(missing)} could not be scored (see metrics_unavailable)")
+            what = "partial grade" if grade is not None else "partial scores"
+            notes.append(f"{what}: {', '.join(missing)} could not be scored (see metrics_unavailable)")
         blocks: dict[str, Any] = {}
         for block_dim, block_cls in _SCORE_BLOCKS.items():
             fields: dict[str, Any] = {"score": dims[block_dim]}
@@ -472,6 +490,8 @@ class Scorer:
         return QualityReport(
             composite_score=composite_score,
             grade=grade,
+            grade_status="graded" if grade is not None else "insufficient",
+            grade_reasons=reasons,
             **blocks,
             partial=partial,
             coverage=coverage,
@@ -497,3 +517,22 @@ class Scorer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _explain(reasons: list[str], results: Mapping[str, MetricResult]) -> list[str]:
+    """The composite's reasons for withholding a grade, with why the technical metrics gave no value."""
+    out: list[str] = []
+    for reason in reasons:
+        if reason == f"{REQUIRED_DIMENSION} not scored":
+            by_reason: dict[str, list[str]] = {}  # metrics computed together fail together: one reason each
+            for r in results.values():
+                if r.dimension == REQUIRED_DIMENSION and r.status != "ok":
+                    by_reason.setdefault(_short(r.reason or r.status), []).append(r.name)
+            if by_reason:
+                reason += " (" + "; ".join(f"{', '.join(names)}: {why}" for why, names in by_reason.items()) + ")"
+        out.append(reason)
+    return out
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -8,6 +8,7 @@
 | ``COMFY_QUALITY_METRICS`` | all | comma-separated subset of metrics to run (e.g. ``brisque,niqe,edge_density``) |
 | ``COMFY_QUALITY_WEIGHTS_JSON`` | 0.30/0.25/0.25/0.20 | composite weights as JSON, e.g. ``{"technical":0.4,...}`` |
 | ``COMFY_QUALITY_GRADES_JSON`` | A 8.0, B 6.5, C 5.0, D 3.0 | grade lower bounds as JSON |
+| ``COMFY_QUALITY_MIN_GRADED_COVERAGE`` | 0.5 | least scored share of the applicable weight for a letter grade |
 | ``COMFY_QUALITY_CALIBRATION`` | ``true`` | use the shipped calibration model for the technical and detail scores |
 | ``COMFY_QUALITY_MAX_IMAGE_BYTES`` | 67108864 (64 MB) | largest encoded image accepted |
 | ``COMFY_QUALITY_MAX_IMAGE_PIXELS`` | 50000000 | largest pixel count accepted (decompression-bomb guard) |
@@ -47,6 +48,9 @@ class QualitySettings(BaseSettings):
     composite: CompositeConfig = Field(default_factory=CompositeConfig)
     weights_json: str | None = Field(None, description="composite weights as JSON (env convenience)")
     grades_json: str | None = Field(None, description="grade thresholds as JSON (env convenience)")
+    min_graded_coverage: float | None = Field(
+        None, ge=0.0, le=1.0, description="share of the applicable weight needed for a grade (default 0.5)"
+    )
     calibration: bool = True
     max_image_bytes: int = Field(DEFAULT_MAX_BYTES, gt=0)
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
@@ -75,6 +79,8 @@ class QualitySettings(BaseSettings):
             updates["weights"] = json.loads(self.weights_json)
         if self.grades_json:
             updates["grades"] = json.loads(self.grades_json)
+        if self.min_graded_coverage is not None:
+            updates["min_graded_coverage"] = self.min_graded_coverage
         if updates:
             merged = self.composite.model_dump() | updates
             self.composite = CompositeConfig.model_validate(merged)

@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field
 
 from quality.composite import Grade
+from quality.grading import GradeStatus
 from quality.report import QualityBlock
 
 Strategy = Literal["progressive", "seed_search", "prompt_enhance", "adaptive", "best_of_n"]
@@ -59,8 +60,12 @@ class DimensionScores(BaseModel):
 class AttemptSummary(BaseModel):
     attempt: int = Field(description="1-based attempt number")
     parameters: dict[str, Any] = Field(description="exact parameters of this attempt, the seed actually used included")
-    composite_score: float | None = None
-    grade: Grade | None = None
+    composite_score: float | None = Field(
+        None, description="0–10; not a grade when grade_status is 'insufficient' (see grade_reasons)"
+    )
+    grade: Grade | None = Field(None, description="letter grade; null when the attempt failed or was not graded")
+    grade_status: GradeStatus | None = Field(None, description="'graded' or 'insufficient'; null: no score")
+    grade_reasons: list[str] = Field(default_factory=list, description="why the attempt was not graded")
     dimensions: DimensionScores = Field(default_factory=DimensionScores)
     accepted: bool = False
     rejected_reason: str | None = Field(None, description="why this attempt was not accepted")
@@ -83,8 +88,15 @@ class GenerationResult(BaseModel):
     storage_status: Literal["stored", "spooled"] | None = Field(
         None, description="spooled: the store was down, the files wait in the server's spool for upload"
     )
-    grade: Grade | None = None
-    composite_score: float | None = None
+    grade: Grade | None = Field(None, description="letter grade of the best image; null: failed or not graded")
+    grade_status: GradeStatus | None = Field(
+        None, description="'graded', or 'insufficient': too little was scored for a grade (see grade_reasons)"
+    )
+    grade_reasons: list[str] = Field(default_factory=list, description="why the best image was not graded")
+    selection: str | None = Field(None, description="why the kept attempt was chosen, when it was not obvious")
+    composite_score: float | None = Field(
+        None, description="0–10; not a grade when grade_status is 'insufficient' (never compared with the threshold)"
+    )
     quality: QualityBlock | None = Field(None, description="scores of the best image")
     partial: bool = Field(False, description="the grade does not cover every dimension (weights unavailable)")
     attempts_used: int = 0

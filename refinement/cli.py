@@ -63,13 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def render(result: GenerationResult) -> str:
     lines = [f"generation {result.generation_id}: {result.status}"]
-    if result.composite_score is not None:
+    if result.composite_score is not None and result.grade is None:
+        lines.append(f"best: attempt {result.best_attempt}, NOT GRADED ({'; '.join(result.grade_reasons)}); "
+                     f"composite {result.composite_score:.2f} is not a grade")  # fmt: skip
+    elif result.composite_score is not None:
         partial = " (partial)" if result.partial else ""
         lines.append(f"best: attempt {result.best_attempt}, composite {result.composite_score:.2f}, "
                      f"grade {result.grade}{partial}")  # fmt: skip
+    if result.selection:
+        lines.append(f"selection: {result.selection}")
     for a in result.attempts:
         p = a.parameters
-        score = f"{a.composite_score:.2f} {a.grade}" if a.composite_score is not None else "no score"
+        if a.composite_score is None:
+            score = "no score"
+        else:
+            score = f"{a.composite_score:.2f} {a.grade if a.grade is not None else 'not graded'}"
         why = a.error or a.rejected_reason or ("accepted" if a.accepted else "kept (best)")
         lines.append(f"  #{a.attempt}  seed {p.get('seed')}  steps {p.get('steps')}  cfg {p.get('cfg')}  → {score}"
                      f"  ({why})")  # fmt: skip

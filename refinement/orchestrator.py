@@ -50,7 +50,7 @@ from refinement.comfyui import (
 from refinement.errors import RequestError
 from refinement.params import GenerationParams, LoraSpec
 from refinement.settings import RefinementSettings
-from refinement.strategies import Family, Outcome, Plan, plan_attempt, rejected_reason
+from refinement.strategies import Family, Outcome, Plan, plan_attempt, reaches_threshold, rejected_reason
 from refinement.workflows import WorkflowError, describe, list_templates, load_workflow, patch, workflow_hash
 from storage import (
     AttemptRecord,
@@ -148,8 +148,10 @@ class Orchestrator:
                 attempt = await self._attempt(number, plan, submitted, request, metadata, progress)
                 attempts.append(attempt)
                 dims = _dims(attempt.report)
-                history.append(Outcome(plan, attempt.report.composite_score if attempt.report else None, dims))
-                if attempt.report is not None and attempt.report.composite_score >= request.quality_threshold:
+                report = attempt.report
+                graded = report is not None and report.grade is not None
+                history.append(Outcome(plan, report.composite_score if report else None, dims, graded))
+                if reaches_threshold(report.composite_score if report else None, graded, request.quality_threshold):
                     break
         except (RequestError, WorkflowError) as exc:
             fatal = str(exc)
@@ -214,7 +216,10 @@ class Orchestrator:
         if not scored:
             attempt.record.timings = timings
             return attempt
-        best_report, best_index = max(scored, key=lambda item: (item[0].composite_score, -item[1]))
+        # a graded image beats an ungraded one whatever their composites (an ungraded composite is not a grade)
+        best_report, best_index = max(
+            scored, key=lambda item: (item[0].grade is not None, item[0].composite_score, -item[1])
+        )
         attempt.report = best_report
         attempt.image = images[best_index].data
         attempt.content_type = images[best_index].content_type
@@ -224,9 +229,9 @@ class Orchestrator:
             attempt.batch_scores = [round(r.composite_score, 4) for r, _ in sorted(scored, key=lambda x: x[1])]
             attempt.record.parameters.batch_index = best_index  # type: ignore[attr-defined]
             attempt.record.batch_scores = attempt.batch_scores  # type: ignore[attr-defined]
-        if best_report.composite_score < request.quality_threshold:
+        if not reaches_threshold(best_report.composite_score, best_report.grade is not None, request.quality_threshold):
             attempt.record.rejected_reason = rejected_reason(
-                best_report.composite_score, _dims(best_report), request.quality_threshold
+                best_report.composite_score, _dims(best_report), request.quality_threshold, best_report.grade_reasons
             )
         attempt.record.changes = list(plan.changes)  # type: ignore[attr-defined]
 
@@ -239,7 +244,10 @@ class Orchestrator:
             timings.store_seconds = round(time.perf_counter() - t2, 4)
             attempt.record.image_key, attempt.record.image_url = stored.key, stored.url
         attempt.record.timings = timings
-        grade = f"{best_report.composite_score:.2f} ({best_report.grade})"
+        grade = (
+            f"{best_report.composite_score:.2f} ({best_report.grade})" if best_report.grade is not None
+            else best_report.grade_text()
+        )  # fmt: skip
         await progress.update("attempt_done", number, 1.0, f"attempt {number}/{request.max_attempts}: {grade}")
         return attempt
 
@@ -373,6 +381,8 @@ def _result(
                 parameters=a.record.parameters.model_dump(exclude_none=True),
                 composite_score=r.composite_score if r else None,
                 grade=r.grade if r else None,
+                grade_status=r.grade_status if r else None,
+                grade_reasons=list(r.grade_reasons) if r else [],
                 dimensions=DimensionScores(**(_dims(r) or {})),
                 accepted=best is a and md.refinement.status == "success",
                 rejected_reason=None if best is a else a.record.rejected_reason,
@@ -396,6 +406,9 @@ def _result(
         metadata_key=stored.metadata_key,
         storage_status="spooled" if stored.status == "spooled" else "stored",
         grade=md.quality.grade if md.quality else None,
+        grade_status=md.quality.grade_status if md.quality else None,
+        grade_reasons=list(md.quality.grade_reasons) if md.quality else [],
+        selection=md.refinement.selection,
         composite_score=md.quality.composite_score if md.quality else None,
         quality=QualityBlock.model_validate(md.quality.model_dump(include=set(QualityBlock.model_fields)))
         if md.quality

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from quality.grading import GradeStatus
 from quality.report import Grade
 from storage import index_schema as schema
 from storage.errors import StorageError, StorageIndexError
@@ -57,7 +58,11 @@ class GenerationRow(BaseModel):
     strategy: str | None
     status: RefinementStatus
     source: str | None
-    grade: Grade | None
+    grade: Grade | None = Field(description="null: failed run, or not graded (see grade_status)")
+    grade_status: GradeStatus | None = Field(
+        None, description="'graded', 'insufficient' (scored, but too little for a grade), null: failed run"
+    )
+    grade_reasons: str | None = Field(None, description="why there is no grade ('; '-separated)")
     composite: float | None
     technical: float | None
     aesthetic: float | None
@@ -86,6 +91,8 @@ class AttemptRow(BaseModel):
     is_best: bool
     status: Literal["scored", "failed"]
     grade: Grade | None
+    grade_status: GradeStatus | None = None
+    grade_reasons: str | None = None
     composite: float | None
     technical: float | None
     aesthetic: float | None
@@ -123,6 +130,7 @@ class GenerationPage(BaseModel):
 class GradeDistribution(BaseModel):
     counts: dict[Grade, int]
     ungraded: int = Field(description="failed runs (no image, no grade)")
+    not_graded: int = Field(0, description="scored runs without a grade: too little could be scored")
     total: int
 
 
@@ -384,11 +392,24 @@ class Index:
     # -- aggregates --------------------------------------------------------------------------------------
     def grade_distribution(self, f: GenerationFilter | None = None) -> GradeDistribution:
         where, args = where_clause(f or GenerationFilter(), fts=self.fts_enabled)
-        rows = self._read(f"SELECT g.grade, COUNT(*) FROM generations g {where} GROUP BY g.grade", args)
-        found = {grade: n for grade, n in rows}
+        rows = self._read(
+            f"SELECT g.grade, g.grade_status = 'insufficient', COUNT(*) FROM generations g {where} "
+            "GROUP BY g.grade, g.grade_status = 'insufficient'",
+            args,
+        )
+        found: dict[str | None, int] = {}
+        not_graded = 0
+        for grade, insufficient, n in rows:
+            if grade is None and insufficient:
+                not_graded += int(n)
+            else:
+                found[grade] = found.get(grade, 0) + int(n)
         counts: dict[Grade, int] = {g: int(found.get(g, 0)) for g in GRADES}
         ungraded = int(found.get(None, 0))
-        return GradeDistribution(counts=counts, ungraded=ungraded, total=sum(counts.values()) + ungraded)
+        return GradeDistribution(
+            counts=counts, ungraded=ungraded, not_graded=not_graded,
+            total=sum(counts.values()) + ungraded + not_graded,
+        )  # fmt: skip
 
     def trend(
         self,

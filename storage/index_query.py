@@ -61,6 +61,9 @@ class GenerationFilter(BaseModel):
     ranges: dict[ScoreField, ScoreRange] = Field(default_factory=dict, description="score bounds per field")
     text: str | None = Field(None, max_length=500, description="words that must occur in the prompt")
     partial: bool | None = Field(None, description="only partial (true) or only complete (false) grades")
+    graded: bool | None = Field(
+        None, description="only runs with a letter grade (true) or only scored runs without one (false)"
+    )
 
 
 class GenerationQuery(GenerationFilter):
@@ -112,6 +115,8 @@ def where_clause(f: GenerationFilter, *, fts: bool) -> tuple[str, list[Any]]:
     if f.until is not None:
         parts.append("g.ts < ?")
         args.append(micros(f.until))
+    if "composite" in f.ranges and (f.ranges["composite"].min is not None or f.ranges["composite"].max is not None):
+        parts.append("g.grade_status = 'graded'")  # an ungraded composite is not a grade: no bound applies to it
     for field, bounds in f.ranges.items():
         if bounds.min is not None:
             parts.append(f"g.{field} >= ?")
@@ -122,6 +127,9 @@ def where_clause(f: GenerationFilter, *, fts: bool) -> tuple[str, list[Any]]:
     if f.partial is not None:
         parts.append("g.partial = ?")
         args.append(int(f.partial))
+    if f.graded is not None:
+        parts.append("g.grade_status = ?")
+        args.append("graded" if f.graded else "insufficient")
     if f.text and f.text.strip():
         match = fts_query(f.text) if fts else None
         if match is not None:

@@ -17,7 +17,8 @@ from typing import Any
 
 from storage.metadata import DIMENSION_NAMES, GenerationMetadata
 
-INDEX_SCHEMA_VERSION = 1
+INDEX_SCHEMA_VERSION = 2
+"""2: ``grade_status`` and ``grade_reasons`` on generations and attempts (a version-1 index is migrated in place)."""
 SCORE_COLUMNS = ("composite", *DIMENSION_NAMES)
 
 GENERATION_COLUMNS = (
@@ -32,6 +33,8 @@ GENERATION_COLUMNS = (
     "status",
     "source",
     "grade",
+    "grade_status",
+    "grade_reasons",
     *SCORE_COLUMNS,
     "partial",
     "attempts_used",
@@ -57,6 +60,8 @@ ATTEMPT_COLUMNS = (
     "is_best",
     "status",
     "grade",
+    "grade_status",
+    "grade_reasons",
     *SCORE_COLUMNS,
     "partial",
     "seed",
@@ -94,6 +99,8 @@ CREATE TABLE IF NOT EXISTS generations (
     status TEXT NOT NULL,
     source TEXT,
     grade TEXT,
+    grade_status TEXT,              -- 'graded', 'insufficient' (no grade: too little was scored), NULL: failed
+    grade_reasons TEXT,             -- why there is no grade ('; '-separated), NULL when graded
     composite REAL, technical REAL, aesthetic REAL, prompt_adherence REAL, detail REAL,
     partial INTEGER NOT NULL DEFAULT 0,
     attempts_used INTEGER NOT NULL DEFAULT 0,
@@ -118,7 +125,8 @@ CREATE INDEX IF NOT EXISTS gen_gain ON generations (gain);
 CREATE INDEX IF NOT EXISTS gen_indexed_at ON generations (indexed_at);
 -- narrow covering indexes: the chart aggregates scan these instead of the wide rows
 CREATE INDEX IF NOT EXISTS gen_stats ON generations (
-    day, workflow, status, grade, partial, composite, technical, aesthetic, prompt_adherence, detail, ts
+    day, workflow, status, grade, grade_status, partial, composite, technical, aesthetic, prompt_adherence, detail,
+    ts
 );
 CREATE INDEX IF NOT EXISTS gen_strategy_stats ON generations (
     strategy, status, first_composite, composite, gain, attempts_used, ts
@@ -129,6 +137,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     is_best INTEGER NOT NULL,
     status TEXT NOT NULL,           -- 'scored' or 'failed'
     grade TEXT,
+    grade_status TEXT,
+    grade_reasons TEXT,
     composite REAL, technical REAL, aesthetic REAL, prompt_adherence REAL, detail REAL,
     partial INTEGER,
     seed INTEGER, steps INTEGER, cfg REAL, guidance REAL, sampler TEXT, scheduler TEXT,
@@ -157,6 +167,17 @@ CREATE TRIGGER IF NOT EXISTS gen_fts_update AFTER UPDATE OF prompt ON generation
 END;
 """
 
+MIGRATE_1_TO_2 = """
+ALTER TABLE generations ADD COLUMN grade_status TEXT;
+ALTER TABLE generations ADD COLUMN grade_reasons TEXT;
+ALTER TABLE attempts ADD COLUMN grade_status TEXT;
+ALTER TABLE attempts ADD COLUMN grade_reasons TEXT;
+UPDATE generations SET grade_status = 'graded' WHERE grade IS NOT NULL;
+UPDATE attempts SET grade_status = 'graded' WHERE grade IS NOT NULL;
+DROP INDEX IF EXISTS gen_stats;
+"""
+"""Version 1 knew only graded scores (every scored image had a letter), so its rows migrate exactly."""
+
 DROP = """
 DROP TABLE IF EXISTS generations_fts;
 DROP TABLE IF EXISTS generations;
@@ -178,7 +199,10 @@ def create(conn: sqlite3.Connection) -> tuple[bool, bool]:
     has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'index_meta'").fetchone()
     if has_meta:
         row = conn.execute("SELECT value FROM index_meta WHERE key = 'schema_version'").fetchone()
-        if row is None or int(row[0]) != INDEX_SCHEMA_VERSION:
+        if row is not None and int(row[0]) == 1 and INDEX_SCHEMA_VERSION == 2:
+            conn.executescript(f"BEGIN; {MIGRATE_1_TO_2} UPDATE index_meta SET value = '2' "
+                               "WHERE key = 'schema_version'; COMMIT;")  # fmt: skip
+        elif row is None or int(row[0]) != INDEX_SCHEMA_VERSION:
             conn.executescript(DROP)
             recreated = True
     conn.executescript(TABLES)
@@ -221,6 +245,8 @@ def generation_row(md: GenerationMetadata, indexed_at: int) -> tuple[Any, ...]:
         "status": r.status,
         "source": md.input.source,
         "grade": q.grade if q else None,
+        "grade_status": q.grade_status if q else None,
+        "grade_reasons": "; ".join(q.grade_reasons) or None if q else None,
         "composite": composite,
         **{d: scores.get(d) for d in DIMENSION_NAMES},
         "partial": int(bool(q and q.partial)),
@@ -254,6 +280,8 @@ def attempt_rows(md: GenerationMetadata) -> list[tuple[Any, ...]]:
             "is_best": int(a.attempt == md.refinement.best_attempt),
             "status": "scored" if q else "failed",
             "grade": q.grade if q else None,
+            "grade_status": q.grade_status if q else None,
+            "grade_reasons": "; ".join(q.grade_reasons) or None if q else None,
             "composite": q.composite_score if q else None,
             **{d: scores.get(d) for d in DIMENSION_NAMES},
             "partial": int(q.partial) if q else None,

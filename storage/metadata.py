@@ -136,6 +136,11 @@ class QualityRecord(QualityBlock):
 
 def describe_rejection(quality: QualityRecord, threshold: float | None) -> str:
     """Why an attempt was not accepted, e.g. ``"composite 6.1 < threshold 7.0; weakest: detail 4.2"``."""
+    if quality.grade is None:
+        return (
+            f"not graded ({'; '.join(quality.grade_reasons) or 'insufficient evidence'}): composite "
+            f"{quality.composite_score:.1f} is not a grade"
+        )
     if threshold is None:
         head = f"composite {quality.composite_score:.1f} (no threshold)"
     elif quality.composite_score < threshold:
@@ -194,6 +199,11 @@ class RefinementInfo(_Model):
         "'failed': no attempt produced a scored image"
     )
     best_attempt: int | None = Field(None, ge=1, description="number of the attempt that was kept")
+    selection: str | None = Field(
+        None,
+        description="why the kept attempt was chosen when grading decided it: a graded attempt is preferred "
+        "over an ungraded one, and an ungraded best never counts as reaching the threshold",
+    )
     previous_scores: list[float] = Field(
         default_factory=list,
         description="composite of every scored attempt before the best one, in order (the design's field)",
@@ -209,17 +219,34 @@ class RefinementInfo(_Model):
         threshold: float | None,
         max_attempts: int | None,
     ) -> RefinementInfo:
-        """Derive best attempt, status and ``previous_scores`` from the attempts (highest composite wins,
-        the earliest on ties)."""
+        """Derive best attempt, status and ``previous_scores`` from the attempts: a graded attempt beats an
+        ungraded one, then the highest composite wins, the earliest on ties. Only a graded best can be a
+        ``success``; ``selection`` says when grading decided the choice."""
         scored = [(a.attempt, a.quality.composite_score) for a in attempts if a.quality is not None]
-        best = max(scored, key=lambda item: (item[1], -item[0])) if scored else None
+        graded = {a.attempt for a in attempts if a.quality is not None and a.quality.grade is not None}
+        best = max(scored, key=lambda item: (item[0] in graded, item[1], -item[0])) if scored else None
         status: RefinementStatus
+        selection: str | None = None
         if best is None:
             status = "failed"
+        elif best[0] not in graded:
+            status = "best_effort"
+            selection = (
+                f"no attempt could be graded; attempt {best[0]} has the highest ungraded composite ({best[1]:.2f}), "
+                "which is not a grade and does not count as reaching the threshold"
+            )
         elif threshold is None or best[1] >= threshold:
             status = "success"
         else:
             status = "best_effort"
+        if best is not None and best[0] in graded:
+            passed_over = [(n, c) for n, c in scored if n not in graded and c > best[1]]
+            if passed_over:
+                numbers = ", ".join(f"{n} ({c:.2f})" for n, c in passed_over)
+                selection = (
+                    f"attempt {best[0]} (graded) was kept over higher but ungraded composite(s) of attempt(s) "
+                    f"{numbers}: an ungraded composite is not a grade"
+                )
         previous = [score for number, score in scored if best is not None and number < best[0]]
         return cls(
             strategy=strategy,
@@ -228,6 +255,7 @@ class RefinementInfo(_Model):
             attempts_used=len(attempts),
             status=status,
             best_attempt=best[0] if best else None,
+            selection=selection,
             previous_scores=previous,
             attempts=attempts,
         )

@@ -187,7 +187,7 @@ def _object_meta(metadata: GenerationMetadata, kind: str, attempt: int | None = 
     if attempt is not None:
         meta["attempt"] = str(attempt)
     if metadata.quality is not None:
-        meta["grade"] = metadata.quality.grade
+        meta["grade"] = metadata.quality.grade or "ungraded"
         meta["composite"] = f"{metadata.quality.composite_score:.3f}"
     return meta
 

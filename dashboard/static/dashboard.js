@@ -63,8 +63,9 @@
     const grades = ["A", "B", "C", "D", "F"];
     const gradeCanvas = document.getElementById("grades-chart");
     if (gradeCanvas) {
-      const counts = grades.map(function (g) { return data.grades.counts[g]; }).concat([data.grades.ungraded]);
-      const labels = grades.concat(["failed"]);
+      const counts = grades.map(function (g) { return data.grades.counts[g]; })
+        .concat([data.grades.not_graded || 0, data.grades.ungraded]);
+      const labels = grades.concat(["not graded", "failed"]);
       bar(gradeCanvas, labels, [{
         label: "generations",
         data: counts,

@@ -18,10 +18,13 @@ up to 95 rows/columns); the MSCN features of every 96-px block and, after halvin
 the pristine model's (pseudo-inverse of the averaged covariances). Blocks whose fit is undefined (NaN, e.g.
 perfectly flat blocks) are left out of the covariance and of the mean of the affected features; one valid
 block gives a zero covariance. pyiqa crashes on an image with a side under 96 px (nothing is left after the
-crop); here that is a :class:`MetricError` naming the size, for both metrics since they are computed
-together (the backend then falls back to :func:`each_metric`, so each metric reports its own reason). Resizing
-policy is the scorer's business: this module scores exactly the pixels it is given, and the scorer reduces an
-image over its pixel budget first (:mod:`quality.budget`), which defines BRISQUE and NIQE for large inputs.
+crop); here an image whose short side is between 32 and 96 px gets NIQE on a copy upscaled with Pillow's bicubic
+until its short side is 96 px (always the same resampling, see :func:`quality.grading.niqe_upscaled_size`), and
+BRISQUE on the pixels as given. Under 32 px both refuse with a :class:`MetricError` naming the size (the scorer
+refuses such images before any metric runs). When the joint computation fails, the backend falls back to
+:func:`each_metric`, so each metric reports its own reason. Resizing policy is the scorer's business: apart from
+NIQE's copy of a small image, this module scores exactly the pixels it is given, and the scorer reduces an image
+over its pixel budget first (:mod:`quality.budget`), which defines BRISQUE and NIQE for large inputs.
 
 A flat image (one luma value: a failed, one-colour generation) has no statistics: :class:`MetricError`.
 """
@@ -46,6 +49,7 @@ from numpy.typing import NDArray
 from quality.backends import nss_math as nm
 from quality.backends.base import Backend, LoadContext
 from quality.errors import MetricError, PartialMetricError, WeightsError
+from quality.grading import MIN_SIDE, niqe_upscaled_size, too_small_message
 from quality.image_io import PreparedImage
 from quality.weights import WeightsStore
 
@@ -241,12 +245,20 @@ def _check_image(rgb: NDArray[np.uint8]) -> None:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise MetricError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.dtype} {rgb.shape}")
     h, w = rgb.shape[:2]
-    if min(h, w) < NIQE_BLOCK:
-        raise MetricError(
-            f"NIQE needs an image of at least {NIQE_BLOCK}×{NIQE_BLOCK} pixels (it scores 96-px blocks); "
-            f"this one is {w}×{h}. Score a larger image.",
-            metric="niqe",
-        )
+    if min(h, w) < MIN_SIDE:
+        raise MetricError(too_small_message(w, h))
+
+
+def niqe_luma(rgb: NDArray[np.uint8], y: nm.F32) -> nm.F32:
+    """The luma NIQE scores: ``y`` itself, or for a short side under 96 px the luma of a bicubic copy
+    upscaled to a 96-px short side (:func:`quality.grading.niqe_upscaled_size`)."""
+    size = niqe_upscaled_size(rgb.shape[1], rgb.shape[0])
+    if size is None:
+        return y
+    from PIL import Image
+
+    big = Image.fromarray(rgb, mode="RGB").resize(size, Image.Resampling.BICUBIC, reducing_gap=None)
+    return nm.luma(np.ascontiguousarray(np.asarray(big, dtype=np.uint8)))
 
 
 def _check_not_flat(y: nm.F32) -> None:
@@ -274,10 +286,11 @@ def nss_features(rgb: NDArray[np.uint8], params: NSSParams | None = None,
     y = nm.luma(rgb)
     _check_not_flat(y)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        y_niqe = niqe_luma(rgb, y)
         if pool is None:
-            bfeat, blocks = brisque_features(y), niqe_block_features(y)
+            bfeat, blocks = brisque_features(y), niqe_block_features(y_niqe)
         else:
-            future = pool.submit(niqe_block_features, y)
+            future = pool.submit(niqe_block_features, y_niqe)
             bfeat = brisque_features(y)
             blocks = future.result()
         if not np.all(np.isfinite(bfeat)):

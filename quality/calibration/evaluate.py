@@ -45,7 +45,7 @@ def splits_for(scheme: str, records: Sequence[F.Record], seed: int) -> list[F.Sp
 
 def composite_of(
     scores: Mapping[str, float | None], prompt: str | None = None, config: CompositeConfig | None = None
-) -> tuple[float, str]:
+) -> tuple[float, str | None]:
     """Composite and grade of dimension scores (prompt adherence not applicable without a prompt)."""
     dims = {d: scores.get(d) for d in DIMENSIONS}
     na = frozenset({"prompt_adherence"}) if prompt is None else frozenset()

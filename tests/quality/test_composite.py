@@ -41,9 +41,59 @@ def test_not_applicable_dimension_is_excluded_without_partial():
     assert result.composite_score == pytest.approx((0.30 * 8 + 0.25 * 6 + 0.20 * 5) / 0.75, abs=1e-4)
 
 
-def test_nothing_scored_is_F_with_zero_coverage():
+def test_nothing_scored_is_not_graded_with_zero_coverage():
     result = combine(dict.fromkeys(ALL), CompositeConfig())
-    assert result.grade == "F" and result.coverage == 0.0 and result.partial
+    assert result.grade is None and result.grade_status == "insufficient"
+    assert result.coverage == 0.0 and result.partial
+    assert result.grade_reasons == ["no dimension could be scored"]
+
+
+def test_a_sliver_of_evidence_gets_no_grade():
+    """The incident: edge density alone (detail, 20 % of the weight) at 10.0 was graded A."""
+    result = combine({"technical": None, "aesthetic": None, "prompt_adherence": None, "detail": 10.0},
+                     CompositeConfig())  # fmt: skip
+    assert result.composite_score == 10.0
+    assert result.grade is None and result.grade_status == "insufficient"
+    assert result.grade_reasons == ["technical not scored", "coverage 20% < 50% of the applicable weight"]
+
+
+def test_technical_is_required_even_with_enough_coverage():
+    result = combine(dict(ALL, technical=None), CompositeConfig())
+    assert result.coverage == pytest.approx(0.70)
+    assert result.grade is None and result.grade_reasons == ["technical not scored"]
+
+
+def test_technical_plus_detail_at_exactly_half_the_weight_is_graded():
+    result = combine(dict(ALL, aesthetic=None, prompt_adherence=None), CompositeConfig())
+    assert result.coverage == pytest.approx(0.5)
+    assert result.grade_status == "graded" and result.grade is not None and result.grade_reasons == []
+
+
+def test_coverage_minimum_is_configurable():
+    scores = dict(ALL, aesthetic=None, prompt_adherence=None)  # 50 % of the weight, technical scored
+    strict = combine(scores, CompositeConfig(min_graded_coverage=0.6))
+    assert strict.grade is None and strict.grade_reasons == ["coverage 50% < 60% of the applicable weight"]
+    lenient = combine({"technical": 6.0, "aesthetic": None, "prompt_adherence": None, "detail": None},
+                      CompositeConfig(min_graded_coverage=0.25))  # fmt: skip
+    assert lenient.grade == "C" and lenient.coverage == pytest.approx(0.3)
+
+
+def test_coverage_counts_only_applicable_weight():
+    """No prompt: technical + detail are 0.5 / 0.75 = 67 % of what applies, so graded."""
+    scores = {"technical": 7.0, "aesthetic": None, "prompt_adherence": None, "detail": 7.0}
+    result = combine(scores, CompositeConfig(), not_applicable=frozenset({"prompt_adherence"}))
+    assert result.coverage == pytest.approx(0.6667, abs=1e-4) and result.grade == "B"
+
+
+def test_zero_weight_technical_is_not_required():
+    cfg = CompositeConfig(weights={"technical": 0, "aesthetic": 1, "prompt_adherence": 0, "detail": 1})
+    result = combine(dict(ALL, technical=None), cfg)
+    assert result.grade_status == "graded" and result.grade == "C"
+
+
+def test_coverage_minimum_out_of_range_is_rejected():
+    with pytest.raises(ValidationError):
+        CompositeConfig(min_graded_coverage=1.5)
 
 
 def test_custom_weights_and_grades():

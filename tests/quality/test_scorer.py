@@ -136,7 +136,8 @@ def test_report_round_trips_and_exposes_the_metadata_quality_block(offline_setti
     block = report.quality_block()
     assert isinstance(block, QualityBlock)
     assert set(block.model_dump()) == {
-        "composite_score", "grade", "technical", "aesthetic", "prompt_adherence", "detail"
+        "composite_score", "grade", "grade_status", "grade_reasons", "technical", "aesthetic", "prompt_adherence",
+        "detail",
     }  # fmt: skip
     assert set(block.model_dump()["technical"]) == {"score", "brisque", "niqe"}
     assert set(block.model_dump()["aesthetic"]) == {"score", "laion_aesthetic", "nima_mean"}

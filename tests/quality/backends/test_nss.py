@@ -419,10 +419,24 @@ def test_nearly_flat_image_gives_a_value_or_a_clear_error(value: int) -> None:
             assert np.isfinite(result["brisque"]) and np.isfinite(result["niqe"])
 
 
-def test_image_smaller_than_a_niqe_block_is_a_clear_error() -> None:
-    with pytest.raises(MetricError, match="96") as info:
-        nss_features(textured(80, 300, seed=1))
-    assert info.value.metric == "niqe"
+def test_image_under_a_niqe_block_gets_niqe_from_the_bicubic_copy_and_brisque_as_is() -> None:
+    from PIL import Image
+
+    from quality.backends import nss_math as nm
+    from quality.backends.nss import brisque_features, brisque_score, niqe_block_features, niqe_score, packaged_params
+
+    rgb = textured(80, 300, seed=1)
+    result = nss_features(rgb)
+    big = np.asarray(Image.fromarray(rgb).resize((360, 96), Image.Resampling.BICUBIC, reducing_gap=None))
+    expected, _ = niqe_score(niqe_block_features(nm.luma(np.ascontiguousarray(big))), packaged_params())
+    assert result["niqe"] == pytest.approx(expected, rel=1e-12)
+    assert result["niqe_blocks"] == 3  # 96 × 360: three whole 96-px blocks
+    assert result["brisque"] == pytest.approx(brisque_score(brisque_features(nm.luma(rgb)), packaged_params()))
+
+
+def test_image_under_the_minimum_is_a_clear_error() -> None:
+    with pytest.raises(MetricError, match="31×300 px, smaller than the 32 px minimum"):
+        nss_features(textured(300, 31, seed=1))
 
 
 @pytest.mark.parametrize("array", [np.zeros((100, 100), np.uint8), np.zeros((100, 100, 3), np.float32)])
