@@ -154,7 +154,8 @@ def test_niqe_undefined_does_not_cost_brisque_its_value(nss_backend):
 
 
 def test_the_scorer_reports_each_nss_metric_with_its_own_reason(tmp_path):
-    arr = np.random.default_rng(1).integers(0, 255, (90, 600, 3), dtype=np.uint8)  # under NIQE's 96-px block
+    arr = np.full((300, 400, 3), 100, np.uint8)
+    arr[:, :200] = 150  # one step edge: NIQE has no defined block, BRISQUE is defined
     report = Scorer(_settings(tmp_path)).score(Image.fromarray(arr, "RGB"))
     assert report.metrics["brisque"].status == "ok" and report.technical.brisque is not None
     niqe = report.metrics["niqe"]
