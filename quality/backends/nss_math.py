@@ -5,7 +5,9 @@ Everything here is written to give the values of the reference implementation th
 
 * **luma** is the Y of YIQ (0.299, 0.587, 0.114) of the RGB values scaled to [0, 1] in float32, times 255,
   rounded half-to-even. The float32 products are summed R, then G, then B; this reproduces the reference's
-  rounding of ties (about 0.1 % of colours sit on a .5 boundary) for all 2²⁴ colours.
+  rounding of ties (about 0.1 % of colours sit on a .5 boundary) for all 2²⁴ colours where its matmul does
+  not fuse multiply-adds (MKL with ``MKL_CBWR=COMPATIBLE``; the fused AVX2/AVX-512 paths round 1869 of the
+  16782 ties the other way). Off the ties every colour gets the exactly rounded luma either way.
 * **MSCN** (mean-subtracted, contrast-normalised coefficients): ``(y - mu) / (sigma + 1)`` with ``mu``
   and ``sigma`` from a 7×7 Gaussian window (sigma 7/6, MATLAB ``fspecial``, stored as float32),
   ``sigma = sqrt(|E[y²] - mu²| + eps)``. BRISQUE computes it in float32 with zero padding, NIQE in float64
