@@ -51,8 +51,9 @@ class Components:
     store: ObjectStore | None = None
     index: GenerationIndex | None = None
     trusted_hosts: list[str] = field(default_factory=list)
-    """``host[:port]`` of the server's own services (MinIO, ComfyUI): URLs to them are accepted, also on
-    private addresses."""
+    """``host[:port]`` of the server's own services (MinIO/S3 endpoint, ComfyUI): internal addresses that image
+    downloads never go to, neither directly nor through a redirect (the store's own URLs are read through the
+    store instead)."""
     max_image_bytes: int = DEFAULT_MAX_BYTES
 
 
@@ -164,7 +165,7 @@ async def open_app_state(settings: McpSettings, components: Components | None = 
         return
     policy = UrlPolicy(
         allowlist=list(settings.url_allowlist),
-        trusted_hosts=list(components.trusted_hosts),
+        internal_hosts=list(components.trusted_hosts),
         allow_private_networks=settings.allow_private_networks,
         max_bytes=min(settings.download_max_bytes, components.max_image_bytes),
         timeout_seconds=settings.download_timeout_seconds,
@@ -176,6 +177,8 @@ async def open_app_state(settings: McpSettings, components: Components | None = 
         store=components.store,
         base64_max_bytes=min(settings.base64_max_bytes, components.max_image_bytes),
         file_max_bytes=components.max_image_bytes,
+        s3_buckets=list(settings.s3_buckets) or None,
+        allow_hardlinks=settings.allow_hardlinks,
     )
     scorer = ScorerHandle(components.scorer_factory)
     generation_gate = Gate("generations", running=settings.generation_concurrency, queued=settings.generation_queue)
