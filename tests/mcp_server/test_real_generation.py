@@ -36,16 +36,8 @@ async def check_generation(client: Client, tmp_path: Path) -> None:
     log = ProgressLog()
     call = await client.call_tool(
         "generate_quality",
-        {
-            "prompt": "a lighthouse at dusk",
-            "workflow": "sd15",
-            "width": 256,
-            "height": 256,
-            "steps": 8,
-            "seed": 4,
-            "max_attempts": 2,
-            "quality_threshold": 10.0,
-        },
+        {"prompt": "a lighthouse at dusk", "workflow": "sd15", "width": 256, "height": 256, "steps": 8, "seed": 4,
+         "max_attempts": 2, "quality_threshold": 10.0},
         progress_callback=log,
     )
     assert not call.is_error, call.content
@@ -77,10 +69,9 @@ async def test_generate_quality_over_stdio_with_the_real_orchestrator(tmp_path: 
 
 
 async def test_generate_quality_over_streamable_http_with_the_real_orchestrator(tmp_path: Path):
-    with (
-        fake_comfyui_process() as comfy_url,
-        http_server(tmp_path, "--transport", "http", **real_wiring(tmp_path, comfy_url)) as server,
-    ):
+    with fake_comfyui_process() as comfy_url, http_server(
+        tmp_path, "--transport", "http", **real_wiring(tmp_path, comfy_url)
+    ) as server:
         http = httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=300))
         with anyio.fail_after(240):
             async with http, Client(streamable_http_client(server.url, http_client=http)) as client:
@@ -88,10 +79,9 @@ async def test_generate_quality_over_streamable_http_with_the_real_orchestrator(
 
 
 async def test_generate_quality_over_sse_with_the_real_orchestrator(tmp_path: Path):
-    with (
-        fake_comfyui_process() as comfy_url,
-        http_server(tmp_path, "--transport", "sse", **real_wiring(tmp_path, comfy_url)) as server,
-    ):
+    with fake_comfyui_process() as comfy_url, http_server(
+        tmp_path, "--transport", "sse", **real_wiring(tmp_path, comfy_url)
+    ) as server:
         with anyio.fail_after(240):
             async with Client(sse_client(server.url, timeout=30, sse_read_timeout=300)) as client:
                 await check_generation(client, tmp_path)
