@@ -28,6 +28,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from mcp_server.errors import ConfigError, ScoringError
+from mcp_server.generation_args import WorkflowResolver
 from mcp_server.jobs import JobManager
 from mcp_server.limits import Gate
 from mcp_server.netguard import UrlPolicy
@@ -154,6 +155,8 @@ class AppState:
     jobs: JobManager
     store: ObjectStore | None
     index: GenerationIndex | None
+    workflows: WorkflowResolver = field(default_factory=WorkflowResolver)
+    """Checks ``generate_quality``'s ``workflow`` argument (templates, inline JSON, files under the roots)."""
 
 
 @asynccontextmanager
@@ -199,6 +202,11 @@ async def open_app_state(settings: McpSettings, components: Components | None = 
                 jobs=jobs,
                 store=components.store,
                 index=components.index,
+                workflows=WorkflowResolver(
+                    roots=list(settings.workflow_roots),
+                    max_bytes=settings.workflow_max_bytes,
+                    allow_hardlinks=settings.allow_hardlinks,
+                ),
             )
         finally:
             tg.cancel_scope.cancel()

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -41,6 +39,7 @@ import anyio
 from mcp_server.errors import ImageSourceError, NotConfiguredError, SourceRefusedError
 from mcp_server.excerpt import excerpt
 from mcp_server.netguard import UrlPolicy, human_bytes, redact_text, redact_url
+from mcp_server.paths import confine, read_confined
 from mcp_server.protocols import ObjectStore
 
 IMAGE_MAGIC: tuple[bytes, ...] = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
@@ -60,7 +59,6 @@ B64_PREFIXES: tuple[str, ...] = (
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _B64_TEXT = re.compile(r"[A-Za-z0-9+/_\-\r\n]+={0,2}\s*")
 _B64_CHAR = re.compile(r"[A-Za-z0-9+/_\-=\s]")
-PATH_MAX = 4096
 
 SourceKind = Literal["data_url", "url", "s3", "base64", "path", "file_url", "scheme_relative", "other_scheme"]
 
@@ -283,65 +281,7 @@ class ImageSources:
                 f"image {excerpt(text)} looks like a local path, but this server reads no local files: its operator "
                 "can allow folders with COMFY_QUALITY_MCP_ROOTS; or pass an http(s) URL or base64 data"
             )
-        if "\x00" in text:
-            raise ImageSourceError(f"image path {excerpt(text)} contains a NUL byte")
-        if len(text) > PATH_MAX:
-            raise ImageSourceError(
-                f"image {excerpt(text)} is not a path (longer than {PATH_MAX} characters), a URL or base64 data"
-            )
-        if any(ch in text for ch in ("\r", "\n")) or not text.isprintable():
-            raise ImageSourceError(f"image path {excerpt(text)} contains control characters")
-        raw = Path(text).expanduser()
-        roots = [r.resolve() for r in self.roots]
-        candidate = Path(os.path.normpath(raw if raw.is_absolute() else roots[0] / raw))
-        outside = SourceRefusedError(
-            f"image path {excerpt(text)} is outside the allowed folders ({excerpt(', '.join(map(str, roots)), 300)}); "
-            "'..' and symlinks are resolved before this check"
-        )
-        if not any(candidate.is_relative_to(root) for root in roots):
-            raise outside  # decided before touching the file system: says nothing about files outside
-        try:
-            resolved = candidate.resolve(strict=True)
-        except FileNotFoundError as exc:
-            raise ImageSourceError(
-                f"image file not found: {excerpt(text)} (image takes a path under the allowed folders, an http(s) "
-                "or s3:// URL, or base64 data)"
-            ) from exc
-        except (OSError, RuntimeError) as exc:  # loops, permissions
-            raise ImageSourceError(f"image path {excerpt(text)} cannot be resolved ({type(exc).__name__})") from exc
-        if not any(resolved.is_relative_to(root) for root in roots):
-            raise outside  # a symlink inside a root that leads out of every root
-        return resolved
+        return confine(text, self.roots)
 
     def _read_file(self, path: Path) -> bytes:
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-        try:
-            fd = os.open(path, flags)
-        except OSError as exc:
-            raise ImageSourceError(f"image file {path} cannot be opened: {exc.strerror}") from exc
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise ImageSourceError(f"image path {path} is not a regular file")
-            if info.st_nlink > 1 and not self.allow_hardlinks:
-                raise SourceRefusedError(
-                    f"image file {path} has {info.st_nlink} hard links; a hard link may lead to a file outside the "
-                    "allowed folders, so such files are refused (COMFY_QUALITY_MCP_ALLOW_HARDLINKS=1 allows them)"
-                )
-            if info.st_size > self.file_max_bytes:
-                raise ImageSourceError(
-                    f"image file {path} is {human_bytes(info.st_size)}, above the {human_bytes(self.file_max_bytes)} "
-                    "limit (COMFY_QUALITY_MAX_IMAGE_BYTES)"
-                )
-            chunks, total = [], 0
-            while chunk := os.read(fd, 1 << 20):
-                total += len(chunk)
-                if total > self.file_max_bytes:  # grew after the check
-                    raise ImageSourceError(f"image file {path} is above the {human_bytes(self.file_max_bytes)} limit")
-                chunks.append(chunk)
-            data = b"".join(chunks)
-        finally:
-            os.close(fd)
-        if not data:
-            raise ImageSourceError(f"image file {path} is empty")
-        return data
+        return read_confined(path, max_bytes=self.file_max_bytes, allow_hardlinks=self.allow_hardlinks)
