@@ -58,7 +58,8 @@ def human_bytes(n: int) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL without credentials, query or fragment: safe to show in errors and logs."""
+    """The URL without credentials, query or fragment, its path cut at 80 characters and unprintable
+    characters escaped: safe to show in errors and logs."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -70,7 +71,9 @@ def redact_url(url: str) -> str:
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
         port = ""
-    return f"{parts.scheme}://{host}{port}{parts.path}" + ("?…" if parts.query else "")
+    path = parts.path if len(parts.path) <= 80 else parts.path[:80] + "…"
+    shown = f"{parts.scheme}://{host}{port}{path}" + ("?…" if parts.query else "")
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 256 else "?" for ch in shown[:300])
 
 
 _URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")

@@ -35,6 +35,7 @@ LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"
 
 
 MAX_ERROR_CHARS = 1000
+TOOL_NAMES = ("score_image", "generate_quality", "generation_status", "cancel_generation", "list_generations")
 
 
 def argument_problems(exc: ValidationError, limit: int = 5) -> str:
@@ -63,6 +64,8 @@ class QualityServer(MCPServer[AppState]):
                 tool = excerpt(name, 40)[1:-1]
                 raise ToolError(f"Error executing tool {tool}: {argument_problems(cause)}") from cause
             message = str(exc)
+            if message == f"Unknown tool: {name}":
+                raise ToolError(f"unknown tool {excerpt(name, 40)}: the tools are {', '.join(TOOL_NAMES)}") from cause
             if len(message) > MAX_ERROR_CHARS:
                 raise ToolError(message[: MAX_ERROR_CHARS - 1] + "…") from cause
             raise

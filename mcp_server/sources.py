@@ -39,7 +39,7 @@ import anyio
 from mcp_server.errors import ImageSourceError, NotConfiguredError, SourceRefusedError
 from mcp_server.excerpt import excerpt
 from mcp_server.netguard import UrlPolicy, human_bytes, redact_text, redact_url
-from mcp_server.paths import confine, read_confined
+from mcp_server.paths import PATH_MAX, confine, read_confined
 from mcp_server.protocols import ObjectStore
 
 IMAGE_MAGIC: tuple[bytes, ...] = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
@@ -79,7 +79,13 @@ def classify(text: str) -> SourceKind:
         return "other_scheme"
     if text.startswith("//"):
         return "scheme_relative"
-    if len(text) >= 64 and _B64_TEXT.fullmatch(text[:8192]) and (len(text) <= 8192 or _B64_TEXT.fullmatch(text)):
+    mixed = ("/" in text[:8192] or "+" in text[:8192]) and ("-" in text[:8192] or "_" in text[:8192])
+    if (
+        len(text) >= 64
+        and not mixed  # '/' or '+' with '-' or '_': no base64 alphabet has both; a path like /tmp/my-dir/x
+        and _B64_TEXT.fullmatch(text[:8192])
+        and (len(text) <= 8192 or _B64_TEXT.fullmatch(text))
+    ):
         return "base64"
     if len(text) >= 16 and text.startswith(B64_PREFIXES) and "." not in text[-6:]:
         return "base64"  # looks like base64 of a file but is short or has stray characters: say so
@@ -139,8 +145,10 @@ class ImageSources:
         if kind == "data_url":
             return LoadedImage(self._checked(self._data_url(text), "data: URL image"), "data: URL image", "data_url")
         if kind == "base64":
-            return LoadedImage(self._checked(self._decode(text, "base64 image"), "base64 image"), "base64 image",
-                               "base64")  # fmt: skip
+            decoded = self._base64_or_path(text)
+            if decoded is not None:
+                return LoadedImage(decoded, "base64 image", "base64")
+            kind = "path"
         if kind == "scheme_relative":
             raise ImageSourceError(
                 f"image {excerpt(text)} starts with '//': give a full http(s):// or s3:// URL, or a path with a "
@@ -167,7 +175,7 @@ class ImageSources:
             parts = urlsplit(text)
             parts.port  # noqa: B018  (raises ValueError for a bad port)
         except ValueError as exc:
-            raise ImageSourceError(f"image URL {excerpt(text)} is malformed ({exc})") from exc
+            raise ImageSourceError(f"image URL {excerpt(text)} is malformed ({excerpt(str(exc), 80)[1:-1]})") from exc
         if self.store is not None and self._store_handles(text):
             return LoadedImage(await self._from_store(text), redact_url(text), "object")
         if kind == "s3":
@@ -175,6 +183,26 @@ class ImageSources:
                 f"image {redact_url(text)}: s3:// URLs need the object store, and this server has none configured"
             )
         return LoadedImage(await self.policy.fetch(text), redact_url(text), "url")
+
+    def _base64_or_path(self, text: str) -> bytes | None:
+        """The decoded image; None when ``text`` is better read as a path (it has '/' separators, is short enough
+        for one, and is not valid base64 of any known format: e.g. ``/srv/images/Cat/Photo``)."""
+        path_like = "/" in text and len(text) <= PATH_MAX and not text.startswith(B64_PREFIXES)
+        try:
+            data = self._decode(text, "base64 image")
+        except ImageSourceError:
+            if path_like:
+                return None
+            raise
+        problem = sniff_format(data)
+        if problem is None:
+            return data
+        if problem == "unrecognised data" and path_like:
+            return None
+        too_long = " (and, at over 4096 characters, it is too long for a path)" if "/" in text else ""
+        raise ImageSourceError(
+            f"base64 image is not a supported image format ({problem}); supported: {SUPPORTED_FORMATS}{too_long}"
+        )
 
     def _checked(self, data: bytes, what: str) -> bytes:
         problem = sniff_format(data)
