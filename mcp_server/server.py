@@ -4,6 +4,7 @@ transports (DNS-rebinding protection on, bearer token when configured)."""
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -46,6 +47,26 @@ def argument_problems(exc: ValidationError, limit: int = 5) -> str:
         problems.append(f"{excerpt(where, 80)[1:-1]}: {str(err['msg'])[:200]}")
     more = exc.error_count() - limit
     return "invalid arguments: " + "; ".join(problems) + (f"; and {more} more" if more > 0 else "")
+
+
+class ShortLogRecords(logging.Filter):
+    """Cuts log messages at 2,000 characters: the SDK logs a failed call's tool name and error text as given
+    (a 5 MB tool name would otherwise land whole in the server log)."""
+
+    LIMIT = 2000
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > self.LIMIT:
+            record.msg, record.args = message[: self.LIMIT] + f"… ({len(message):,} characters)", None
+        return True
+
+
+def _shorten_sdk_logs() -> None:
+    for name in ("mcp.server.mcpserver.server", "mcp.server.lowlevel.server", "mcp.server.mcpserver.tools"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ShortLogRecords) for f in logger.filters):
+            logger.addFilter(ShortLogRecords())
 
 
 class QualityServer(MCPServer[AppState]):
@@ -101,6 +122,7 @@ def build_server(
     """The MCP server. With ``state``, every connection shares that (already open) state; without it, the SDK
     lifespan opens one per run (from ``components``, or :func:`~mcp_server.lifespan.build_components`)."""
     settings = settings or McpSettings()
+    _shorten_sdk_logs()
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[AppState]) -> AsyncIterator[AppState]:
