@@ -53,7 +53,7 @@ OTHER_FORMATS: tuple[tuple[bytes, str], ...] = (
 SUPPORTED_FORMATS = "PNG, JPEG, GIF, WebP, BMP, TIFF"
 #: base64 openings of known file types (images and the formats above)
 B64_PREFIXES: tuple[str, ...] = (
-    "iVBORw0KGgo", "/9j/", "R0lGOD", "UklGR", "Qk", "SUkqAA", "TU0AKg", "PHN2Zy", "PD94bWwg", "PCFET0NUWVBF",
+    "iVBORw0KGgo", "/9j/", "R0lGOD", "UklGR", "SUkqAA", "TU0AKg", "PHN2Zy", "PD94bWwg", "PCFET0NUWVBF",
     "PCFkb2N0eXBl", "PGh0bWw", "JVBERi0", "JSFQUy", "xdDTxg", "AAABAA", "AAACAA",
 )  # fmt: skip
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
