@@ -113,7 +113,7 @@ class WorkflowResolver:
 
     def _read(self, path: Path) -> bytes:
         return read_confined(
-            path, max_bytes=self.max_bytes, allow_hardlinks=self.allow_hardlinks, what="workflow",
+            path, max_bytes=self.max_bytes, allow_hardlinks=self.allow_hardlinks, roots=self.roots, what="workflow",
             limit_setting="COMFY_QUALITY_MCP_WORKFLOW_MAX_BYTES", error=WorkflowArgumentError,
             refused=WorkflowArgumentError,
         )  # fmt: skip

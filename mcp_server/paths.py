@@ -3,8 +3,10 @@
 :func:`confine` decides, from the text alone and before the file system is touched, whether a path lies under
 one of the roots (``..`` is normalised first), so nothing is revealed about files outside; it then resolves
 symlinks and checks again. :func:`read_confined` opens the result without following a last symlink, refuses
-anything but a regular file, a file with several hard links (one of them may lie outside every root) unless
-allowed, and a file over the size cap, and reads it in bounded chunks. It blocks: call it in a worker thread.
+anything but a regular file, a file that is not under a root once opened (on Linux, its ``/proc/self/fd`` link
+is checked: a folder swapped for a symlink after :func:`confine` is caught), a file with several hard links (one
+of them may lie outside every root) unless allowed, and a file over the size cap, and reads it in bounded chunks.
+It blocks: call it in a worker thread.
 """
 
 from __future__ import annotations
@@ -58,10 +60,21 @@ def confine(
     return resolved
 
 
+def _opened_outside(fd: int, roots: Sequence[Path]) -> bool:
+    """True when the open file is not under any root (Linux: its /proc/self/fd link). Closes the window in which
+    a folder on the path could be swapped for a symlink between :func:`confine` and the open."""
+    try:
+        real = Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return False  # no /proc: the checks of confine() stand alone
+    return not any(real.is_relative_to(root.resolve()) for root in roots)
+
+
 def read_confined(
     path: Path,
     *,
     max_bytes: int,
+    roots: Sequence[Path] = (),
     allow_hardlinks: bool = False,
     what: str = "image",
     limit_setting: str = "COMFY_QUALITY_MAX_IMAGE_BYTES",
@@ -76,6 +89,8 @@ def read_confined(
     except OSError as exc:
         raise error(f"{what} file {path} cannot be opened: {exc.strerror}") from exc
     try:
+        if roots and _opened_outside(fd, roots):
+            raise refused(f"{what} file {path} is outside the allowed folders (it changed while being opened)")
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise error(f"{what} path {path} is not a regular file")

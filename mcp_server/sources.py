@@ -312,4 +312,6 @@ class ImageSources:
         return confine(text, self.roots)
 
     def _read_file(self, path: Path) -> bytes:
-        return read_confined(path, max_bytes=self.file_max_bytes, allow_hardlinks=self.allow_hardlinks)
+        return read_confined(
+            path, max_bytes=self.file_max_bytes, allow_hardlinks=self.allow_hardlinks, roots=self.roots
+        )

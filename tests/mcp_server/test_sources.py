@@ -183,3 +183,15 @@ async def test_s3_images_come_from_the_allowed_buckets_only(tmp_path):
     assert "s3://private-other/img.png" not in store.reads  # refused before the store was asked
     with pytest.raises(SourceRefusedError, match="not allowed or not found"):
         await ImageSources(store=store, s3_buckets=["elsewhere"]).load(url)
+
+
+def test_a_folder_swapped_for_a_symlink_after_the_check_is_caught_at_the_open(tree):
+    """confine() resolved the path inside the root; then 'sub' becomes a symlink to the outside folder."""
+    from mcp_server.paths import confine, read_confined
+
+    (tree["outside"] / "in.png").write_bytes(b"secret image bytes")
+    path = confine("sub/in.png", [tree["root"]])
+    (tree["root"] / "sub").rename(tree["root"] / "sub-old")
+    (tree["root"] / "sub").symlink_to(tree["outside"])
+    with pytest.raises(SourceRefusedError, match="outside the allowed folders"):
+        read_confined(path, max_bytes=1000, roots=[tree["root"]])
