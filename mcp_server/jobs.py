@@ -25,6 +25,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
 from mcp_server.errors import NotConfiguredError, UnknownJobError
+from mcp_server.excerpt import excerpt
 from mcp_server.limits import Gate
 from mcp_server.models import FINAL_STATES, JobState
 from mcp_server.netguard import redact_text
@@ -124,7 +125,7 @@ class JobManager:
         job = self._jobs.get(job_id.strip())
         if job is None:
             raise UnknownJobError(
-                f"no job {job_id!r}: job ids come from generate_quality and are kept for "
+                f"no job {excerpt(job_id)}: job ids come from generate_quality and are kept for "
                 f"{self.retention_seconds / 60:g} minutes after the job ends; list_generations shows stored ones"
             )
         return job

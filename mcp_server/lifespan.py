@@ -28,6 +28,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from mcp_server.errors import ConfigError, ScoringError
+from mcp_server.generation_args import WorkflowResolver
 from mcp_server.jobs import JobManager
 from mcp_server.limits import Gate
 from mcp_server.netguard import UrlPolicy
@@ -51,8 +52,9 @@ class Components:
     store: ObjectStore | None = None
     index: GenerationIndex | None = None
     trusted_hosts: list[str] = field(default_factory=list)
-    """``host[:port]`` of the server's own services (MinIO, ComfyUI): URLs to them are accepted, also on
-    private addresses."""
+    """``host[:port]`` of the server's own services (MinIO/S3 endpoint, ComfyUI): internal addresses that image
+    downloads never go to, neither directly nor through a redirect (the store's own URLs are read through the
+    store instead)."""
     max_image_bytes: int = DEFAULT_MAX_BYTES
 
 
@@ -153,6 +155,8 @@ class AppState:
     jobs: JobManager
     store: ObjectStore | None
     index: GenerationIndex | None
+    workflows: WorkflowResolver = field(default_factory=WorkflowResolver)
+    """Checks ``generate_quality``'s ``workflow`` argument (templates, inline JSON, files under the roots)."""
 
 
 @asynccontextmanager
@@ -164,7 +168,7 @@ async def open_app_state(settings: McpSettings, components: Components | None = 
         return
     policy = UrlPolicy(
         allowlist=list(settings.url_allowlist),
-        trusted_hosts=list(components.trusted_hosts),
+        internal_hosts=list(components.trusted_hosts),
         allow_private_networks=settings.allow_private_networks,
         max_bytes=min(settings.download_max_bytes, components.max_image_bytes),
         timeout_seconds=settings.download_timeout_seconds,
@@ -176,6 +180,8 @@ async def open_app_state(settings: McpSettings, components: Components | None = 
         store=components.store,
         base64_max_bytes=min(settings.base64_max_bytes, components.max_image_bytes),
         file_max_bytes=components.max_image_bytes,
+        s3_buckets=list(settings.s3_buckets) or None,
+        allow_hardlinks=settings.allow_hardlinks,
     )
     scorer = ScorerHandle(components.scorer_factory)
     generation_gate = Gate("generations", running=settings.generation_concurrency, queued=settings.generation_queue)
@@ -196,6 +202,11 @@ async def open_app_state(settings: McpSettings, components: Components | None = 
                 jobs=jobs,
                 store=components.store,
                 index=components.index,
+                workflows=WorkflowResolver(
+                    roots=list(settings.workflow_roots),
+                    max_bytes=settings.workflow_max_bytes,
+                    allow_hardlinks=settings.allow_hardlinks,
+                ),
             )
         finally:
             tg.cancel_scope.cancel()

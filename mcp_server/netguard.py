@@ -3,11 +3,15 @@
 Rules, checked for the first URL and again for every redirect hop:
 
 * scheme ``http`` or ``https``; no ``user:password@`` in the URL;
-* the host is a *trusted* host (the server's own configured services: MinIO, ComfyUI) or matches the allowlist
-  (``example.com`` exact, ``*.example.com`` any subdomain, ``host:port`` that port only, ``*`` any host);
+* the host is not one of the server's own *internal* services (the configured ComfyUI URLs and S3/MinIO
+  endpoint): they are never downloaded from, neither directly nor through a redirect from an allowed host (an
+  agent must not reach ComfyUI's API or the store's objects through the server; store objects are read through
+  the store, with the bucket rules, as ``s3://`` or endpoint URLs);
+* the host matches the allowlist (``example.com`` exact, ``*.example.com`` any subdomain, ``host:port`` that
+  port only, ``*`` any host);
 * the host name is resolved once and **every** address it resolves to is checked: link-local and cloud
   metadata addresses are always refused; loopback, private, shared (CGNAT), ULA and other non-global
-  addresses are refused unless ``allow_private_networks`` is set or the host is trusted; multicast and
+  addresses are refused unless ``allow_private_networks`` is set; multicast and
   unspecified addresses are always refused. IPv4 embedded in IPv6 (mapped, 6to4, NAT64) is checked as IPv4;
 * the connection goes to the address that was checked (the URL's host is kept for the ``Host`` header and
   TLS SNI/certificate checks), so a DNS answer that changes between the check and the connection
@@ -54,7 +58,8 @@ def human_bytes(n: int) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL without credentials, query or fragment: safe to show in errors and logs."""
+    """The URL without credentials, query or fragment, its path cut at 80 characters and unprintable
+    characters escaped: safe to show in errors and logs."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -66,7 +71,9 @@ def redact_url(url: str) -> str:
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
         port = ""
-    return f"{parts.scheme}://{host}{port}{parts.path}" + ("?…" if parts.query else "")
+    path = parts.path if len(parts.path) <= 80 else parts.path[:80] + "…"
+    shown = f"{parts.scheme}://{host}{port}{path}" + ("?…" if parts.query else "")
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 256 else "?" for ch in shown[:300])
 
 
 _URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
@@ -154,15 +161,16 @@ class UrlPolicy:
     """Which URLs may be fetched, and limits on fetching them."""
 
     allowlist: list[str] = field(default_factory=list)
-    trusted_hosts: list[str] = field(default_factory=list)
-    """``host`` or ``host:port`` of the server's own services; their private addresses are accepted."""
+    internal_hosts: list[str] = field(default_factory=list)
+    """``host`` or ``host:port`` of the server's own services (ComfyUI, the S3 endpoint): never downloaded from."""
     allow_private_networks: bool = False
     max_bytes: int = 32 * 1024 * 1024
     timeout_seconds: float = 20.0
     max_redirects: int = 3
 
     def check_url(self, url: str) -> tuple[str, int, bool]:
-        """(host, port, trusted) for an acceptable URL; raises :class:`SourceRefusedError` naming the rule."""
+        """(host, port, trusted) for an acceptable URL; raises :class:`SourceRefusedError` naming the rule.
+        ``trusted`` is always False now (kept for callers of the old triple)."""
         shown = redact_url(url)
         try:
             parts = urlsplit(url)
@@ -180,14 +188,29 @@ class UrlPolicy:
         if not host:
             raise ImageSourceError(f"image URL {shown} has no host")
         port = port or (443 if parts.scheme == "https" else 80)
-        trusted = any(_host_matches(t, host, port) for t in self.trusted_hosts)
-        if not trusted and not any(_host_matches(p, host, port) for p in self.allowlist):
+        if self.is_internal(host, port):
+            raise SourceRefusedError(
+                f"image URL {shown}: {host}:{port} is one of this server's own services (ComfyUI or the object "
+                "store); images are not downloaded from it (pass s3:// URLs of the store's images instead)"
+            )
+        trusted = False
+        if not any(_host_matches(p, host, port) for p in self.allowlist):
             raise SourceRefusedError(
                 f"image URL {shown}: host {host!r} is not in the server's URL allowlist "
                 "(COMFY_QUALITY_MCP_URL_ALLOWLIST); ask the server's operator to add it, or pass the image as "
                 "base64 / a local path under the configured roots"
             )
         return host, port, trusted
+
+    def is_internal(self, host: str, port: int) -> bool:
+        """True for the server's own services, by name or by literal address (``localhost`` and ``127.0.0.1``
+        are the same service)."""
+        names = {host}
+        if host in ("localhost", "localhost.localdomain"):
+            names |= {"127.0.0.1", "::1"}
+        elif host in ("127.0.0.1", "::1"):
+            names |= {"localhost"}
+        return any(_host_matches(t, name, port) for t in self.internal_hosts for name in names)
 
     async def resolve(self, host: str, port: int, *, trusted: bool, shown: str) -> list[IPAddress]:
         """Every address ``host`` resolves to, each checked; raises when any is refused or none resolves."""
@@ -242,6 +265,11 @@ class UrlPolicy:
                 shown = redact_url(url)
                 host, port, trusted = self.check_url(url)
                 addresses = await self.resolve(host, port, trusted=trusted, shown=shown)
+                if any(self.is_internal(str(ip), port) for ip in addresses):
+                    raise SourceRefusedError(
+                        f"image URL {shown}: host {host!r} resolves to one of this server's own services; images "
+                        "are not downloaded from it"
+                    )
                 target = httpx.URL(url).copy_with(host=str(addresses[0]))
                 host_header = host if ":" not in host else f"[{host}]"
                 default = 443 if target.scheme == "https" else 80

@@ -1,7 +1,8 @@
 """Run the server on a transport: stdio (default), SSE or streamable HTTP.
 
-* stdio: the SDK lifespan opens the shared state *inside* the stdio transport, after the SDK has pointed fd 1
-  at stderr, so nothing a library prints while loading models can reach the protocol stream.
+* stdio: lines the SDK cannot parse are answered with a JSON-RPC error (:mod:`mcp_server.stdio`); the SDK
+  lifespan opens the shared state *inside* the stdio transport, after the SDK has pointed fd 1 at stderr, so
+  nothing a library prints while loading models can reach the protocol stream.
 * SSE / HTTP: the shared state is opened once, before serving, and every connection (each SSE stream, each
   streamable-HTTP session) uses it. The listening socket is bound here (``port=0`` picks a free port) and the
   address is logged to stderr as ``listening on http://HOST:PORT/PATH`` once the socket accepts connections.
@@ -17,6 +18,7 @@ from starlette.applications import Starlette
 from mcp_server.lifespan import open_app_state
 from mcp_server.server import build_server, http_app
 from mcp_server.settings import McpSettings
+from mcp_server.stdio import run_stdio
 from serving import bind_socket
 from serving import configure_logging as shared_configure_logging
 
@@ -31,7 +33,7 @@ def configure_logging(level: str) -> None:
 
 async def run(settings: McpSettings) -> None:
     if settings.transport == "stdio":
-        await build_server(settings).run_stdio_async()
+        await run_stdio(build_server(settings))
         return
     settings.check_serving()
     sock = bind_socket(settings.host, settings.port)

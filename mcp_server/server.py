@@ -4,17 +4,22 @@ transports (DNS-rebinding protection on, bearer token when configured)."""
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
 from mcp.types import ToolAnnotations
+from pydantic import ValidationError
 from starlette.applications import Starlette
 
 from mcp_server import tools
+from mcp_server.excerpt import excerpt
 from mcp_server.lifespan import AppState, Components, open_app_state
 from mcp_server.settings import McpSettings
 from serving import is_loopback_host
@@ -28,6 +33,63 @@ INSTRUCTIONS = (
 )
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+
+
+MAX_ERROR_CHARS = 1000
+TOOL_NAMES = ("score_image", "generate_quality", "generation_status", "cancel_generation", "list_generations")
+
+
+def argument_problems(exc: ValidationError, limit: int = 5) -> str:
+    """Which arguments are wrong and why, without the values (they are the caller's, and may be huge)."""
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False)[:limit]:
+        where = ".".join(str(part) for part in err["loc"]) or "arguments"
+        problems.append(f"{excerpt(where, 80)[1:-1]}: {str(err['msg'])[:200]}")
+    more = exc.error_count() - limit
+    return "invalid arguments: " + "; ".join(problems) + (f"; and {more} more" if more > 0 else "")
+
+
+class ShortLogRecords(logging.Filter):
+    """Cuts log messages at 2,000 characters: the SDK logs a failed call's tool name and error text as given
+    (a 5 MB tool name would otherwise land whole in the server log)."""
+
+    LIMIT = 2000
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > self.LIMIT:
+            record.msg, record.args = message[: self.LIMIT] + f"… ({len(message):,} characters)", None
+        return True
+
+
+def _shorten_sdk_logs() -> None:
+    for name in ("mcp.server.mcpserver.server", "mcp.server.lowlevel.server", "mcp.server.mcpserver.tools"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ShortLogRecords) for f in logger.filters):
+            logger.addFilter(ShortLogRecords())
+
+
+class QualityServer(MCPServer[AppState]):
+    """The SDK server, with tool errors kept short: argument validation errors name the fields and problems but
+    not the values (the SDK's text quotes the values), and no tool error message exceeds
+    :data:`MAX_ERROR_CHARS` characters."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ValidationError):
+                tool = excerpt(name, 40)[1:-1]
+                raise ToolError(f"Error executing tool {tool}: {argument_problems(cause)}") from cause
+            message = str(exc)
+            if message == f"Unknown tool: {name}":
+                raise ToolError(f"unknown tool {excerpt(name, 40)}: the tools are {', '.join(TOOL_NAMES)}") from cause
+            if len(message) > MAX_ERROR_CHARS:
+                raise ToolError(message[: MAX_ERROR_CHARS - 1] + "…") from cause
+            raise
 
 
 class StaticTokenVerifier:
@@ -60,6 +122,7 @@ def build_server(
     """The MCP server. With ``state``, every connection shares that (already open) state; without it, the SDK
     lifespan opens one per run (from ``components``, or :func:`~mcp_server.lifespan.build_components`)."""
     settings = settings or McpSettings()
+    _shorten_sdk_logs()
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -70,7 +133,7 @@ def build_server(
             yield opened
 
     token = settings.token()
-    server: MCPServer[AppState] = MCPServer(
+    server: MCPServer[AppState] = QualityServer(
         SERVER_NAME,
         title="comfy-quality: image quality scoring and quality-checked generation",
         instructions=INSTRUCTIONS,

@@ -61,6 +61,19 @@ class McpSettings(BaseSettings):
     download_timeout_seconds: float = Field(20.0, gt=0, le=600, description="whole download, redirects included")
     max_redirects: int = Field(3, ge=0, le=10)
     base64_max_bytes: int = Field(16 * 1024 * 1024, gt=0, description="largest decoded base64 / data: image")
+    s3_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="buckets s3:// images may be read from; none: only the object store's own bucket",
+    )
+    allow_hardlinks: bool = Field(
+        False, description="read files under the roots that have several hard links (one may lead outside)"
+    )
+    workflow_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="folders whose workflow files generate_quality(workflow=...) may name; none: templates and "
+        "inline JSON only",
+    )
+    workflow_max_bytes: int = Field(4 * 1024 * 1024, gt=0, description="largest workflow (file or inline JSON)")
 
     # -- concurrency --------------------------------------------------------------------------------------
     score_concurrency: int = Field(2, ge=1, le=64, description="images scored at once")
@@ -87,7 +100,9 @@ class McpSettings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("allowed_hosts", "allowed_origins", "roots", "url_allowlist", mode="before")
+    @field_validator(
+        "allowed_hosts", "allowed_origins", "roots", "url_allowlist", "s3_buckets", "workflow_roots", mode="before"
+    )
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return split_list(value)
@@ -100,7 +115,7 @@ class McpSettings(BaseSettings):
                 parse_host_pattern(pattern)  # ValueError names the problem
         return value
 
-    @field_validator("roots", mode="after")
+    @field_validator("roots", "workflow_roots", mode="after")
     @classmethod
     def _expand_roots(cls, value: list[Path]) -> list[Path]:
         return [p.expanduser() for p in value]

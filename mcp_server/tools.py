@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -16,6 +16,7 @@ from mcp.types import CallToolResult
 from pydantic import Field, ValidationError
 
 from mcp_server.errors import InvalidInputError, ScoringError, ServiceError
+from mcp_server.generation_args import check_request
 from mcp_server.lifespan import AppState
 from mcp_server.models import GenerationList, GenerationOutput, RecentQuery, ScoreResult
 from mcp_server.netguard import redact_text
@@ -58,6 +59,10 @@ GENERATE_DESCRIPTION = (
     "to the prompt: when aesthetic or detail is weak), 'adaptive' (changes whatever the weakest dimension of the "
     "last attempt calls for), 'best_of_n' (renders best_of_n seeds per attempt and keeps the best: most "
     "reliable, costs the most GPU time).\n"
+    "Workflow: omit it for the server's default, or give a template name (flux-dev, sdxl, sd15), or your own "
+    "API-format ComfyUI workflow as a JSON object (JSON text works too); its prompt, seed, steps, size and "
+    "sampler are found by node class and patched. Invalid arguments (an unknown template, a broken workflow, a "
+    "malformed LoRA or sampler name, over 64 megapixels per batch) are refused at once, before any job starts.\n"
     "Long jobs: the call waits at most wait_seconds (default 20). If the job is not finished by then, the result "
     "has status 'running' and a job_id: call generation_status(job_id) to wait again (each call waits up to "
     "wait_seconds) and cancel_generation(job_id) to stop it. Cancelling this call while it waits also cancels "
@@ -194,10 +199,12 @@ async def generate_quality(
     ctx: Context[AppState],
     negative_prompt: Annotated[str | None, Field(max_length=4000, description="what to avoid")] = None,
     workflow: Annotated[
-        str | None,
+        str | dict[str, Any] | None,
         Field(
-            description="template name (flux-dev, sdxl, sd15), a server-side workflow file, or API-format "
-            "workflow JSON; default: the server's template"
+            description="a template name (flux-dev, sdxl, sd15); or an API-format ComfyUI workflow (as exported "
+            "with 'Save (API Format)'), given as a JSON object {node_id: {class_type, inputs}} or as JSON text; "
+            "or the name of a workflow file in the server's workflow folders (only when its operator configured "
+            "some). Default: the server's template"
         ),
     ] = None,
     quality_threshold: Annotated[
@@ -222,11 +229,12 @@ async def generate_quality(
     wait_seconds: WaitSeconds = None,
 ) -> Annotated[CallToolResult, GenerationOutput]:
     state = _state(ctx)
+    resolved_workflow = await state.workflows.resolve(workflow)
     try:
         request = GenerationRequest(
             prompt=prompt,
             negative_prompt=negative_prompt,
-            workflow=workflow,
+            workflow=resolved_workflow,
             quality_threshold=quality_threshold,
             max_attempts=max_attempts,
             retry_strategy=retry_strategy,
@@ -243,8 +251,9 @@ async def generate_quality(
             source="mcp",
         )
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {str(e['msg'])[:200]}" for e in exc.errors()[:5])
         raise InvalidInputError(f"invalid generation request: {problems}") from exc
+    check_request(request)
     job = state.jobs.submit(request)
     progress = ProgressReporter(ctx)
     try:

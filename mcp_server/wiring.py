@@ -32,18 +32,29 @@ class StoreReader:
         self._urls = StoreUrls(store)
         self.endpoint = settings.s3_endpoint if settings.backend == "s3" else None
         self.secure = settings.s3_secure
+        self.bucket = settings.s3_bucket
+        """The store's own bucket: the only one ``s3://`` images come from unless the server allows more."""
 
     def handles(self, url: str) -> bool:
-        scheme = urlsplit(url).scheme
+        try:
+            scheme = urlsplit(url).scheme
+        except ValueError:
+            return False
         if scheme == "s3":
             return True
         if scheme in ("http", "https") and self.endpoint:
             try:
                 parse_object_url(url, endpoint=self.endpoint, secure=self.secure)
-            except InvalidObjectURLError:
+            except (InvalidObjectURLError, ValueError):
                 return False
             return True
         return False
+
+    def bucket_of(self, url: str) -> str | None:
+        try:
+            return parse_object_url(url, endpoint=self.endpoint, secure=self.secure).bucket
+        except (InvalidObjectURLError, ValueError):
+            return None
 
     async def read(self, url: str, *, max_bytes: int) -> bytes:
         return await self.store.read_url(url, max_bytes=max_bytes)
@@ -120,10 +131,13 @@ class LazyScorer:
 
 
 def host_port(url: str) -> str | None:
-    parts = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
     if not parts.hostname:
         return None
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     return f"{parts.hostname}:{port}"
 
 

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from quality.report import QualityBlock, QualityReport
 from refinement.api import (
     AttemptSummary,
@@ -43,6 +45,7 @@ from refinement.comfyui import (
     ComfyUIError,
     ComfyUIMissingModelsError,
     ComfyUIMissingNodesError,
+    ComfyUIUnreachableError,
     ComfyUIValidationError,
     ProgressEvent,
     RunResult,
@@ -87,6 +90,8 @@ class _Attempt:
     content_type: str | None = None
     report: QualityReport | None = None
     batch_scores: list[float] = field(default_factory=list)
+    unreachable: str | None = None
+    """Set when ComfyUI could not be reached (or went away) during this attempt: the reason."""
 
 
 class Orchestrator:
@@ -187,6 +192,8 @@ class Orchestrator:
         except ComfyUIError as exc:
             timings.generate_seconds = round(time.perf_counter() - t0, 4)
             attempt.record.error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, ComfyUIUnreachableError):
+                attempt.unreachable = str(exc)
             attempt.record.timings = timings
             attempt.record.rejected_reason = rejected_reason(None, None, request.quality_threshold)
             log.warning("attempt %d failed: %s", number, exc)
@@ -316,7 +323,12 @@ class Orchestrator:
         fields = _plan_fields(plan, request)
         if plan.batch_size == 1 and request.retry_strategy != "best_of_n":
             fields["batch_size"] = None  # leave the workflow's own batch size alone
-        params = GenerationParams(**fields, loras=[LoraSpec(**lora.model_dump()) for lora in request.loras] or None)
+        try:
+            loras = [LoraSpec(**lora.model_dump()) for lora in request.loras] or None
+            params = GenerationParams(**fields, loras=loras)
+        except ValidationError as exc:  # a request the caller did not check: fail the run clearly, no traceback
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+            raise RequestError(f"invalid generation parameters: {problems[:500]}") from exc
         try:
             return patch(workflow, params)
         except WorkflowError as exc:
@@ -395,6 +407,13 @@ def _result(
             )
         )
     error = fatal
+    lost = next((a for a in attempts if a.unreachable), None)
+    if error is None and lost is not None and md.refinement.status != "success":
+        kept = f"the best image (attempt {best.record.attempt}) is returned" if best else "no image was produced"
+        error = (
+            f"the ComfyUI server became unreachable during attempt {lost.record.attempt} "
+            f"({str(lost.unreachable)[:300]}); {kept}. Check that ComfyUI is running, then retry"
+        )
     if error is None and md.refinement.status == "failed":
         error = next((a.record.error for a in reversed(attempts) if a.record.error), "no attempt produced an image")
     return GenerationResult(

@@ -45,6 +45,8 @@ ENDPOINT = "http://store.test:9000"
 
 
 class DirStore:
+    bucket = BUCKET
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
@@ -57,7 +59,9 @@ class DirStore:
         return None
 
     def handles(self, url: str) -> bool:
-        return self._key(url) is not None
+        """Like the real store: every ``s3://`` URL (the server decides which buckets it may read) and the
+        endpoint's URLs."""
+        return url.startswith(("s3://", f"{ENDPOINT}/"))
 
     def put(self, key: str, data: bytes) -> str:
         path = self.root / key
@@ -66,11 +70,11 @@ class DirStore:
         return f"s3://{BUCKET}/{key}"
 
     async def read(self, url: str, *, max_bytes: int) -> bytes:
+        self.reads.append(url)
         key = self._key(url)
         if key is None or ".." in key.split("/"):
-            raise ValueError(f"not an object of this store: {url}")
+            raise FileNotFoundError(f"no object {url}")
         path = self.root / key
-        self.reads.append(url)
         if not path.is_file():
             raise FileNotFoundError(f"no object s3://{BUCKET}/{key}")
         if path.stat().st_size > max_bytes:

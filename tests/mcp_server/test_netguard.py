@@ -87,8 +87,7 @@ async def test_download_from_loopback_is_refused_unless_allowed_and_dns_names_ar
             await strict.fetch(http.url("/a.png", host="localhost"))  # the name is resolved, every address checked
         relaxed = UrlPolicy(allowlist=["localhost"], allow_private_networks=True)
         data = await relaxed.fetch(http.url("/a.png", host="localhost"))
-        trusted = UrlPolicy(trusted_hosts=[f"127.0.0.1:{http.port}"])  # the server's own services
-        assert await trusted.fetch(http.url("/a.png")) == data == png_bytes()
+        assert data == png_bytes()
     assert http.seen_hosts[0] == f"localhost:{http.port}"  # connected by IP, Host header kept
 
 
@@ -134,3 +133,26 @@ async def test_unresolvable_host_is_a_clear_error():
     policy = UrlPolicy(allowlist=["*"])
     with pytest.raises(ImageSourceError, match="cannot be resolved"):
         await policy.fetch("http://no-such-host.invalid/a.png")
+
+
+async def test_the_servers_own_services_are_never_downloaded_from_not_even_through_a_redirect():
+    """ComfyUI and the S3 endpoint are internal: an allowlisted host redirecting to them is refused."""
+    with scripted_http() as comfy, scripted_http() as public:
+        comfy.routes["/view"] = Route(body=png_bytes())
+        public.routes["/to-comfy"] = Route(status=302, headers={"Location": comfy.url("/view")})
+        public.routes["/to-comfy-by-name"] = Route(
+            status=302, headers={"Location": comfy.url("/view", host="localhost")}
+        )
+        open_policy = UrlPolicy(allowlist=["127.0.0.1:*", "localhost:*"], allow_private_networks=True)
+        assert await open_policy.fetch(public.url("/to-comfy")) == png_bytes()  # what the rule prevents
+        policy = UrlPolicy(
+            allowlist=["127.0.0.1:*", "localhost:*"],
+            allow_private_networks=True,
+            internal_hosts=[f"127.0.0.1:{comfy.port}"],
+        )
+        for path in ("/to-comfy", "/to-comfy-by-name"):
+            with pytest.raises(SourceRefusedError, match="one of this server's own services"):
+                await policy.fetch(public.url(path))
+        with pytest.raises(SourceRefusedError, match="one of this server's own services"):
+            await policy.fetch(comfy.url("/view"))
+        assert comfy.seen_hosts == [f"127.0.0.1:{comfy.port}"]  # only the unguarded fetch reached it

@@ -90,7 +90,7 @@ async def test_s3_and_endpoint_urls_are_read_through_the_store(offline_scorer, s
     assert not a.is_error and not b.is_error
     assert a.structured_content["composite_score"] == b.structured_content["composite_score"]
     assert store.reads[:2] == ["s3://test-bucket/in/x.png", "http://store.test:9000/test-bucket/in/x.png?X-Sig=s"]
-    assert missing.is_error and "no object s3://test-bucket/in/nope.png" in text(missing)
+    assert missing.is_error and "s3://test-bucket/in/nope.png: not allowed or not found" in text(missing)
     assert "X-Sig" not in b.structured_content["image"]["source"]  # query strings (signatures) are not echoed
 
 
@@ -100,7 +100,7 @@ async def test_s3_and_endpoint_urls_are_read_through_the_store(offline_scorer, s
         ("   ", "image is empty"),
         ("data:image/png,abc", "must be base64"),
         ("data:text/plain;base64,aGVsbG8=", "image/* type is expected"),
-        ("data:image/png;base64,!!!notbase64!!!", "not valid base64"),
+        ("data:image/png;base64,!!!notbase64!!!", "invalid base64"),
         ("s3://bucket/key.png", "has none configured"),
         ("ftp://example.com/a.png", "scheme 'ftp' is not supported"),
         ("https://example.com/cat.png", "not in the server's URL allowlist"),

@@ -80,8 +80,8 @@ async def test_base64_forms():
         await ImageSources(base64_max_bytes=len(data) - 1000).load(b64(data))
     with pytest.raises(ImageSourceError, match=r"image argument is .* long"):
         await ImageSources(base64_max_bytes=100).load("x" * 5000)
-    # base64 that is not an image is not guessed at: it is taken as a (refused) path
-    with pytest.raises(SourceRefusedError):
+    # base64 that is not an image says so (it used to be taken for a path: "not found" / "outside")
+    with pytest.raises(ImageSourceError, match=r"not a supported image format \(unrecognised data\)"):
         await sources.load(b64(b"just some text, long enough to look like base64"))
 
 
@@ -103,3 +103,95 @@ async def test_http_urls_use_the_policy():
 
 def test_symlink_fixture_is_real(tree):
     assert os.path.islink(tree["root"] / "link-out.png")
+
+
+# -- classification, malformed input, excerpts (issue 11 items 3, 4, 5, 8) --------------------------------------
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'
+HTML = b"<!DOCTYPE html><html><body><img src=x onerror=alert(1)></body></html>"
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\n"
+ICO = b"\x00\x00\x01\x00\x01\x00\x10\x10\x00\x00\x01\x00\x20\x00" + b"\x00" * 64
+
+
+@pytest.mark.parametrize(
+    ("data", "name"), [(SVG, "SVG"), (b'<?xml version="1.0"?>' + SVG, "XML/SVG"), (HTML, "HTML"), (EPS, "EPS"),
+                       (ICO, "ICO")],
+)  # fmt: skip
+async def test_base64_of_other_file_types_names_the_format(tree, data, name):
+    sources = ImageSources(roots=[tree["root"]])
+    for form in (b64(data), "data:image/png;base64," + b64(data)):
+        with pytest.raises(ImageSourceError, match=rf"not a supported image format \(.*{name.split('/')[0]}"):
+            await sources.load(form)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB!!!*&^%$", "iVBORw0KGgo" + "A" * 80 + "!!!*&^%$", "iVBORw0KGgoA=A" + "A" * 70],
+)
+async def test_invalid_base64_says_invalid_base64(tree, text):
+    with pytest.raises(ImageSourceError, match="invalid base64") as err:
+        await ImageSources(roots=[tree["root"]]).load(text)
+    assert "not found" not in str(err.value) and "outside" not in str(err.value)
+
+
+async def test_random_base64_is_not_echoed_back():
+    blob = b64(os.urandom(600_000))
+    with pytest.raises(ImageSourceError, match=r"not a supported image format") as err:
+        await ImageSources().load(blob)
+    assert len(str(err.value)) < 300
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[::1/x.png", "//[x.png", "http://a]b/c.png", "s3://[bad/key", "http://ex\uff0fample.com/x.png",
+            "https://h.test:99999/x.png", "https://h.test:port/x.png"],
+)  # fmt: skip
+async def test_malformed_urls_are_clear_errors(tmp_path, url):
+    sources = ImageSources(roots=[tmp_path], store=DirStore(tmp_path / "s"), policy=UrlPolicy(allowlist=["*"]))
+    with pytest.raises(ImageSourceError, match=r"malformed|starts with '//'"):
+        await sources.load(url)
+
+
+async def test_paths_are_quoted_as_short_escaped_excerpts(tree):
+    sources = ImageSources(roots=[tree["root"]])
+    with pytest.raises(ImageSourceError) as err:
+        await sources.load("sub/" + "n" * 3000 + ".png")
+    assert len(str(err.value)) < 400 and "3,008 characters" in str(err.value)
+    with pytest.raises(ImageSourceError, match=r"control characters") as err:
+        await sources.load("sub/\x1b[31mred\u202e.png")
+    assert "\x1b" not in str(err.value) and "\\x1b" in str(err.value)
+    with pytest.raises(ImageSourceError, match="NUL byte"):
+        await sources.load("sub/in.png\x00.txt")
+
+
+async def test_hard_links_inside_a_root_are_refused_unless_allowed(tree):
+    os.link(tree["outside"] / "secret.png", tree["root"] / "hard.png")
+    with pytest.raises(SourceRefusedError, match=r"2 hard links.*COMFY_QUALITY_MCP_ALLOW_HARDLINKS"):
+        await ImageSources(roots=[tree["root"]]).load("hard.png")
+    assert (await ImageSources(roots=[tree["root"]], allow_hardlinks=True).load("hard.png")).data == png_bytes(seed=2)
+
+
+async def test_s3_images_come_from_the_allowed_buckets_only(tmp_path):
+    store = DirStore(tmp_path / "s")
+    url = store.put("a/b.png", png_bytes())
+    sources = ImageSources(store=store)
+    assert (await sources.load(url)).data == png_bytes()
+    answers = []
+    for other in ("s3://private-other/img.png", "s3://test-bucket/a/missing.png", "s3://test-bucket/../x.png"):
+        with pytest.raises(SourceRefusedError, match="not allowed or not found") as err:
+            await sources.load(other)
+        answers.append(str(err.value).replace(other, "URL"))
+    assert len(set(answers)) == 1  # one answer: which buckets or objects exist is not revealed
+    assert "s3://private-other/img.png" not in store.reads  # refused before the store was asked
+    with pytest.raises(SourceRefusedError, match="not allowed or not found"):
+        await ImageSources(store=store, s3_buckets=["elsewhere"]).load(url)
+
+
+def test_a_folder_swapped_for_a_symlink_after_the_check_is_caught_at_the_open(tree):
+    """confine() resolved the path inside the root; then 'sub' becomes a symlink to the outside folder."""
+    from mcp_server.paths import confine, read_confined
+
+    (tree["outside"] / "in.png").write_bytes(b"secret image bytes")
+    path = confine("sub/in.png", [tree["root"]])
+    (tree["root"] / "sub").rename(tree["root"] / "sub-old")
+    (tree["root"] / "sub").symlink_to(tree["outside"])
+    with pytest.raises(SourceRefusedError, match="outside the allowed folders"):
+        read_confined(path, max_bytes=1000, roots=[tree["root"]])

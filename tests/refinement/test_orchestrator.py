@@ -170,3 +170,25 @@ async def test_models_are_never_reloaded_between_attempts(setup):
     before = dict(LOAD_COUNTS)
     await orch.generate(request(max_attempts=3))
     assert dict(LOAD_COUNTS) == before
+
+
+async def test_comfyui_dying_during_attempt_2_is_said_at_the_top_level(tmp_path, offline_scorer):
+    """The job keeps attempt 1's image (best_effort) and says the server became unreachable, not error: null."""
+    async with FakeComfyUI() as comfy:
+        pool = ComfyUIPool([comfy.url], reconnect_timeout=1.0, backoff_initial=30.0)
+        settings = RefinementSettings(comfyui_urls=[comfy.url], attempt_timeout_seconds=30)
+        orch = Orchestrator(offline_scorer, pool, LocalStore(tmp_path / "s"), None, settings)
+        comfy.misbehave(step_delay=0.05)
+        stopping: list[asyncio.Task] = []
+
+        def on_progress(update: ProgressUpdate) -> None:
+            if update.attempt == 2 and update.stage == "sampling" and not stopping:
+                stopping.append(asyncio.create_task(comfy.stop()))  # ComfyUI dies mid-render
+
+        try:
+            result = await orch.generate(request(max_attempts=3), on_progress=on_progress)
+        finally:
+            await pool.close()
+    assert stopping and result.status == "best_effort" and result.best_attempt == 1
+    assert result.error and "ComfyUI server became unreachable during attempt 2" in result.error
+    assert "best image (attempt 1)" in result.error
