@@ -103,6 +103,12 @@ def _package_versions() -> dict[str, str]:
     return out
 
 
+def _load_calibration() -> CalibrationModel:
+    from quality.calibration import load_default
+
+    return load_default()
+
+
 class Scorer:
     """Scores images; holds the loaded backends. Thread-safe: ``score`` may be called from several threads."""
 
@@ -142,6 +148,11 @@ class Scorer:
         if self._loaded:
             return
         started = time.perf_counter()
+        # the calibration model's file (tens of MB, deflated) is read and inflated in a worker thread while the
+        # backends import and load here: zlib and hashlib release the GIL, so the two overlap
+        calibration: Future[CalibrationModel] | None = None
+        if self.settings.calibration and self._calibration is None:
+            calibration = self._pool.submit(_load_calibration)
         ctx = LoadContext(weights=self.weights, device=self.device, options=self._options)
         wanted: dict[str, list[str]] = {}
         for name in self._enabled:
@@ -185,11 +196,9 @@ class Scorer:
         for name in METRICS:
             if name not in self._enabled:
                 self._unavailable[name] = "disabled by settings (COMFY_QUALITY_METRICS)"
-        if self.settings.calibration and self._calibration is None:
+        if calibration is not None:
             try:
-                from quality.calibration import load_default
-
-                self._calibration = load_default()
+                self._calibration = calibration.result()
             except QualityError as exc:
                 self._calibration_error = str(exc)
                 log.warning("calibration unavailable, using the spec-table mapping: %s", exc)
