@@ -1,6 +1,6 @@
 """Cold start: whole-process time to a first score, against a plain pyiqa one-shot script run in the same bench.
 
-    .venv/bin/python bench/startup.py [--runs 5] [--image examples/sample.jpg] [--tree PATH] [--only cli,mcp]
+    .venv/bin/python bench/startup.py [--runs 5] [--image examples/sample.jpg] [--before PATH] [--only cli,mcp]
 
 Every case is a fresh process (nothing warm but the OS file cache), run ``--runs`` times in alternation so the
 noise of a shared machine spreads over all of them; the table shows the median and the spread (min–max). The
@@ -21,8 +21,9 @@ Cases:
 After the table: which heavy packages each case's process imported (``-X importtime``, one extra run of each,
 not timed), so a regression in laziness is visible next to the figure it costs.
 
-``--tree PATH`` runs the project's cases against another checkout (e.g. ``git worktree add /tmp/before main``)
-to compare before/after in one table: its ``quality``/``mcp_server`` packages shadow this one's.
+``--before PATH`` also runs the project's cases against another checkout (e.g. ``git worktree add /tmp/before
+main``), interleaved with this one's, to compare before/after in one table: its packages shadow this one's
+(``PYTHONPATH`` and the working directory point at it).
 """
 
 from __future__ import annotations
@@ -175,72 +176,83 @@ def heavy_imports(stderr: str) -> list[str]:
     return sorted(found)
 
 
+PROJECT_CASES = ("cli", "cli-json", "mcp")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--image", type=Path, default=REPO / "examples" / "sample.jpg")
-    parser.add_argument("--tree", type=Path, help="run the project's cases against this checkout instead")
+    parser.add_argument("--before", type=Path, help="also run the project's cases against this checkout (interleaved)")
     parser.add_argument("--only", default="floor,pyiqa,cli,cli-json,mcp", help="comma-separated cases")
     parser.add_argument("--no-imports", action="store_true", help="skip the import listing")
     args = parser.parse_args()
     python = sys.executable
     image = args.image.resolve()
-    tree = args.tree.resolve() if args.tree else None
-    cwd = tree or REPO
-    data = cwd / "quality" / "data"
-    cases = [c.strip() for c in args.only.split(",") if c.strip()]
+    data = REPO / "quality" / "data"
+    wanted = [c.strip() for c in args.only.split(",") if c.strip()]
+    trees: dict[str, Path | None] = {"": None}
+    if args.before:
+        trees[" (before)"] = args.before.resolve()
 
     with tempfile.TemporaryDirectory(prefix="startup-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        env = base_env(tmp, tree)
         pyiqa_weights = [str(data / "brisque_svm_weights.pth"), str(data / "niqe_modelparameters.mat")]
-        commands: dict[str, list[str]] = {
+        plain: dict[str, list[str]] = {
             "floor": [python, "-c", FLOOR_SCRIPT],
             "pyiqa": [python, "-c", PYIQA_SCRIPT, str(image), *pyiqa_weights],
             "cli": [python, "-m", "quality", str(image), PROMPT, "--offline"],
             "cli-json": [python, "-m", "quality", str(image), PROMPT, "--offline", "--json"],
         }
+        # case label → (kind, env, cwd)
+        cases: dict[str, tuple[str, dict[str, str], Path]] = {}
+        for kind in wanted:
+            for suffix, tree in trees.items():
+                if suffix and kind not in PROJECT_CASES:
+                    continue
+                cases[kind + suffix] = (kind, base_env(tmp, tree), tree or REPO)
 
-        def once(case: str) -> dict[str, float]:
-            if case == "mcp":
-                return run_mcp(python, env, cwd, image)
-            return run_plain(commands[case], env, cwd)
+        def once(label: str, env: dict[str, str] | None = None, log: list[str] | None = None) -> dict[str, float]:
+            kind, case_env, cwd = cases[label]
+            if kind == "mcp":
+                return run_mcp(python, env or case_env, cwd, image, log)
+            return run_plain(plain[kind], env or case_env, cwd)
 
-        for case in cases:  # warm the OS file cache and byte-compile once, untimed
-            once(case)
+        for label in cases:  # warm the OS file cache and byte-compile once, untimed
+            once(label)
         samples: dict[str, list[dict[str, float]]] = {c: [] for c in cases}
         for _ in range(args.runs):
-            for case in cases:
-                samples[case].append(once(case))
+            for label in cases:
+                samples[label].append(once(label))
 
-        print(f"cold start, median of {args.runs} whole-process runs ({image.name}, no deep-model weights, "
-              f"tree {cwd}; load average {os.getloadavg()[0]:.2f})\n")  # fmt: skip
+        print(f"cold start, median of {args.runs} whole-process runs ({image.name}, no deep-model weights; "
+              f"load average at the end {os.getloadavg()[0]:.2f})\n")  # fmt: skip
         base = statistics.median(s["total"] for s in samples["pyiqa"]) if "pyiqa" in samples else None
-        print(f"{'case':<10} {'median s':>9} {'min–max s':>13} {'vs pyiqa':>9} {'target':>7}  details")
-        for case in cases:
-            totals = [s["total"] for s in samples[case]]
+        print(f"{'case':<19} {'median s':>9} {'min–max s':>13} {'vs pyiqa':>9} {'target':>7}  details")
+        for label, (kind, _, _) in cases.items():
+            totals = [s["total"] for s in samples[label]]
             med = statistics.median(totals)
             ratio = f"{med / base:.2f}×" if base else "-"
-            target = f"≤{TARGETS[case]:.1f}" if case in TARGETS else ""
+            target = f"≤{TARGETS[kind]:.1f}" if kind in TARGETS else ""
             extra = ""
-            if case == "mcp":
+            if kind == "mcp":
                 keys = ("initialize", "tools/list")
-                firsts = [f"{k} {statistics.median(s[k] for s in samples[case]):.2f} s" for k in keys]
-                extra = ", ".join(firsts) + ": answered; total = first score_image result"
-            print(f"{case:<10} {med:9.2f} {min(totals):6.2f}–{max(totals):<6.2f} {ratio:>9} {target:>7}  {extra}")
+                firsts = [f"{k} {statistics.median(s[k] for s in samples[label]):.2f} s" for k in keys]
+                extra = ", ".join(firsts) + " (total: first score_image result)"
+            print(f"{label:<19} {med:9.2f} {min(totals):6.2f}–{max(totals):<6.2f} {ratio:>9} {target:>7}  {extra}")
 
         if not args.no_imports:
             print("\nheavy packages imported by each case's process (one -X importtime run):")
-            traced = dict(env, PYTHONPROFILEIMPORTTIME="1")
-            for case in cases:
-                if case == "mcp":
+            for label, (kind, env, cwd) in cases.items():
+                traced = dict(env, PYTHONPROFILEIMPORTTIME="1")
+                if kind == "mcp":
                     lines: list[str] = []
-                    run_mcp(python, traced, cwd, image, lines)
+                    once(label, traced, lines)
                     stderr = "".join(lines)
                 else:
-                    stderr = subprocess.run(commands[case], env=traced, cwd=cwd, capture_output=True, text=True,
+                    stderr = subprocess.run(plain[kind], env=traced, cwd=cwd, capture_output=True, text=True,
                                             timeout=300).stderr  # fmt: skip
-                print(f"  {case:<10} {', '.join(heavy_imports(stderr)) or '(none)'}")
+                print(f"  {label:<19} {', '.join(heavy_imports(stderr)) or '(none)'}")
     return 0
 
 
