@@ -90,3 +90,29 @@ sys.stderr.write("\\n" + json.dumps({{
     assert "nima_mean" in result["ran"]  # type: ignore[operator]
     assert {"torch", "timm"} <= set(result["after"])  # type: ignore[arg-type]
     assert "open_clip" not in result["after"] and "pyiqa" not in result["after"]  # type: ignore[operator]
+
+
+def test_the_weights_check_before_import_follows_the_backends_weights_options(tmp_path, tiny_weights, fresh_models):
+    """A backend option naming another weights entry (``nima.weights``) is what the scorer checks before
+    importing the backend: the default entry is absent, the named one present, and NIMA runs."""
+    from dataclasses import replace
+
+    from quality.scorer import WEIGHT_OPTIONS, Scorer
+    from quality.settings import QualitySettings
+    from quality.weights import WEIGHT_FILES, WeightsStore
+
+    entry = tiny_weights.registry["nima_inception_resnet_v2_ava"]
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    shutil.copy(tiny_weights.dir / entry.filename, folder / "my-nima.pth")
+    registry = dict(WEIGHT_FILES)
+    registry["my_nima"] = replace(entry, name="my_nima", filename="my-nima.pth")
+    store = WeightsStore(folder, offline=True, registry=registry)
+    settings = QualitySettings(device="cpu", metrics=["nima_mean", "edge_density"])
+    options = {"nima.arch": "resnet18", WEIGHT_OPTIONS["nima_inception_resnet_v2_ava"]: "my_nima"}
+    report = Scorer(settings, weights=store, options=options).score(IMAGE)
+    assert report.metrics["nima_mean"].status == "ok", report.metrics["nima_mean"].reason
+
+    missing = Scorer(settings, weights=store, options={"nima.weights": "no_such_entry"}).score(IMAGE)
+    assert missing.metrics["nima_mean"].status == "unavailable"
+    assert "no_such_entry" in (missing.metrics["nima_mean"].reason or "")
