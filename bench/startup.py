@@ -7,6 +7,9 @@ noise of a shared machine spreads over all of them; the table shows the median a
 deep-model weights folder is an empty temporary folder and downloads are off, so the scored path is the one a
 new user gets before ``weights prefetch``: BRISQUE, NIQE, edge density and the calibration model.
 
+Wall time is what a user waits; on a busy machine it inflates with the load, so the table also shows each
+process's CPU time (user + system, from ``getrusage``), which does not, and both as ratios to the pyiqa script.
+
 Cases:
 
 * ``floor``    ``python -c "import numpy, cv2, PIL.Image"``: the interpreter plus the libraries any scorer of
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -78,13 +82,19 @@ def base_env(tmp: Path, tree: Path | None) -> dict[str, str]:
     return env
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of the bench's finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_plain(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, float]:
-    t0 = time.perf_counter()
+    c0, t0 = children_cpu(), time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return {"total": wall}
+    return {"total": wall, "cpu": children_cpu() - c0}
 
 
 class StdioClient:
@@ -135,7 +145,7 @@ def run_mcp(python: str, env: dict[str, str], cwd: Path, image: Path, log: list[
     """Times of the answers to initialize, tools/list and the first score_image, since process start (the
     process's stderr is appended to ``log``)."""
     env = dict(env, COMFY_QUALITY_MCP_ROOTS=str(image.parent), PYTHONUNBUFFERED="1")
-    t0 = time.perf_counter()
+    c0, t0 = children_cpu(), time.perf_counter()
     proc = subprocess.Popen([python, "-m", "mcp_server"], env=env, cwd=cwd, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     client = StdioClient(proc)
@@ -162,7 +172,8 @@ def run_mcp(python: str, env: dict[str, str], cwd: Path, image: Path, log: list[
         client.drainer.join(timeout=10)
         if log is not None:
             log.extend(client.stderr)
-    return {"initialize": t_init - t0, "tools/list": t_list - t0, "total": t_score - t0}
+    # cpu: the whole server process, start to exit (its shutdown after the answer is short)
+    return {"initialize": t_init - t0, "tools/list": t_list - t0, "total": t_score - t0, "cpu": children_cpu() - c0}
 
 
 def heavy_imports(stderr: str) -> list[str]:
@@ -228,7 +239,9 @@ def main() -> int:
         print(f"cold start, median of {args.runs} whole-process runs ({image.name}, no deep-model weights; "
               f"load average at the end {os.getloadavg()[0]:.2f})\n")  # fmt: skip
         base = statistics.median(s["total"] for s in samples["pyiqa"]) if "pyiqa" in samples else None
-        print(f"{'case':<19} {'median s':>9} {'min–max s':>13} {'vs pyiqa':>9} {'target':>7}  details")
+        cpu_base = statistics.median(s["cpu"] for s in samples["pyiqa"]) if "pyiqa" in samples else None
+        print(f"{'case':<19} {'median s':>9} {'min–max s':>13} {'vs pyiqa':>9} {'target':>7} {'cpu s':>6} "
+              f"{'vs pyiqa':>9}  details")  # fmt: skip
         for label, (kind, _, _) in cases.items():
             totals = [s["total"] for s in samples[label]]
             med = statistics.median(totals)
@@ -239,7 +252,10 @@ def main() -> int:
                 keys = ("initialize", "tools/list")
                 firsts = [f"{k} {statistics.median(s[k] for s in samples[label]):.2f} s" for k in keys]
                 extra = ", ".join(firsts) + " (total: first score_image result)"
-            print(f"{label:<19} {med:9.2f} {min(totals):6.2f}–{max(totals):<6.2f} {ratio:>9} {target:>7}  {extra}")
+            cpu = statistics.median(s["cpu"] for s in samples[label])
+            cpu_ratio = f"{cpu / cpu_base:.2f}×" if cpu_base else "-"
+            print(f"{label:<19} {med:9.2f} {min(totals):6.2f}–{max(totals):<6.2f} {ratio:>9} {target:>7} {cpu:6.2f} "
+                  f"{cpu_ratio:>9}  {extra}")  # fmt: skip
 
         if not args.no_imports:
             print("\nheavy packages imported by each case's process (one -X importtime run):")
