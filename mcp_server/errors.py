@@ -11,6 +11,7 @@ generic failure (no internals, no secrets).
     │   │   └── SourceRefusedError the source is not allowed: outside the roots, host not allowed, private address
     │   └── UnknownJobError        no job with that id (never existed, or expired)
     ├── ServerBusyError            the bounded queue is full: retry later
+    │   └── ModelsLoadingError     the scoring models are still loading past the wait cap: retry in N s
     ├── NotConfiguredError         the server has no generator / object store / index configured
     ├── ScoringError               the image was read but could not be scored (decode, size, scorer unavailable)
     ├── ServiceError               a component the server relies on failed (generation index, object store)
@@ -47,6 +48,14 @@ class UnknownJobError(InvalidInputError):
 
 class ServerBusyError(McpServerError):
     """Too many requests are running or queued; the caller should retry later."""
+
+
+class ModelsLoadingError(ServerBusyError):
+    """The scoring models are still loading and the call's wait cap is spent; ``retry_after`` says when to retry."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NotConfiguredError(McpServerError):

@@ -11,15 +11,22 @@ names a function ``(McpSettings) -> Components`` or ``(McpSettings) -> AsyncCont
 Lifetime: :func:`open_app_state` is entered once per process (by ``python -m mcp_server`` around the transport,
 or by the SDK lifespan for an in-memory server), so models load once and every connection (stdio, each SSE
 stream, each streamable-HTTP session) shares them, the job table and the concurrency limits. Model loading starts
-at once in a worker thread, so the server answers ``initialize`` and ``tools/list`` immediately; the first
-``score_image`` waits for the models.
+at once in a worker thread (with the built-in wiring: before the store, index and orchestrator are built, so it
+overlaps with their imports), and the server answers ``initialize`` and ``tools/list`` immediately. A
+``score_image`` that arrives while the models load waits for them at most the server's wait cap
+(``max_wait_seconds``, counted from the call's start); past it, it gets :class:`~mcp_server.errors.ModelsLoadingError`
+("the scoring models are still loading; retry in N s") instead of running into the host's tool-call timeout.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import math
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import cast
@@ -27,7 +34,7 @@ from typing import cast
 import anyio
 from anyio.abc import TaskGroup
 
-from mcp_server.errors import ConfigError, ScoringError
+from mcp_server.errors import ConfigError, ModelsLoadingError, ScoringError
 from mcp_server.generation_args import WorkflowResolver
 from mcp_server.jobs import JobManager
 from mcp_server.limits import Gate
@@ -70,11 +77,12 @@ async def build_components(settings: McpSettings) -> AsyncIterator[Components]:
 
     quality_settings = QualitySettings()
 
-    def scorer_factory() -> ImageScorer:
+    def build_scorer() -> ImageScorer:
         from quality.scorer import Scorer
 
         return Scorer(quality_settings)
 
+    scorer_factory = start_now(build_scorer)
     from mcp_server.wiring import default_components
 
     async with default_components(scorer_factory) as parts:
@@ -106,16 +114,35 @@ async def _custom_components(settings: McpSettings) -> AsyncIterator[Components]
         raise ConfigError(f"{target} returned {type(made).__name__}, not Components or an async context manager")
 
 
-class ScorerHandle:
-    """The scorer, loading in a worker thread from start-up; :meth:`get` waits for it."""
+def start_now(factory: Callable[[], ImageScorer]) -> Callable[[], ImageScorer]:
+    """Run ``factory`` in a daemon thread from now on; the returned factory waits for (and returns, to every
+    caller, the same) result. The built-in wiring starts the scorer this way before the slower imports of the
+    store, index and orchestrator, so the models load while they do."""
+    future: Future[ImageScorer] = Future()
 
-    def __init__(self, factory: Callable[[], ImageScorer]) -> None:
+    def work() -> None:
+        try:
+            future.set_result(factory())
+        except BaseException as exc:  # delivered to whoever waits for the scorer
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name="load scoring models", daemon=True).start()
+    return future.result
+
+
+class ScorerHandle:
+    """The scorer, loading in a worker thread from start-up; :meth:`get` waits for it, at most ``wait_seconds``."""
+
+    def __init__(self, factory: Callable[[], ImageScorer], *, wait_seconds: float = 25.0) -> None:
         self._factory = factory
+        self._wait_seconds = wait_seconds
         self._ready = anyio.Event()
         self._scorer: ImageScorer | None = None
         self._error: str | None = None
+        self._started = time.monotonic()
 
     def start(self, tg: TaskGroup) -> None:
+        self._started = time.monotonic()
         tg.start_soon(self._load, name="load scoring models")
 
     async def _load(self) -> None:
@@ -132,8 +159,25 @@ class ScorerHandle:
     def ready(self) -> bool:
         return self._ready.is_set()
 
-    async def get(self) -> ImageScorer:
-        await self._ready.wait()
+    def retry_after(self) -> int:
+        """Seconds a caller turned away while the models load should wait before retrying: half the loading
+        time so far (a load that has run long is likely to run a while longer), 2–30 s."""
+        return min(30, max(2, math.ceil((time.monotonic() - self._started) / 2)))
+
+    async def get(self, wait_seconds: float | None = None) -> ImageScorer:
+        """The loaded scorer. While the models load, waits at most ``wait_seconds`` (default: the handle's cap),
+        then raises :class:`ModelsLoadingError` with a retry hint."""
+        if not self._ready.is_set():
+            cap = self._wait_seconds if wait_seconds is None else max(0.0, min(wait_seconds, self._wait_seconds))
+            with anyio.move_on_after(cap):
+                await self._ready.wait()
+            if not self._ready.is_set():
+                loading = time.monotonic() - self._started
+                retry = self.retry_after()
+                raise ModelsLoadingError(
+                    f"the scoring models are loading ({loading:.0f} s so far); retry in {retry} s",
+                    retry_after=retry,
+                )
         if self._scorer is None:
             raise ScoringError(f"the scorer could not be loaded on this server ({self._error}); see its log")
         return self._scorer
@@ -183,7 +227,7 @@ async def open_app_state(settings: McpSettings, components: Components | None = 
         s3_buckets=list(settings.s3_buckets) or None,
         allow_hardlinks=settings.allow_hardlinks,
     )
-    scorer = ScorerHandle(components.scorer_factory)
+    scorer = ScorerHandle(components.scorer_factory, wait_seconds=settings.max_wait_seconds)
     generation_gate = Gate("generations", running=settings.generation_concurrency, queued=settings.generation_queue)
     jobs = JobManager(
         components.generator,

@@ -144,7 +144,7 @@ async def score_image(
         fetched = anyio.current_time() - t0
         if not state.scorer.ready:
             await progress.send(0.5, "waiting for the scoring models to load", total=3)
-        scorer = await state.scorer.get()
+        scorer = await state.scorer.get(state.settings.max_wait_seconds - (anyio.current_time() - started))
         await progress.send(1, "scoring", total=3)
         t1 = anyio.current_time()
         try:

@@ -4,7 +4,7 @@ and a grade.
     from quality import Scorer
     report = Scorer().score("image.png", "a prompt")
 
-Importing this package is cheap: the scorer (and torch) load on first use of ``Scorer``.
+Importing this package is cheap: the scorer loads on first use of ``Scorer``, and torch only with deep-model weights.
 """
 
 from __future__ import annotations

@@ -15,12 +15,14 @@ composite, which then says its coverage; nothing is ever filled in with a made-u
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import platform
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, cast
 
@@ -63,6 +65,16 @@ BACKENDS: dict[str, str] = {
     "topiq": "quality.backends.topiq:TopiqBackend",
 }
 
+#: weights entry → the backend option that may name another entry instead (see each backend's docstring); the
+#: scorer resolves a metric's weights *before* importing its backend, so a metric without weights costs no import
+#: of torch, open_clip, timm or pyiqa
+WEIGHT_OPTIONS: dict[str, str] = {
+    "clip_vit_l14": "clip.weights",
+    "laion_aesthetic_head": "clip.head",
+    "nima_inception_resnet_v2_ava": "nima.weights",
+    "topiq_nr_koniq_res50": "topiq.weights",
+}
+
 #: luma standard deviation (8-bit units) below which an image counts as one flat colour
 FLAT_STD = 1.0
 
@@ -80,7 +92,10 @@ def _import_backend(path: str) -> type[Backend]:
     return cls
 
 
+@functools.cache
 def _package_versions() -> dict[str, str]:
+    """Versions recorded in every report, read once per process from the installed distributions' metadata
+    (importlib.metadata: nothing is imported to learn a version)."""
     out = {"python": platform.python_version()}
     for dist in ("comfy-quality", "torch", "open_clip_torch", "pyiqa", "timm", "numpy", "opencv-python-headless"):
         try:
@@ -88,6 +103,12 @@ def _package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def _load_calibration() -> CalibrationModel:
+    from quality.calibration import load_default
+
+    return load_default()
 
 
 class Scorer:
@@ -105,7 +126,10 @@ class Scorer:
     ) -> None:
         self.settings = settings or QualitySettings()
         self.weights = weights or WeightsStore(self.settings.weights_dir, offline=self.settings.offline)
-        self.device = resolve_device(self.settings.device)
+        # "auto" is resolved (which imports torch) only when a backend that uses torch is about to load: a scorer
+        # whose deep-model weights are absent never imports torch, and its metrics all run on the CPU
+        self._auto_device = self.settings.device == "auto"
+        self.device = "cpu" if self._auto_device else resolve_device(self.settings.device)
         self._backend_paths = dict(BACKENDS if backends is None else backends)
         self._options = dict(options or {})
         self._enabled = self.settings.enabled_metrics()
@@ -126,6 +150,11 @@ class Scorer:
         if self._loaded:
             return
         started = time.perf_counter()
+        # the calibration model's file (tens of MB, deflated) is read and inflated in a worker thread while the
+        # backends import and load here: zlib and hashlib release the GIL, so the two overlap
+        calibration: Future[CalibrationModel] | None = None
+        if self.settings.calibration and self._calibration is None:
+            calibration = self._pool.submit(_load_calibration)
         ctx = LoadContext(weights=self.weights, device=self.device, options=self._options)
         wanted: dict[str, list[str]] = {}
         for name in self._enabled:
@@ -136,8 +165,18 @@ class Scorer:
                 for m in metric_names:
                     self._unavailable[m] = f"no backend {backend_name!r} is configured"
                 continue
+            if isinstance(target, str):
+                missing = {m: reason for m in metric_names if (reason := self._missing_weights(m)) is not None}
+                if len(missing) == len(metric_names):  # nothing this backend computes could run: don't import it
+                    self._unavailable.update(missing)
+                    log.warning("metrics %s unavailable: %s", ", ".join(metric_names), next(iter(missing.values())))
+                    continue
             try:
                 cls = _import_backend(target) if isinstance(target, str) else target
+                if self._auto_device and getattr(cls, "uses_torch", True):
+                    self.device = resolve_device("auto")
+                    self._auto_device = False
+                    ctx = replace(ctx, device=self.device)
                 backend = load_backend(cls, ctx)
             except WeightsError as exc:
                 for m in metric_names:
@@ -150,6 +189,8 @@ class Scorer:
                 log.warning("backend %s cannot be imported: %s", backend_name, exc)
                 continue
             self._backends[backend_name] = backend
+            if isinstance(target, str):
+                self._unavailable.update(missing)
             for m in metric_names:
                 if m in backend.unavailable:
                     self._unavailable[m] = backend.unavailable[m]
@@ -157,16 +198,25 @@ class Scorer:
         for name in METRICS:
             if name not in self._enabled:
                 self._unavailable[name] = "disabled by settings (COMFY_QUALITY_METRICS)"
-        if self.settings.calibration and self._calibration is None:
+        if calibration is not None:
             try:
-                from quality.calibration import load_default
-
-                self._calibration = load_default()
+                self._calibration = calibration.result()
             except QualityError as exc:
                 self._calibration_error = str(exc)
                 log.warning("calibration unavailable, using the spec-table mapping: %s", exc)
         self._loaded = True
         self.load_seconds = time.perf_counter() - started
+
+    def _missing_weights(self, metric: str) -> str | None:
+        """Why ``metric`` cannot run for want of a weights file (None: every file it needs is here or was fetched).
+        The weights store downloads a missing file unless offline, exactly as the backend's own lookup would."""
+        for entry in METRICS[metric].weights_files:
+            name = str(self._options.get(WEIGHT_OPTIONS.get(entry, ""), entry))
+            try:
+                self.weights.path(name)
+            except WeightsError as exc:
+                return str(exc)
+        return None
 
     @property
     def availability(self) -> dict[str, str | None]:

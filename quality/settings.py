@@ -90,7 +90,10 @@ class QualitySettings(BaseSettings):
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` → the best available torch device; anything else is checked and returned."""
+    """``auto`` → the best available torch device; anything else is checked and returned. Only ``auto`` and
+    ``cuda…`` import torch (to ask it); ``cpu`` and ``mps`` cost nothing."""
+    if device in ("cpu", "mps"):
+        return device
     import torch
 
     if device == "auto":

@@ -14,6 +14,8 @@ The public API::
 See storage/README.md for the settings and the layout.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from storage.errors import (
     InvalidKeyError,
     InvalidObjectURLError,
@@ -57,9 +59,11 @@ from storage.metadata import (
     metadata_json_schema,
     new_generation_id,
 )
-from storage.s3 import S3Store
 from storage.settings import StorageSettings
 from storage.store import AttemptImage, FlushReport, Store, StoredObject, StoreHealth, open_store
+
+if TYPE_CHECKING:
+    from storage.s3 import S3Store
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -111,3 +115,13 @@ __all__ = [
     "parse_object_url",
     "rebuild_index",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # the S3 store (and the minio client library under it) is imported only when asked for: a local store, the
+    # default, never loads it
+    if name == "S3Store":
+        from storage.s3 import S3Store
+
+        return S3Store
+    raise AttributeError(f"module 'storage' has no attribute {name!r}")

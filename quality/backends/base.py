@@ -31,6 +31,9 @@ class Backend(ABC):
     metrics: tuple[str, ...] = ()
     #: metrics that need a prompt (they are skipped, "not applicable", when there is none)
     prompt_metrics: tuple[str, ...] = ()
+    #: False for numpy/OpenCV backends: the scorer then loads them without resolving ``device="auto"`` (which
+    #: imports torch to ask for CUDA)
+    uses_torch: bool = True
 
     def __init__(self) -> None:
         #: metrics this backend cannot produce although it loaded (e.g. CLIP loaded, aesthetic head absent),

@@ -45,6 +45,7 @@ def edge_density(rgb: np.ndarray) -> float:
 class EdgeBackend(Backend):
     name = "edges"
     metrics = ("edge_density",)
+    uses_torch = False
 
     def load(self, ctx: LoadContext) -> None:
         import cv2  # noqa: F401  (fail at load time, not per image, if OpenCV is missing)

@@ -372,6 +372,7 @@ class NSSBackend(Backend):
 
     name = "nss"
     metrics = ("brisque", "niqe")
+    uses_torch = False
 
     def __init__(self) -> None:
         super().__init__()
