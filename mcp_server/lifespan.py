@@ -22,13 +22,14 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import anyio
 from anyio.abc import TaskGroup
 
 from mcp_server.errors import ConfigError, ScoringError
 from mcp_server.jobs import JobManager
+from mcp_server.jobs_api import JobBackend
 from mcp_server.limits import Gate
 from mcp_server.netguard import UrlPolicy
 from mcp_server.protocols import GenerationIndex, Generator, ImageScorer, ObjectStore
@@ -150,9 +151,31 @@ class AppState:
     scorer: ScorerHandle
     sources: ImageSources
     score_gate: Gate
-    jobs: JobManager
+    jobs: JobBackend
+    """In-process (default) or Redis (``COMFY_QUALITY_JOBS_URL``): see :mod:`mcp_server.jobs_api`."""
     store: ObjectStore | None
     index: GenerationIndex | None
+
+
+def _job_backend(settings: McpSettings, components: Components) -> Any:
+    """The Redis backend when ``COMFY_QUALITY_JOBS_URL`` is set, else the in-process one (the default)."""
+    from jobqueue.settings import JobsSettings
+
+    try:
+        jobs_settings = JobsSettings()
+    except ValueError as exc:
+        raise ConfigError(f"job queue settings: {exc}") from exc
+    if jobs_settings.enabled:
+        from mcp_server.jobs_redis import RedisJobBackend
+
+        return RedisJobBackend(jobs_settings, retention_seconds=settings.job_retention_seconds)
+    generation_gate = Gate("generations", running=settings.generation_concurrency, queued=settings.generation_queue)
+    return JobManager(
+        components.generator,
+        generation_gate,
+        retention_seconds=settings.job_retention_seconds,
+        max_kept=settings.max_jobs_kept,
+    )
 
 
 @asynccontextmanager
@@ -178,13 +201,7 @@ async def open_app_state(settings: McpSettings, components: Components | None = 
         file_max_bytes=components.max_image_bytes,
     )
     scorer = ScorerHandle(components.scorer_factory)
-    generation_gate = Gate("generations", running=settings.generation_concurrency, queued=settings.generation_queue)
-    jobs = JobManager(
-        components.generator,
-        generation_gate,
-        retention_seconds=settings.job_retention_seconds,
-        max_kept=settings.max_jobs_kept,
-    )
+    jobs = _job_backend(settings, components)
     async with anyio.create_task_group() as tg, jobs:
         scorer.start(tg)
         try:

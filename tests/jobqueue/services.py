@@ -1,0 +1,215 @@
+"""Real services for the distributed-jobs tests, each a subprocess on 127.0.0.1 with free ports:
+``redis-server`` (Debian's package), fake ComfyUI servers, ``comfy-quality-worker`` processes and MCP server
+replicas over streamable HTTP."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.mcp_server.procs import http_server
+from tests.storage.seaweed import free_ports
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def redis_binary() -> str | None:
+    return shutil.which("redis-server")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+
+
+class RedisServer:
+    """``redis-server`` on a free port; its data (append-only file) survives :meth:`stop` / :meth:`start`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        binary = redis_binary()
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.binary = binary
+        self.data_dir = data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_ports(1)[0]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def ping(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+             "--appendfsync", "always", "--dir", str(self.data_dir), "--daemonize", "no", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        if not wait_until(self.ping, timeout):
+            raise RuntimeError(f"redis-server did not answer on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(15)
+        self.proc = None
+
+
+@dataclass
+class Proc:
+    proc: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    url: str = ""
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all (what a crash or the OOM killer does)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(15)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(15)
+
+    def log(self) -> str:
+        return "".join(self.lines[-60:])
+
+
+def _start(cmd: list[str], env: dict[str, str], ready: Callable[[str], str | None], timeout: float,
+           what: str, stream: str = "stderr") -> Proc:  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if stream == "stdout" else subprocess.DEVNULL,
+        stderr=subprocess.PIPE if stream == "stderr" else subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    found: queue.Queue[str] = queue.Queue()
+    p = Proc(proc)
+
+    def drain() -> None:
+        pipe = proc.stderr if stream == "stderr" else proc.stdout
+        assert pipe is not None
+        for line in pipe:
+            p.lines.append(line)
+            value = ready(line)
+            if value is not None:
+                found.put(value)
+        found.put("")
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        value = found.get(timeout=timeout)
+    except queue.Empty:
+        value = ""
+    if not value:
+        p.stop()
+        raise AssertionError(f"{what} did not start:\n{p.log()}")
+    p.url = value
+    return p
+
+
+@contextmanager
+def fake_comfyui(step_delay: float = 0.0) -> Iterator[Proc]:
+    """A fake ComfyUI server subprocess (``step_delay`` seconds per sampler step)."""
+    cmd = [sys.executable, "-m", "tests.fakes.comfyui_server", "--port", "0", "--step-delay", str(step_delay)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def ready(line: str) -> str | None:
+        return line.strip().rsplit(" ", 1)[-1] if "listening on" in line else None
+
+    p = _start(cmd, env, ready, 60, "fake ComfyUI", stream="stdout")
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def shared_env(tmp_path: Path, redis_url: str, **extra: str) -> dict[str, str]:
+    """Settings every process of one test deployment shares (one local store and index on this machine)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMFY_QUALITY_")}
+    env.update({
+        "COMFY_QUALITY_OFFLINE": "1",
+        "COMFY_QUALITY_DEVICE": "cpu",
+        "COMFY_QUALITY_WEIGHTS_DIR": str(tmp_path / "no-weights"),
+        "COMFY_QUALITY_STORAGE_BACKEND": "local",
+        "COMFY_QUALITY_STORAGE_LOCAL_ROOT": str(tmp_path / "store"),
+        "COMFY_QUALITY_STORAGE_INDEX_PATH": str(tmp_path / "index.sqlite3"),
+        "COMFY_QUALITY_STORAGE_SPOOL_DIR": str(tmp_path / "spool"),
+        "COMFY_QUALITY_JOBS_URL": redis_url,
+        "COMFY_QUALITY_JOBS_NAME": "cqtest",
+        "COMFY_QUALITY_JOBS_REDELIVERY_SECONDS": "2",
+        "PYTHONPATH": str(REPO),
+        "PYTHONUNBUFFERED": "1",
+    })  # fmt: skip
+    env.update(extra)
+    return env
+
+
+def start_worker(tmp_path: Path, redis_url: str, comfy_urls: list[str], name: str, **extra: str) -> Proc:
+    env = shared_env(tmp_path, redis_url, COMFY_QUALITY_COMFYUI_URLS=",".join(comfy_urls), **extra)
+    cmd = [sys.executable, "-m", "jobqueue.worker", "--name", name]
+
+    def ready(line: str) -> str | None:
+        return name if f"worker {name} ready" in line else None
+
+    return _start(cmd, env, ready, 180, f"worker {name}")
+
+
+@contextmanager
+def worker(tmp_path: Path, redis_url: str, comfy_urls: list[str], name: str, **extra: str) -> Iterator[Proc]:
+    p = start_worker(tmp_path, redis_url, comfy_urls, name, **extra)
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@contextmanager
+def replica(tmp_path: Path, redis_url: str, **extra: str) -> Iterator[str]:
+    """An MCP server replica (streamable HTTP, the built-in wiring); yields its URL."""
+    env = shared_env(tmp_path, redis_url, COMFY_QUALITY_MCP_COMPONENTS="", **extra)
+    env = {k: v for k, v in env.items() if k.startswith("COMFY_QUALITY_") or k == "PYTHONPATH"}
+    with http_server(tmp_path, "--transport", "http", **env) as server:
+        yield server.url
+
+
+@asynccontextmanager
+async def mcp_client(url: str) -> AsyncIterator[Client]:
+    http = httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=120))
+    async with http, Client(streamable_http_client(url, http_client=http)) as client:
+        yield client
