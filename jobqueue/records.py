@@ -275,7 +275,9 @@ class JobStore:
         await self.redis.hset(self.keys.job(job_id), mapping=fields)  # type: ignore[arg-type]
 
     async def finish(self, record: JobRecord) -> None:
-        pairs = [x for kv in record.to_hash().items() for x in kv]
+        """Write the final state; the counters and the cancel flag are left as Redis has them."""
+        fields = {k: v for k, v in record.to_hash().items() if k not in ("cancel", "deliveries")}
+        pairs = [x for kv in fields.items() for x in kv]
         request_key = self.keys.request(record.request_id) if record.request_id else ""
         await self._finish(
             keys=[self.keys.job(record.id), self.keys.runs(record.id), request_key],

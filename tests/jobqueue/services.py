@@ -213,3 +213,68 @@ async def mcp_client(url: str) -> AsyncIterator[Client]:
     http = httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=120))
     async with http, Client(streamable_http_client(url, http_client=http)) as client:
         yield client
+
+
+def fake_prompts(comfy_url: str) -> list[dict]:
+    """The workflows POSTed to a fake ComfyUI server (``/_fake/requests``)."""
+    import httpx
+
+    requests = httpx.get(f"{comfy_url}/_fake/requests", timeout=10).json()["requests"]
+    return [r["json"]["prompt"] for r in requests if r["method"] == "POST" and r["path"].endswith("/prompt")]
+
+
+def fake_state(comfy_url: str) -> dict:
+    import httpx
+
+    return dict(httpx.get(f"{comfy_url}/_fake/state", timeout=10).json())
+
+
+def sampler_steps(workflow: dict) -> list[int]:
+    return [int(n["inputs"]["steps"]) for n in workflow.values() if "KSampler" in str(n.get("class_type"))]
+
+
+def job_record(redis_url: str, job_id: str, name: str = "cqtest"):  # type: ignore[no-untyped-def]
+    """The job's record as Redis holds it (None when absent)."""
+    import redis
+
+    from jobqueue.records import JobKeys, JobRecord
+
+    raw = redis.Redis.from_url(redis_url, socket_timeout=5).hgetall(JobKeys(name).job(job_id))
+    return JobRecord.from_hash(raw) if raw else None
+
+
+async def poll(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
+    """Await ``predicate()`` (sync or async) until truthy, within an overall timeout."""
+    import inspect
+
+    import anyio
+
+    with anyio.fail_after(timeout):
+        while True:
+            value = predicate()
+            if inspect.isawaitable(value):
+                value = await value
+            if value:
+                return value
+            await anyio.sleep(interval)
+    raise AssertionError(what)  # pragma: no cover
+
+
+@contextmanager
+def workers(tmp_path: Path, redis_url: str, comfy_urls: list[str], names: list[str], **extra: str) -> Iterator[
+    dict[str, Proc]
+]:
+    """Several workers, started in parallel (each loads the scoring models)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        futures = {n: pool.submit(start_worker, tmp_path, redis_url, comfy_urls, n, **extra) for n in names}
+    started: dict[str, Proc] = {}
+    try:
+        for n, f in futures.items():
+            started[n] = f.result()
+        yield started
+    finally:
+        for f in futures.values():
+            if f.exception() is None:
+                f.result().stop()
