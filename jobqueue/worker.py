@@ -31,12 +31,13 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from jobqueue.journal import CapturingStore, JournalComfy, result_from_stored
@@ -51,6 +52,8 @@ log = logging.getLogger("jobqueue.worker")
 
 #: how long a finished job's record write is retried while Redis is away
 FINISH_RETRY_SECONDS = 300.0
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -117,11 +120,11 @@ class WorkerRuntime:
     async def run_generation(self, job_id: str) -> None:
         from refinement.orchestrator import Orchestrator
 
-        status, detail = await self.jobs.claim(job_id, self.name, self.settings.max_deliveries)
+        status, detail = await _patiently(lambda: self.jobs.claim(job_id, self.name, self.settings.max_deliveries))
         if status in ("missing", "final"):
             log.info("job %s: nothing to do (%s %s)", job_id, status, detail)
             return
-        record = await self.jobs.load(job_id)
+        record = await _patiently(lambda: self.jobs.load(job_id))
         if record is None:
             return
         if status in ("cancelled", "exhausted"):
@@ -228,6 +231,20 @@ class WorkerRuntime:
         if self._rescore is None:
             self._rescore = ChunkScorer(self.jobs, self.parts.scorer, self.name)
         await self._rescore.run(run_id, chunk)
+
+
+async def _patiently(operation: Callable[[], Awaitable[T]], attempts: int = 6) -> T:
+    """Run a Redis operation, retrying connection errors with backoff (stale connections after a Redis restart,
+    a short outage): a job must not be dropped because its first Redis command failed."""
+    delay = 0.2
+    for _ in range(attempts - 1):
+        try:
+            return await operation()
+        except (RedisConnectionError, OSError) as exc:
+            log.warning("Redis unavailable (%s); retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    return await operation()
 
 
 def worker_name(settings: JobsSettings) -> str:

@@ -21,12 +21,13 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from jobqueue.queue import open_docket, open_redis
@@ -41,8 +42,10 @@ log = logging.getLogger(__name__)
 
 #: how often a waiting replica re-reads the record besides listening to the events channel
 RECHECK_SECONDS = 3.0
-#: running jobs list_generations shows at most
-ACTIVE_LIMIT = 100
+#: most recent jobs list_generations looks through for running ones
+ACTIVE_LIMIT = 500
+
+T = TypeVar("T")
 
 
 class JobQueueUnavailableError(ServiceError):
@@ -76,6 +79,14 @@ class RedisJobBackend:
         finally:
             await self.redis.aclose()
 
+    async def _twice(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run ``operation``, once more on a connection error: after Redis restarts, pooled connections (ours
+        and docket's) are stale, and the first command on each fails although Redis answers again."""
+        try:
+            return await operation()
+        except (RedisConnectionError, OSError):
+            return await operation()
+
     @asynccontextmanager
     async def _available(self, doing: str) -> AsyncIterator[None]:
         try:
@@ -99,11 +110,11 @@ class RedisJobBackend:
                                 message="queued for a worker"),
         )
         async with self._available("the job was not accepted"):
-            created, job_id = await self.jobs.create(record)
-            if not created:
+            created, job_id = await self._twice(lambda: self.jobs.create(record))
+            if not created and job_id != record.id:
                 return await self._existing(job_id, request, request_id or "")
             try:
-                await self._docket.add(run_generation, key=record.id)(record.id)
+                await self._twice(lambda: self._docket.add(run_generation, key=record.id)(record.id))
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     try:
@@ -130,7 +141,7 @@ class RedisJobBackend:
     async def job(self, job_id: str) -> JobRecord:
         job_id = job_id.strip()
         async with self._available("the job's state could not be read"):
-            record = await self.jobs.load(job_id)
+            record = await self._twice(lambda: self.jobs.load(job_id))
         if record is None:
             raise UnknownJobError(
                 f"no job {job_id!r}: job ids come from generate_quality and are kept for "
@@ -177,11 +188,11 @@ class RedisJobBackend:
     async def cancel_job(self, job_id: str, *, grace: float = 5.0) -> JobRecord:
         job_id = job_id.strip()
         async with self._available("the job was not cancelled"):
-            outcome = await self.jobs.request_cancel(job_id)
+            outcome = await self._twice(lambda: self.jobs.request_cancel(job_id))
             if outcome == "missing":
                 await self.job(job_id)  # raises UnknownJobError
             if outcome in ("cancelled", "requested"):
-                await self._docket.cancel(job_id)  # removes a queued task, or reaches the worker running it
+                await self._twice(lambda: self._docket.cancel(job_id))  # removes a queued task, or reaches the worker running it
                 if outcome == "cancelled":
                     await self.jobs.publish(job_id, JobEvent(type="state", state="cancelled"))
         await self.wait_job(job_id, grace)
@@ -189,6 +200,6 @@ class RedisJobBackend:
 
     async def active_jobs(self) -> list[JobRecord]:
         async with self._available("running jobs could not be listed"):
-            ids = await self.jobs.recent_ids(ACTIVE_LIMIT)
-            records = await self.jobs.load_many(ids)
+            ids = await self._twice(lambda: self.jobs.recent_ids(ACTIVE_LIMIT))
+            records = await self._twice(lambda: self.jobs.load_many(ids))
         return [r for r in records if not r.is_done]
