@@ -192,7 +192,8 @@ class RedisJobBackend:
             if outcome == "missing":
                 await self.job(job_id)  # raises UnknownJobError
             if outcome in ("cancelled", "requested"):
-                await self._twice(lambda: self._docket.cancel(job_id))  # removes a queued task, or reaches the worker running it
+                # removes a queued task, or reaches the worker running it
+                await self._twice(lambda: self._docket.cancel(job_id))
                 if outcome == "cancelled":
                     await self.jobs.publish(job_id, JobEvent(type="state", state="cancelled"))
         await self.wait_job(job_id, grace)
