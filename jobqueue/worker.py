@@ -151,12 +151,11 @@ class WorkerRuntime:
         store = CapturingStore(self.parts.store)
         orchestrator = Orchestrator(self.parts.scorer, comfy, store, self.parts.index, self.parts.refinement)
 
-        async def on_progress(update: ProgressUpdate) -> None:
-            await self._progress(record, update)
-
+        publisher = _Publisher(self, record)
         try:
-            result = await orchestrator.generate(record.request, on_progress=on_progress)
+            result = await orchestrator.generate(record.request, on_progress=publisher.update)
         except asyncio.CancelledError:
+            await publisher.close()
             await asyncio.shield(self._interrupted(record, store))
             raise
         except Exception as exc:
@@ -164,6 +163,7 @@ class WorkerRuntime:
             record.state, record.error = "failed", f"generation failed: {type(exc).__name__}: {exc}"
         else:
             record.result, record.state, record.error = result, result.status, result.error
+        await publisher.close()
         if comfy.replayed:
             record.notes.append(f"{comfy.replayed} ComfyUI run(s) answered from images stored by an earlier delivery")
         await self._finish(record)
@@ -231,6 +231,34 @@ class WorkerRuntime:
         if self._rescore is None:
             self._rescore = ChunkScorer(self.jobs, self.parts.scorer, self.name)
         await self._rescore.run(run_id, chunk)
+
+
+class _Publisher:
+    """Publishes a job's progress off the job's own path: the orchestrator hands over the latest update and goes
+    on; a background task sends it (coalescing updates that arrive while one is being sent)."""
+
+    def __init__(self, runtime: WorkerRuntime, record: JobRecord) -> None:
+        self.runtime = runtime
+        self.record = record
+        self.latest: ProgressUpdate | None = None
+        self.ready = asyncio.Event()
+        self.task = asyncio.create_task(self._run(), name=f"progress of job {record.id}")
+
+    def update(self, update: ProgressUpdate) -> None:
+        self.latest = update
+        self.record.last = update
+        self.ready.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            if self.latest is not None:
+                await self.runtime._progress(self.record, self.latest)
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
 
 
 async def _patiently(operation: Callable[[], Awaitable[T]], attempts: int = 6) -> T:
