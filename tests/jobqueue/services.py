@@ -201,8 +201,10 @@ def worker(tmp_path: Path, redis_url: str, comfy_urls: list[str], name: str, **e
 
 @contextmanager
 def replica(tmp_path: Path, redis_url: str, **extra: str) -> Iterator[str]:
-    """An MCP server replica (streamable HTTP, the built-in wiring); yields its URL."""
-    env = shared_env(tmp_path, redis_url, COMFY_QUALITY_MCP_COMPONENTS="", **extra)
+    """An MCP server replica (stateless streamable HTTP, the built-in wiring); yields its URL."""
+    env = shared_env(
+        tmp_path, redis_url, COMFY_QUALITY_MCP_COMPONENTS="", COMFY_QUALITY_MCP_STATELESS_HTTP="true", **extra
+    )
     env = {k: v for k, v in env.items() if k.startswith("COMFY_QUALITY_") or k == "PYTHONPATH"}
     with http_server(tmp_path, "--transport", "http", **env) as server:
         yield server.url
