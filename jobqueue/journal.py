@@ -14,6 +14,7 @@ was made (the orchestrator stores it before the cancellation propagates).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -61,6 +62,7 @@ class JournalComfy:
         self.created_at = created_at
         self.replayed = 0
         self.rendered = 0
+        self._pending: list[asyncio.Task[None]] = []
 
     async def pick(self) -> Any:
         return await self.comfy.pick()
@@ -76,8 +78,15 @@ class JournalComfy:
                 return replayed
         run: RunResult = await self.comfy.run(workflow, on_progress=on_progress, timeout=timeout)
         self.rendered += 1
-        await self._record(sha, run)
+        # journaled while the orchestrator scores the images (off the job's path); flush() waits for it
+        self._pending.append(asyncio.create_task(self._record(sha, run), name=f"journal of job {self.job_id}"))
         return run
+
+    async def flush(self) -> None:
+        """Wait for the journal writes still running."""
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _lookup(self, sha: str) -> JournalEntry | None:
         try:
@@ -121,9 +130,6 @@ class JournalComfy:
         except Exception as exc:
             log.warning("job %s: rendered images not journaled (%s); a redelivery would render them again",
                         self.job_id, exc)  # fmt: skip
-
-    async def close(self) -> None:
-        return None
 
 
 class CapturingStore:

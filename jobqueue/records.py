@@ -162,7 +162,10 @@ if n > tonumber(ARGV[3]) then
 end
 redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[1])
 if redis.call('HEXISTS', KEYS[1], 'started') == 0 then redis.call('HSET', KEYS[1], 'started', ARGV[2]) end
-return {'run', tostring(n)}
+local out = {'run', tostring(n)}
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields do out[#out + 1] = fields[i] end
+return out
 """
 )
 
@@ -183,14 +186,16 @@ return 'requested'
 )
 
 FINISH_LUA = """
--- KEYS: job hash, runs hash, request-id key ('' when none)   ARGV: retention seconds, then field/value pairs
+-- KEYS: job hash, runs hash, request-id key ('' when none), events channel
+-- ARGV: retention seconds, final-state event, then field/value pairs
 local fields = {}
-for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 local ttl = math.max(1, math.floor(tonumber(ARGV[1])))
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[2], ttl)
 if KEYS[3] ~= '' then redis.call('EXPIRE', KEYS[3], ttl) end
+redis.call('PUBLISH', KEYS[4], ARGV[2])
 return 1
 """
 
@@ -258,15 +263,19 @@ class JobStore:
         await self.redis.delete(*keys)
         await self.redis.zrem(self.keys.jobs, record.id)
 
-    async def claim(self, job_id: str, worker: str, max_deliveries: int) -> tuple[str, str]:
+    async def claim(self, job_id: str, worker: str, max_deliveries: int) -> tuple[str, str, JobRecord | None]:
+        """A worker takes the job: ``("run", deliveries, record)``, or why not (``missing``, ``final``,
+        ``cancelled``, ``exhausted``: the last two end the job)."""
         message = (
             f"the job was started {max_deliveries} time(s) and each time its worker stopped before finishing "
             "(killed, out of memory or lost); images made so far are stored"
         )
-        status, detail = await self._claim(
+        reply = await self._claim(
             keys=[self.keys.job(job_id)], args=[worker, repr(time.time()), max_deliveries, message]
         )
-        return _s(status), _s(detail)
+        status, detail, fields = _s(reply[0]), _s(reply[1]), reply[2:]
+        record = JobRecord.from_hash(dict(zip(fields[::2], fields[1::2], strict=True))) if fields else None
+        return status, detail, record
 
     async def request_cancel(self, job_id: str) -> str:
         return _s(await self._cancel(keys=[self.keys.job(job_id)], args=[repr(time.time())]))
@@ -275,13 +284,14 @@ class JobStore:
         await self.redis.hset(self.keys.job(job_id), mapping=fields)  # type: ignore[arg-type]
 
     async def finish(self, record: JobRecord) -> None:
-        """Write the final state; the counters and the cancel flag are left as Redis has them."""
+        """Write the final state and announce it; the counters and the cancel flag are left as Redis has them."""
         fields = {k: v for k, v in record.to_hash().items() if k not in ("cancel", "deliveries")}
         pairs = [x for kv in fields.items() for x in kv]
         request_key = self.keys.request(record.request_id) if record.request_id else ""
+        event = JobEvent(type="state", state=record.state).model_dump_json()
         await self._finish(
-            keys=[self.keys.job(record.id), self.keys.runs(record.id), request_key],
-            args=[record.retention_seconds, *pairs],
+            keys=[self.keys.job(record.id), self.keys.runs(record.id), request_key, self.keys.events(record.id)],
+            args=[record.retention_seconds, event, *pairs],
         )
 
     async def publish(self, job_id: str, event: JobEvent) -> None:

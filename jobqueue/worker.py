@@ -52,6 +52,10 @@ log = logging.getLogger("jobqueue.worker")
 
 #: how long a finished job's record write is retried while Redis is away
 FINISH_RETRY_SECONDS = 300.0
+#: longest one Redis round trip of the worker may take before it is retried on fresh connections
+REDIS_CALL_SECONDS = 15.0
+#: after SIGTERM / SIGINT, the worker exits at the latest this long after (its jobs are redelivered)
+STOP_GRACE_SECONDS = 25.0
 
 T = TypeVar("T")
 
@@ -120,11 +124,14 @@ class WorkerRuntime:
     async def run_generation(self, job_id: str) -> None:
         from refinement.orchestrator import Orchestrator
 
-        status, detail = await _patiently(lambda: self.jobs.claim(job_id, self.name, self.settings.max_deliveries))
+        status, detail, record = await _patiently(
+            lambda: self.jobs.claim(job_id, self.name, self.settings.max_deliveries)
+        )
         if status in ("missing", "final"):
             log.info("job %s: nothing to do (%s %s)", job_id, status, detail)
             return
-        record = await _patiently(lambda: self.jobs.load(job_id))
+        if record is None:
+            record = await _patiently(lambda: self.jobs.load(job_id))
         if record is None:
             return
         if status in ("cancelled", "exhausted"):
@@ -133,17 +140,18 @@ class WorkerRuntime:
             return
         deliveries = int(detail)
         log.info("job %s: started (delivery %d)", job_id, deliveries)
+        publisher = _Publisher(self, record)
         if deliveries > 1:
             record.notes.append(
                 f"delivery {deliveries}: a previous worker stopped during this job; continued from the images "
                 "it had already rendered"
             )
-            await self._progress(record, ProgressUpdate(
+            publisher.update(ProgressUpdate(
                 stage="queued", attempt=0, max_attempts=record.request.max_attempts, progress=0.0,
                 message=f"taken over by worker {self.name} (delivery {deliveries}); resuming",
             ))  # fmt: skip
         else:
-            await self._progress(record, ProgressUpdate(
+            publisher.update(ProgressUpdate(
                 stage="queued", attempt=0, max_attempts=record.request.max_attempts, progress=0.0,
                 message=f"started on worker {self.name}",
             ))  # fmt: skip
@@ -151,11 +159,11 @@ class WorkerRuntime:
         store = CapturingStore(self.parts.store)
         orchestrator = Orchestrator(self.parts.scorer, comfy, store, self.parts.index, self.parts.refinement)
 
-        publisher = _Publisher(self, record)
         try:
             result = await orchestrator.generate(record.request, on_progress=publisher.update)
         except asyncio.CancelledError:
             await publisher.close()
+            await asyncio.shield(comfy.flush())  # what was rendered is journaled before the job is let go
             await asyncio.shield(self._interrupted(record, store))
             raise
         except Exception as exc:
@@ -164,6 +172,7 @@ class WorkerRuntime:
         else:
             record.result, record.state, record.error = result, result.status, result.error
         await publisher.close()
+        await comfy.flush()
         if comfy.replayed:
             record.notes.append(f"{comfy.replayed} ComfyUI run(s) answered from images stored by an earlier delivery")
         await self._finish(record)
@@ -213,14 +222,15 @@ class WorkerRuntime:
         delay = 0.5
         while True:
             try:
-                await self.jobs.finish(record)
-                await self.jobs.publish(record.id, JobEvent(type="state", state=record.state))
+                async with asyncio.timeout(REDIS_CALL_SECONDS):
+                    await self.jobs.finish(record)
                 return
-            except RedisError as exc:
+            except (RedisError, OSError, TimeoutError) as exc:
                 if time.monotonic() > deadline:
                     log.error("job %s: result not written, Redis unavailable: %s", record.id, exc)
                     raise
                 log.warning("job %s: Redis unavailable (%s); retrying the result write", record.id, exc)
+                await self.jobs.redis.connection_pool.disconnect()  # start over on fresh connections
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
@@ -242,6 +252,7 @@ class _Publisher:
         self.record = record
         self.latest: ProgressUpdate | None = None
         self.ready = asyncio.Event()
+        self.closing = False
         self.task = asyncio.create_task(self._run(), name=f"progress of job {record.id}")
 
     def update(self, update: ProgressUpdate) -> None:
@@ -250,15 +261,21 @@ class _Publisher:
         self.ready.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self.closing:
             await self.ready.wait()
             self.ready.clear()
-            if self.latest is not None:
+            if self.latest is not None and not self.closing:
                 await self.runtime._progress(self.record, self.latest)
 
     async def close(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        """Stop after the update being sent (a Redis command is never cancelled half-way: that can leave its
+        pooled connection out of step)."""
+        self.closing = True
+        self.ready.set()
+        done, _ = await asyncio.wait([self.task], timeout=REDIS_CALL_SECONDS)
+        if not done:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
 
 
 async def _patiently(operation: Callable[[], Awaitable[T]], attempts: int = 6) -> T:
@@ -307,8 +324,11 @@ async def serve(settings: JobsSettings, *, concurrency: int | None = None) -> No
 
                 def stop(signame: str) -> None:
                     log.info("%s: stopping (running jobs are left to other workers)", signame)
+                    if runtime.stopping:  # a second signal: stop now
+                        os._exit(1)
                     runtime.stopping = True
                     task.cancel()
+                    loop.call_later(STOP_GRACE_SECONDS, _hard_exit)
 
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, stop, sig.name)
@@ -321,6 +341,12 @@ async def serve(settings: JobsSettings, *, concurrency: int | None = None) -> No
         finally:
             install_runtime(None)
             await redis.aclose()
+
+
+def _hard_exit() -> None:
+    log.error("the worker did not stop within %g s; exiting (its jobs are redelivered)", STOP_GRACE_SECONDS)
+    logging.shutdown()
+    os._exit(1)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,7 +61,7 @@ async def test_cancelling_a_queued_job_ends_it_at_once_and_no_worker_will_run_it
     assert cancelled.state == "cancelled" and cancelled.is_done and cancelled.error == "cancelled on request"
     assert await queued_tasks(backend) == 0
     # a worker that got the task anyway finds it cancelled and runs nothing
-    assert (await backend.jobs.claim(job.id, "w", 3))[0] == "final"
+    assert (await backend.jobs.claim(job.id, "w", 3))[:2] == ("final", "cancelled")
     assert await backend.active_jobs() == []
     with pytest.raises(UnknownJobError):
         await backend.cancel_job("no-such-job")
@@ -69,8 +69,10 @@ async def test_cancelling_a_queued_job_ends_it_at_once_and_no_worker_will_run_it
 
 async def test_claims_count_deliveries_and_fail_the_job_after_the_last(backend: RedisJobBackend) -> None:
     job = await backend.submit_job(GenerationRequest(prompt="a fox"))
-    assert await backend.jobs.claim(job.id, "w1", 2) == ("run", "1")
-    assert await backend.jobs.claim(job.id, "w2", 2) == ("run", "2")  # w1 died: redelivered
+    status, deliveries, record = await backend.jobs.claim(job.id, "w1", 2)
+    assert (status, deliveries) == ("run", "1") and record is not None and record.state == "running"
+    assert record.request == job.request and record.worker == "w1"
+    assert (await backend.jobs.claim(job.id, "w2", 2))[:2] == ("run", "2")  # w1 died: redelivered
     assert (await backend.jobs.claim(job.id, "w3", 2))[0] == "exhausted"
     failed = await backend.job(job.id)
     assert failed.state == "failed" and "started 2 time(s)" in (failed.error or "")
@@ -105,8 +107,7 @@ async def test_waiting_forwards_the_workers_progress_and_returns_on_the_final_st
         record = await backend.job(job.id)
         record.state = "success"
         record.result = GenerationResult(generation_id="g1", status="success", attempts_used=1)
-        await backend.jobs.finish(record)
-        await backend.jobs.publish(job.id, JobEvent(type="state", state="success"))
+        await backend.jobs.finish(record)  # announces the final state
 
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
@@ -198,3 +199,11 @@ def test_job_store_keys_are_namespaced_by_the_queue_name() -> None:
 
     store = JobStore(Redis(), "studio-a")
     assert store.keys.job("j1") == "studio-a:cq:job:j1" and store.keys.jobs == "studio-a:cq:jobs"
+
+
+def test_every_queue_setting_is_documented() -> None:
+    from tests.jobqueue.services import REPO
+
+    notes = (REPO / "docs" / "jobs.md").read_text()
+    missing = [f"COMFY_QUALITY_JOBS_{n.upper()}" for n in JobsSettings.model_fields]
+    assert [m for m in missing if f"`{m}`" not in notes] == []
