@@ -222,8 +222,7 @@ class WorkerRuntime:
         delay = 0.5
         while True:
             try:
-                async with asyncio.timeout(REDIS_CALL_SECONDS):
-                    await self.jobs.finish(record)
+                await _bounded(self.jobs.finish(record), REDIS_CALL_SECONDS)
                 return
             except (RedisError, OSError, TimeoutError) as exc:
                 if time.monotonic() > deadline:
@@ -273,9 +272,19 @@ class _Publisher:
         self.closing = True
         self.ready.set()
         done, _ = await asyncio.wait([self.task], timeout=REDIS_CALL_SECONDS)
-        if not done:
+        if not done:  # stuck on Redis: let it go (never wait on its clean-up)
             self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def _bounded(call: Awaitable[T], seconds: float) -> T:
+    """``await call`` in its own task, at most ``seconds``: a Redis call stuck on a broken connection is abandoned
+    (cancelled, never awaited) instead of holding the job."""
+    task = asyncio.ensure_future(call)
+    done, _ = await asyncio.wait([task], timeout=seconds)
+    if not done:
+        task.cancel()
+        raise TimeoutError(f"no answer from Redis in {seconds:g} s")
+    return task.result()
 
 
 async def _patiently(operation: Callable[[], Awaitable[T]], attempts: int = 6) -> T:
