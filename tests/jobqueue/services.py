@@ -172,7 +172,7 @@ def shared_env(tmp_path: Path, redis_url: str, **extra: str) -> dict[str, str]:
         "COMFY_QUALITY_STORAGE_SPOOL_DIR": str(tmp_path / "spool"),
         "COMFY_QUALITY_JOBS_URL": redis_url,
         "COMFY_QUALITY_JOBS_NAME": "cqtest",
-        "COMFY_QUALITY_JOBS_REDELIVERY_SECONDS": "2",
+        "COMFY_QUALITY_JOBS_REDELIVERY_SECONDS": "4",  # short for the tests; live workers renew every 1 s
         "PYTHONPATH": str(REPO),
         "PYTHONUNBUFFERED": "1",
     })  # fmt: skip
