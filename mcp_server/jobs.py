@@ -8,6 +8,9 @@ result, or the job id when the job is still running. ``generation_status`` waits
 Jobs run in a task group owned by the :class:`JobManager` (entered once per process, in the lifespan), limited
 by a :class:`~mcp_server.limits.Gate`: ``generation_concurrency`` at once, ``generation_queue`` waiting, more are
 refused as busy. Finished jobs stay queryable for ``retention_seconds`` (at most ``max_kept`` of them).
+
+This is the in-process :class:`~mcp_server.jobs_api.JobBackend` (the ``*_job`` methods); the distributed one is
+:mod:`mcp_server.jobs_redis`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
-from mcp_server.errors import NotConfiguredError, UnknownJobError
+from mcp_server.errors import InvalidInputError, NotConfiguredError, UnknownJobError
 from mcp_server.excerpt import excerpt
 from mcp_server.limits import Gate
 from mcp_server.models import FINAL_STATES, JobState
@@ -52,6 +55,7 @@ class Job:
     listeners: set[MemoryObjectSendStream[ProgressUpdate]] = field(default_factory=set)
     scope: anyio.CancelScope | None = None
     cancel_requested: bool = False
+    request_id: str | None = None
 
     @property
     def is_done(self) -> bool:
@@ -63,6 +67,8 @@ class Job:
 
 
 class JobManager:
+    name = "in-process"
+
     def __init__(
         self,
         generator: Generator | None,
@@ -76,6 +82,7 @@ class JobManager:
         self.retention_seconds = retention_seconds
         self.max_kept = max_kept
         self._jobs: dict[str, Job] = {}
+        self._by_request: dict[str, str] = {}
         self._tg: TaskGroup | None = None
 
     async def __aenter__(self) -> JobManager:
@@ -90,6 +97,39 @@ class JobManager:
         self._tg.cancel_scope.cancel()  # shutting down: running generations are cancelled
         await self._tg.__aexit__(exc_type, exc, tb)
         self._tg = None
+
+    # -- the JobBackend interface (async, shared with the distributed backend) ----------------------------
+    async def submit_job(self, request: GenerationRequest, *, request_id: str | None = None) -> Job:
+        if request_id is not None:
+            self._purge()
+            known = self._jobs.get(self._by_request.get(request_id, ""))
+            if known is not None:
+                if known.request != request:
+                    raise InvalidInputError(
+                        f"request_id {request_id!r} was already used for a different generation request "
+                        f"(job {known.id}); use a new request_id for a new request"
+                    )
+                return known
+        job = self.submit(request)
+        if request_id is not None:
+            job.request_id = request_id
+            self._by_request[request_id] = job.id
+        return job
+
+    async def job(self, job_id: str) -> Job:
+        return self.get(job_id)
+
+    async def wait_job(self, job_id: str, timeout: float, forward: ProgressForward | None = None) -> None:
+        await self.wait(self.get(job_id), timeout, forward)
+
+    async def cancel_job(self, job_id: str, *, grace: float = 5.0) -> Job:
+        job = self.cancel(job_id)
+        with anyio.move_on_after(grace):  # let the orchestrator stop its ComfyUI job before answering
+            await job.done.wait()
+        return job
+
+    async def active_jobs(self) -> list[Job]:
+        return self.active()
 
     # -- submit / query -----------------------------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> Job:
@@ -223,3 +263,6 @@ class JobManager:
         finished = [j for j in finished if j.id in self._jobs]
         for job in finished[: max(0, len(finished) - self.max_kept)]:
             del self._jobs[job.id]
+        for request_id, job_id in list(self._by_request.items()):
+            if job_id not in self._jobs:
+                del self._by_request[request_id]

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import anyio
 from anyio.abc import TaskGroup
@@ -37,6 +37,7 @@ from anyio.abc import TaskGroup
 from mcp_server.errors import ConfigError, ModelsLoadingError, ScoringError
 from mcp_server.generation_args import WorkflowResolver
 from mcp_server.jobs import JobManager
+from mcp_server.jobs_api import JobBackend
 from mcp_server.limits import Gate
 from mcp_server.netguard import UrlPolicy
 from mcp_server.protocols import GenerationIndex, Generator, ImageScorer, ObjectStore
@@ -196,11 +197,33 @@ class AppState:
     scorer: ScorerHandle
     sources: ImageSources
     score_gate: Gate
-    jobs: JobManager
+    jobs: JobBackend
+    """In-process (default) or Redis (``COMFY_QUALITY_JOBS_URL``): see :mod:`mcp_server.jobs_api`."""
     store: ObjectStore | None
     index: GenerationIndex | None
     workflows: WorkflowResolver = field(default_factory=WorkflowResolver)
     """Checks ``generate_quality``'s ``workflow`` argument (templates, inline JSON, files under the roots)."""
+
+
+def _job_backend(settings: McpSettings, components: Components) -> Any:
+    """The Redis backend when ``COMFY_QUALITY_JOBS_URL`` is set, else the in-process one (the default)."""
+    from jobqueue.settings import JobsSettings
+
+    try:
+        jobs_settings = JobsSettings()
+    except ValueError as exc:
+        raise ConfigError(f"job queue settings: {exc}") from exc
+    if jobs_settings.enabled:
+        from mcp_server.jobs_redis import RedisJobBackend
+
+        return RedisJobBackend(jobs_settings, retention_seconds=settings.job_retention_seconds)
+    generation_gate = Gate("generations", running=settings.generation_concurrency, queued=settings.generation_queue)
+    return JobManager(
+        components.generator,
+        generation_gate,
+        retention_seconds=settings.job_retention_seconds,
+        max_kept=settings.max_jobs_kept,
+    )
 
 
 @asynccontextmanager
@@ -228,13 +251,7 @@ async def open_app_state(settings: McpSettings, components: Components | None = 
         allow_hardlinks=settings.allow_hardlinks,
     )
     scorer = ScorerHandle(components.scorer_factory, wait_seconds=settings.max_wait_seconds)
-    generation_gate = Gate("generations", running=settings.generation_concurrency, queued=settings.generation_queue)
-    jobs = JobManager(
-        components.generator,
-        generation_gate,
-        retention_seconds=settings.job_retention_seconds,
-        max_kept=settings.max_jobs_kept,
-    )
+    jobs = _job_backend(settings, components)
     async with anyio.create_task_group() as tg, jobs:
         scorer.start(tg)
         try:

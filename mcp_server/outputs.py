@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import anyio
 from mcp.types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
 
-from mcp_server.jobs import Job
+from mcp_server.jobs_api import JobInfo as Job
 from mcp_server.models import GenerationOutput, GenerationSummary, MetricOutcome, ProgressInfo, ScoreResult, ScoreTiming
 from mcp_server.preview import make_preview
 from mcp_server.protocols import ObjectStore

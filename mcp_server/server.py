@@ -210,6 +210,7 @@ def http_app(server: MCPServer[AppState], settings: McpSettings) -> Starlette:
         )
     return server.streamable_http_app(
         streamable_http_path=settings.http_path,
+        stateless_http=settings.stateless_http,
         max_request_body_size=limit,
         transport_security=security,
         host=settings.host,

@@ -42,6 +42,11 @@ class McpSettings(BaseSettings):
     )
     http_path: str = Field("/mcp", description="streamable HTTP endpoint path")
     sse_path: str = Field("/sse", description="SSE endpoint path (messages go to /messages/)")
+    stateless_http: bool = Field(
+        False,
+        description="streamable HTTP without sessions: every request stands alone, so replicas behind a load "
+        "balancer need no sticky routing (with COMFY_QUALITY_JOBS_URL, jobs are shared by all replicas)",
+    )
     dashboard: bool = Field(
         True, description="serve the quality dashboard at /dashboard next to the SSE / streamable HTTP endpoint"
     )

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError
 
 from mcp_server.errors import InvalidInputError, ScoringError, ServiceError
 from mcp_server.generation_args import check_request
+from mcp_server.jobs_api import REQUEST_ID_PATTERN
 from mcp_server.lifespan import AppState
 from mcp_server.models import GenerationList, GenerationOutput, RecentQuery, ScoreResult
 from mcp_server.netguard import redact_text
@@ -183,7 +184,7 @@ def _wait_for(state: AppState, wait_seconds: float | None) -> float:
 
 
 async def _respond(state: AppState, job_id: str, return_scores: bool, include_preview: bool) -> CallToolResult:
-    job = state.jobs.get(job_id)
+    job = await state.jobs.job(job_id)
     locator = locator_of(state.store)
     output = await anyio.to_thread.run_sync(
         lambda: generation_output(job, return_scores=return_scores, locator=locator)
@@ -227,6 +228,14 @@ async def generate_quality(
     return_scores: ReturnScores = True,
     include_preview: IncludePreview = True,
     wait_seconds: WaitSeconds = None,
+    request_id: Annotated[
+        str | None,
+        Field(
+            pattern=REQUEST_ID_PATTERN,
+            description="your own id for this request (1–128 letters, digits, '_.:-'): sending the same "
+            "request_id again returns the same job instead of starting another (safe retries)",
+        ),
+    ] = None,
 ) -> Annotated[CallToolResult, GenerationOutput]:
     state = _state(ctx)
     resolved_workflow = await state.workflows.resolve(workflow)
@@ -254,12 +263,13 @@ async def generate_quality(
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {str(e['msg'])[:200]}" for e in exc.errors()[:5])
         raise InvalidInputError(f"invalid generation request: {problems}") from exc
     check_request(request)
-    job = state.jobs.submit(request)
+    job = await state.jobs.submit_job(request, request_id=request_id)
     progress = ProgressReporter(ctx)
     try:
-        await state.jobs.wait(job, _wait_for(state, wait_seconds), progress.update)
+        await state.jobs.wait_job(job.id, _wait_for(state, wait_seconds), progress.update)
     except anyio.get_cancelled_exc_class():
-        state.jobs.cancel(job.id)  # the caller cancelled this call: stop the generation it started
+        with anyio.CancelScope(shield=True):  # the caller cancelled this call: stop the generation it started
+            await state.jobs.cancel_job(job.id, grace=0)
         raise
     return await _respond(state, job.id, return_scores, include_preview)
 
@@ -272,8 +282,8 @@ async def generation_status(
     include_preview: IncludePreview = True,
 ) -> Annotated[CallToolResult, GenerationOutput]:
     state = _state(ctx)
-    job = state.jobs.get(job_id)
-    await state.jobs.wait(job, _wait_for(state, wait_seconds), ProgressReporter(ctx).update)
+    job = await state.jobs.job(job_id)
+    await state.jobs.wait_job(job.id, _wait_for(state, wait_seconds), ProgressReporter(ctx).update)
     return await _respond(state, job.id, return_scores, include_preview)
 
 
@@ -282,9 +292,7 @@ async def cancel_generation(
     ctx: Context[AppState],
 ) -> Annotated[CallToolResult, GenerationOutput]:
     state = _state(ctx)
-    job = state.jobs.cancel(job_id)
-    with anyio.move_on_after(5):  # let the orchestrator stop its ComfyUI job before answering
-        await job.done.wait()
+    job = await state.jobs.cancel_job(job_id, grace=5)  # lets the job stop its ComfyUI render before answering
     return await _respond(state, job.id, return_scores=True, include_preview=False)
 
 
@@ -299,7 +307,7 @@ async def list_generations(
 ) -> GenerationList:
     state = _state(ctx)
     locator = locator_of(state.store)
-    active = [job_summary(j, locator) for j in state.jobs.active()]
+    active = [job_summary(j, locator) for j in await state.jobs.active_jobs()]
     if state.index is None:
         return GenerationList(
             active=active,

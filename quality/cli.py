@@ -223,6 +223,12 @@ def cmd_score(args: argparse.Namespace, out: IO[str]) -> int:
     prompt = args.prompt
     if prompt is None and len(items) == 2 and not _exists(items[1]) and not glob.has_magic(items[1]):
         items, prompt = items[:1], items[1]
+    from jobqueue.settings import wants_workers
+
+    if wants_workers(items, getattr(args, "local", False)):  # a gallery scored by the workers (docs/jobs.md)
+        from jobqueue.rescore import cli_score
+
+        return cli_score(args, items, prompt, out)
     try:
         paths = expand_inputs(items)
     except UsageError as exc:
@@ -509,6 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a tty")
     score.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     score.add_argument("-j", "--jobs", type=int, default=1, help="scoring processes (each loads the models)")
+    score.add_argument("--local", action="store_true", help="score here even when COMFY_QUALITY_JOBS_URL is set "
+                       "(a folder is otherwise scored by the workers)")  # fmt: skip
 
     weights = sub.add_parser("weights", parents=[common], help="list, prefetch or verify model weights")
     weights.add_argument("action", choices=["list", "prefetch", "verify"])

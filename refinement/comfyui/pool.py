@@ -6,6 +6,9 @@ re-probed after a backoff that doubles with every consecutive failure (``backoff
 ``backoff_max``). When every server is marked down, all of them are probed at once rather than failing a job
 on stale information.
 
+``max_in_flight`` bounds the jobs this pool runs on one server at once: a job that finds every healthy server
+at the bound waits for a slot (the worker of ``comfy-quality-worker`` sets it per server).
+
 If a job fails on a server for a transient reason (unreachable or 5xx, before or during the run), it is run
 again on the next best server, at most once per server. Errors about the job itself (validation, execution,
 timeout, missing models) are raised at once: another server would not fix them.
@@ -66,6 +69,7 @@ class ComfyUIPool:
         servers: base URLs, or ready :class:`ComfyUIClient` objects (then closed by :meth:`close` too).
         backoff_initial / backoff_max: seconds before a failed server is probed again (doubling per failure).
         probe_timeout: limit of one ``/queue`` probe.
+        max_in_flight: most jobs of this pool on one server at once (None: no bound).
         **client_kwargs: passed to :class:`ComfyUIClient` for URL entries (``timeout=``,
         ``poll_interval=``, ...).
     """
@@ -77,10 +81,15 @@ class ComfyUIPool:
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
         probe_timeout: float = 5.0,
+        max_in_flight: int | None = None,
         **client_kwargs: Any,
     ) -> None:
         if not servers:
             raise ValueError("ComfyUIPool needs at least one server URL")
+        if max_in_flight is not None and max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.max_in_flight = max_in_flight
+        self._slot_freed = asyncio.Event()
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.probe_timeout = probe_timeout
@@ -122,7 +131,7 @@ class ComfyUIPool:
         tried: set[int] = set()
         errors: list[str] = []
         while len(tried) < len(self._members):
-            member = await self._pick(exclude=tried)
+            member = await self._pick(exclude=tried, bounded=True)
             tried.add(member.index)
             member.in_flight += 1
             try:
@@ -141,6 +150,8 @@ class ComfyUIPool:
                 )
             finally:
                 member.in_flight -= 1
+                freed, self._slot_freed = self._slot_freed, asyncio.Event()
+                freed.set()
         raise ComfyUIUnreachableError(
             "every ComfyUI server failed this job:\n" + "\n".join(f"  - {e}" for e in errors)
         )
@@ -166,7 +177,20 @@ class ComfyUIPool:
             for m in self._members
         ]
 
-    async def _pick(self, *, exclude: set[int]) -> _Member:
+    async def _pick(self, *, exclude: set[int], bounded: bool = False) -> _Member:
+        while True:
+            member = await self._pick_once(exclude=exclude)
+            if not bounded or self.max_in_flight is None:
+                return member
+            free = [m for m in self._members if m.index not in exclude and m.healthy]
+            free = [m for m in free if m.in_flight < self.max_in_flight]
+            if member.in_flight < self.max_in_flight:
+                return member
+            if free:
+                return min(free, key=lambda m: (max(m.load or 0, m.in_flight), m.in_flight))
+            await self._slot_freed.wait()  # every healthy server is at its bound: wait for a slot
+
+    async def _pick_once(self, *, exclude: set[int]) -> _Member:
         now = time.monotonic()
         candidates = [
             m for m in self._members if m.index not in exclude and (m.healthy or m.next_probe <= now)

@@ -118,3 +118,30 @@ def test_pool_rejects_bad_configuration() -> None:
         ComfyUIPool([])
     with pytest.raises(ValueError, match="same server twice"):
         ComfyUIPool(["http://127.0.0.1:1", "http://127.0.0.1:1/"])
+
+
+async def test_max_in_flight_bounds_the_jobs_per_server_and_queues_the_rest(
+    two: tuple[FakeComfyUI, FakeComfyUI],
+) -> None:
+    a, b = two
+    for server in two:
+        server.misbehave(step_delay=0.02)
+    peak: dict[str, int] = {a.url: 0, b.url: 0}
+    async with ComfyUIPool([a.url, b.url], max_in_flight=1) as pool:
+
+        async def watch() -> None:
+            while True:
+                for m in pool._members:
+                    peak[m.client.base_url] = max(peak[m.client.base_url], m.in_flight)
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            results = await asyncio.gather(*(pool.run(tiny_workflow(steps=10, seed=50 + i)) for i in range(5)))
+        finally:
+            watcher.cancel()
+    assert all(r.images for r in results)
+    assert peak == {a.url: 1, b.url: 1}  # never two of this pool's jobs on one server
+    assert {r.server for r in results} == {a.url, b.url}
+    with pytest.raises(ValueError, match="max_in_flight"):
+        ComfyUIPool([a.url], max_in_flight=0)
