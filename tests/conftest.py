@@ -7,23 +7,26 @@ the working directory (a test that checks ``.env`` handling passes ``_env_file``
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pydantic_settings import BaseSettings
 
+REPO = Path(__file__).resolve().parents[1]
 #: Environment variables the settings classes read besides their ``COMFY_QUALITY_*`` ones.
 OTHER_VARIABLES = ("HF_HUB_OFFLINE", "XDG_DATA_HOME")
 PREFIXES = ("COMFY_QUALITY_", "AWS_")
-SETTINGS_MODULES = ("quality.settings", "refinement.settings", "storage.settings", "dashboard.settings",
-                    "mcp_server.settings")  # fmt: skip
+#: Every package's ``settings`` module (``quality.settings``, ``storage.settings``…; a new package's too).
+SETTINGS_MODULES = sorted(
+    f"{p.name}.settings" for p in REPO.iterdir() if (p / "__init__.py").is_file() and (p / "settings.py").is_file()
+)
 
 
 def _settings_classes() -> list[type[BaseSettings]]:
-    """Every settings class of the project, imported now (a lazily imported one is patched too)."""
-    import importlib
-
+    """Every settings class of the project, imported now (one a test would import lazily is patched too)."""
     for name in SETTINGS_MODULES:
         importlib.import_module(name)
     found: list[type[BaseSettings]] = []
