@@ -7,7 +7,6 @@ script is needed and the Content-Security-Policy can forbid them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -84,12 +83,6 @@ def make_templates() -> Jinja2Templates:
         }
 
     return Jinja2Templates(env=env, context_processors=[helpers])
-
-
-@dataclass
-class Card:
-    item: dict[str, Any]
-    when: str
 
 
 def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:

@@ -8,7 +8,6 @@ process with one scorer.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -45,10 +44,6 @@ def _score(item: tuple[str, str | None]) -> QualityReport | str:
         return report
     except QualityError as exc:
         return str(exc)
-
-
-def default_jobs() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
 
 
 def score_files(

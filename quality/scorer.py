@@ -20,7 +20,7 @@ import importlib
 import logging
 import platform
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from importlib import metadata
@@ -218,14 +218,6 @@ class Scorer:
                 return str(exc)
         return None
 
-    @property
-    def availability(self) -> dict[str, str | None]:
-        """metric → None when it can run, else the reason it cannot."""
-        return {name: self._unavailable.get(name) for name in METRICS}
-
-    def metric_versions(self) -> dict[str, str]:
-        return dict(self._versions)
-
     # -- scoring ------------------------------------------------------------------------------------------
     def prepare(self, image: ImageInput, *, source_name: str | None = None) -> PreparedImage:
         return load_image(
@@ -242,16 +234,6 @@ class Scorer:
         started = time.perf_counter()
         prepared = self.prepare(image, source_name=source_name)
         return self.score_prepared(prepared, prompt, started=started)
-
-    def score_many(
-        self, images: Iterable[tuple[ImageInput, str | None]]
-    ) -> Iterator[tuple[int, QualityReport | QualityError]]:
-        """Score a sequence of (image, prompt); yields (index, report or the error for that image)."""
-        for i, (image, prompt) in enumerate(images):
-            try:
-                yield i, self.score(image, prompt)
-            except QualityError as exc:
-                yield i, exc
 
     def score_prepared(
         self, prepared: PreparedImage, prompt: str | None = None, *, started: float | None = None

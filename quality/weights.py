@@ -258,11 +258,6 @@ class WeightsStore:
                 return spec, candidate
         return None
 
-    def local_path(self, name: str) -> Path | None:
-        """Where the file is now (packaged or in the weights folder, any of its formats), without downloading."""
-        found = self._local(self.entry(name))
-        return found[1] if found else None
-
     def _recorded(self) -> dict[str, str]:
         path = self.dir / self.CHECKSUMS_FILE
         try:

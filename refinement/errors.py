@@ -1,8 +1,7 @@
 """The refinement package's exception tree.
 
     RefinementError
-    ├── RequestError         the request cannot be run as asked (bad workflow, a parameter with no place in it)
-    └── GenerationFailed     raised by the CLI when no attempt produced an image
+    └── RequestError         the request cannot be run as asked (bad workflow, a parameter with no place in it)
 
 ComfyUI errors (:mod:`refinement.comfyui.errors`) and workflow errors (:class:`refinement.workflows.WorkflowError`)
 keep their own types; the orchestrator turns them into attempt errors or a ``failed`` result with the message.
@@ -17,7 +16,3 @@ class RefinementError(Exception):
 
 class RequestError(RefinementError, ValueError):
     """The request cannot be run as asked; the message says what to change."""
-
-
-class GenerationFailed(RefinementError):
-    """No attempt produced an image."""

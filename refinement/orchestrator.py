@@ -268,6 +268,12 @@ class Orchestrator:
         *,
         started: float | None = None,
     ) -> GenerationResult:
+        if not attempts:  # nothing was made (ComfyUI unreachable, workflow refused, cancelled): store nothing
+            await progress.update("done", request.max_attempts, 1.0, "done: failed")
+            return GenerationResult(
+                generation_id=metadata.generation_id, status="failed", error=fatal or "no attempt was made",
+                seconds=round(time.perf_counter() - started, 3) if started else 0.0,
+            )  # fmt: skip
         records = [a.record for a in attempts]
         metadata.refinement = RefinementInfo.from_attempts(
             records, strategy=request.retry_strategy, threshold=request.quality_threshold,

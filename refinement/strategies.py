@@ -35,7 +35,6 @@ from refinement.api import Strategy
 
 Family = Literal["sd", "flux"]
 Lever = Literal["steps", "guidance", "seed", "prompt", "none"]
-DIMENSION_NAMES = ("technical", "aesthetic", "prompt_adherence", "detail")
 
 PROGRESSIVE_STEPS = (30, 50, 80)
 PROGRESSIVE_CFG = (7.0, 7.5, 8.0)

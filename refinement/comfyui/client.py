@@ -218,9 +218,6 @@ class ComfyUIClient:
     async def delete_queued(self, prompt_ids: Sequence[str]) -> None:
         await self._http.request("POST", "/queue", json_body={"delete": list(prompt_ids)})
 
-    async def clear_queue(self) -> None:
-        await self._http.request("POST", "/queue", json_body={"clear": True})
-
     async def interrupt(self, prompt_id: str | None = None) -> None:
         """``POST /interrupt``; with ``prompt_id`` only that prompt is interrupted (and only if it runs)."""
         body = {"prompt_id": prompt_id} if prompt_id else None

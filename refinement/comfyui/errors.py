@@ -123,11 +123,6 @@ class ComfyUIExecutionError(ComfyUIError):
         self.traceback = list(traceback)
         self.executed = list(executed)
 
-    @property
-    def traceback_text(self) -> str:
-        """The server-side traceback as one string (ComfyUI sends it as a list of lines)."""
-        return "".join(self.traceback)
-
 
 class ComfyUIValidationError(ComfyUIError):
     """``POST /prompt`` was rejected (400). ``error`` and ``node_errors`` are the server's parsed body.

@@ -3,7 +3,6 @@ app over them and an HTTP client (httpx over ASGI, Host 127.0.0.1)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,14 +16,6 @@ from storage.local import LocalStore
 from storage.settings import StorageSettings
 from tests.dashboard.dataset import Dataset, fill
 from tests.storage.seaweed import SeaweedServer, weed_binary
-
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests see only the variables they set themselves."""
-    for name in list(os.environ):
-        if name.startswith(("COMFY_QUALITY_", "AWS_")) or name == "XDG_DATA_HOME":
-            monkeypatch.delenv(name)
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> DashboardSettings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import socket
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from refinement.params import GenerationParams
 from refinement.workflows import load_template, patch
@@ -18,9 +20,16 @@ from refinement.workflows import load_template, patch
 REPO = Path(__file__).resolve().parents[2]
 
 
-def shared_dir() -> Path:
-    """``../shared`` next to the repository (CI layout), else ``$COMFY_QUALITY_SHARED`` or
-    ``/work/shared``."""
+SHARED_MISSING = (
+    "needs the ComfyUI recordings and shared workflows (shared/comfyui, shared/workflows), not found next to the "
+    "repository, at $COMFY_QUALITY_SHARED or at /work/shared; set COMFY_QUALITY_SHARED to that folder to run it"
+)
+
+
+@functools.cache
+def find_shared() -> Path | None:
+    """``../shared`` next to the repository (CI layout), else ``$COMFY_QUALITY_SHARED`` or ``/work/shared``;
+    None when none holds the recordings. Resolved once, at import (before the tests clear the environment)."""
     for candidate in (
         REPO.parent / "shared",
         Path(os.environ.get("COMFY_QUALITY_SHARED", "/nonexistent")),
@@ -28,10 +37,19 @@ def shared_dir() -> Path:
     ):
         if (candidate / "comfyui" / "README.md").is_file():
             return candidate
-    raise FileNotFoundError(
-        "the shared data folder (shared/comfyui, shared/workflows) was not found next to the repository; "
-        "set COMFY_QUALITY_SHARED to its path"
-    )
+    return None
+
+
+#: Marks a test that reads the shared recordings or workflows: skipped, with the reason, in a clone without them.
+needs_shared = pytest.mark.skipif(find_shared() is None, reason=SHARED_MISSING)
+
+
+def shared_dir() -> Path:
+    """The shared data folder; skips the calling test (with the reason) when it is absent."""
+    found = find_shared()
+    if found is None:
+        pytest.skip(SHARED_MISSING)
+    return found
 
 
 def recording(name: str) -> dict[str, Any]:
@@ -40,7 +58,9 @@ def recording(name: str) -> dict[str, Any]:
 
 
 def shared_workflow_paths() -> list[Path]:
-    return sorted((shared_dir() / "workflows").glob("*.json"))
+    """The shared workflows; empty when the folder is absent (tests using them carry :data:`needs_shared`)."""
+    found = find_shared()
+    return sorted((found / "workflows").glob("*.json")) if found else []
 
 
 def tiny_workflow(

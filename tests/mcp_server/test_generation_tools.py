@@ -12,8 +12,9 @@ from mcp.types import ImageContent, ResourceLink
 from mcp_server.models import GenerationList, GenerationOutput
 from tests.mcp_server.conftest import ProgressLog, components_for, connect, make_settings, text
 from tests.mcp_server.fakes import ListIndex, ScriptedGenerator, summary
+from tests.mcp_server.polling import until_final
 
-WAIT = 10.0  # bound on test waits for events (never reached when things work)
+WAIT = 60.0  # bound on test waits for events (never reached when things work)
 
 
 def output(result) -> GenerationOutput:
@@ -28,6 +29,7 @@ async def test_success_returns_url_grade_scores_attempts_link_and_a_small_previe
         result = await client.call_tool(
             "generate_quality", {"prompt": "a red fox", "max_attempts": 3, "seed": 7}, progress_callback=log
         )
+        result = await until_final(client, result, log=log)
     out = output(result)
     assert out.status == "success" and out.done and out.attempts_used == 2 and out.best_attempt == 2
     assert out.grade == "B" and out.composite_score == 7.5
@@ -58,6 +60,7 @@ async def test_best_effort_without_scores_or_preview(offline_scorer, settings, s
             "generate_quality",
             {"prompt": "a red fox", "quality_threshold": 9, "return_scores": False, "include_preview": False},
         )
+        result = await until_final(client, result, return_scores=False, include_preview=False)
     out = output(result)
     assert out.status == "best_effort" and out.attempts_used == 3 and out.composite_score == 6.0
     assert out.attempts == [] and out.quality is None and not out.preview_attached
@@ -81,8 +84,12 @@ async def test_a_long_job_returns_a_job_id_then_status_waits_for_the_result(offl
         hold.set()
         log = ProgressLog()
         done = output(
-            await client.call_tool(
-                "generation_status", {"job_id": first.job_id, "wait_seconds": WAIT}, progress_callback=log
+            await until_final(
+                client,
+                await client.call_tool(
+                    "generation_status", {"job_id": first.job_id, "wait_seconds": WAIT}, progress_callback=log
+                ),
+                log=log,
             )
         )
         assert done.status == "success" and done.grade == "A" and done.image_url
@@ -134,7 +141,7 @@ async def test_cancelling_a_status_wait_does_not_cancel_the_job(offline_scorer, 
         with anyio.move_on_after(0.3):
             await client.call_tool("generation_status", {"job_id": job_id, "wait_seconds": WAIT})
         hold.set()
-        done = output(await client.call_tool("generation_status", {"job_id": job_id, "wait_seconds": WAIT}))
+        done = output(await until_final(client, await client.call_tool("generation_status", {"job_id": job_id})))
     assert done.status == "success" and not gen.cancelled.is_set()
 
 
@@ -150,9 +157,9 @@ async def test_generation_queue_is_bounded_with_a_busy_error(offline_scorer, sto
         assert "behind 1 other" in queued.message
         assert busy.is_error and "server busy" in text(busy) and "retry" in text(busy)
         hold.set()
-        done = output(await client.call_tool("generation_status", {"job_id": queued.job_id, "wait_seconds": WAIT}))
+        done = output(await until_final(client, await client.call_tool("generation_status", {"job_id": queued.job_id})))
         assert done.done and len(gen.calls) == 2
-        after = await client.call_tool("generate_quality", {"prompt": "four", "wait_seconds": WAIT})
+        after = await until_final(client, await client.call_tool("generate_quality", {"prompt": "four"}))
         assert output(after).done  # capacity is back once jobs finish
         assert state.jobs.gate.running == 0 and state.jobs.gate.waiting == 0
 
@@ -160,7 +167,7 @@ async def test_generation_queue_is_bounded_with_a_busy_error(offline_scorer, sto
 async def test_generation_errors_are_tool_errors_or_failed_jobs(offline_scorer, settings, store):
     failing = ScriptedGenerator(store, fail=RuntimeError("ComfyUI at http://u:pw@gpu:8188/x?token=abc rejected it"))
     async with connect(settings, components_for(offline_scorer, generator=failing, store=store)) as (client, _):
-        failed = output(await client.call_tool("generate_quality", {"prompt": "a fox"}))
+        failed = output(await until_final(client, await client.call_tool("generate_quality", {"prompt": "a fox"})))
         unknown = await client.call_tool("generation_status", {"job_id": "nope"})
         bad_strategy = await client.call_tool("generate_quality", {"prompt": "a fox", "retry_strategy": "magic"})
         too_many = await client.call_tool("generate_quality", {"prompt": "a fox", "max_attempts": 50})

@@ -32,6 +32,7 @@ from tests.fakes.comfyui_server import FakeComfyUI
 from tests.fakes.processes import fake_comfyui_process
 from tests.mcp_server.conftest import components_for, connect, make_settings
 from tests.mcp_server.fakes import REPO
+from tests.mcp_server.polling import until_final
 from tests.mcp_server.procs import http_server
 from tests.storage.seaweed import SeaweedServer, wait_until, weed_binary
 
@@ -104,12 +105,13 @@ async def test_urls_are_pending_during_an_outage_and_the_stored_ones_after_the_f
 
 
 async def _outage_then_flush(client: Client, store: S3Store, seaweed: SeaweedServer) -> None:
-    before = GenerationOutput.model_validate((await client.call_tool("generate_quality", ARGS)).structured_content)
+    first = await until_final(client, await client.call_tool("generate_quality", ARGS))
+    before = GenerationOutput.model_validate(first.structured_content)
     assert before.storage == "stored" and before.image_url and before.image_url.startswith("http://")
 
     seaweed.stop()
     assert wait_until(seaweed.is_down, 30)
-    call = await client.call_tool("generate_quality", ARGS | {"seed": 5})
+    call = await until_final(client, await client.call_tool("generate_quality", ARGS | {"seed": 5}))
     assert not call.is_error, call.content
     during = GenerationOutput.model_validate(call.structured_content)
     assert during.done and during.status == "best_effort"
@@ -187,7 +189,7 @@ async def test_over_streamable_http_the_background_flush_turns_pending_into_stor
             seaweed.stop()
             try:
                 assert wait_until(seaweed.is_down, 30)
-                call = await client.call_tool("generate_quality", ARGS)
+                call = await until_final(client, await client.call_tool("generate_quality", ARGS))
                 assert not call.is_error, call.content
                 during = GenerationOutput.model_validate(call.structured_content)
                 assert during.done and during.storage == "pending_upload" and during.image_url is None

@@ -21,6 +21,7 @@ from mcp.types import ImageContent
 from mcp_server.models import GenerationList, GenerationOutput, ScoreResult
 from tests.mcp_server.conftest import ProgressLog, b64, text
 from tests.mcp_server.fakes import AGIQA, REPO
+from tests.mcp_server.polling import until_final
 from tests.mcp_server.procs import http_server, server_env
 
 TOOLS = {"score_image", "generate_quality", "generation_status", "cancel_generation", "list_generations"}
@@ -38,6 +39,7 @@ async def exercise(client: Client, *, image: str) -> None:
     assert report.coverage.metrics_unavailable  # offline: deep metrics report why they did not run
     log = ProgressLog()
     generated = await client.call_tool("generate_quality", {"prompt": "a red fox", "seed": 3}, progress_callback=log)
+    generated = await until_final(client, generated, log=log)
     out = GenerationOutput.model_validate(generated.structured_content)
     assert out.status == "success" and out.image_url and out.attempts_used == 2
     assert any(isinstance(c, ImageContent) for c in generated.content)

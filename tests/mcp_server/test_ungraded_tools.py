@@ -21,6 +21,7 @@ from refinement.settings import RefinementSettings
 from storage import Index, LocalStore
 from tests.fakes.comfyui_server import FakeComfyUI
 from tests.mcp_server.conftest import b64, components_for, connect, png_bytes, text
+from tests.mcp_server.polling import until_final
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "refinement" / "workflows"
 
@@ -100,7 +101,7 @@ async def generate(tmp_path: Path, scorer, settings, arguments: dict, *, workflo
         orch = Orchestrator(scorer, pool, LocalStore(tmp_path / "store"), Index(tmp_path / "i.sqlite3"), refinement)
         try:
             async with connect(settings, components_for(scorer, generator=orch)) as (client, _):
-                result = await client.call_tool("generate_quality", arguments)
+                result = await until_final(client, await client.call_tool("generate_quality", arguments))
         finally:
             await pool.close()
     assert not result.is_error, text(result)

@@ -281,7 +281,9 @@ async def test_reconnect_mid_run_gets_status_and_current_node(fake: FakeComfyUI)
     await again.wait_for(lambda f: len(f) >= 2)
     assert again.frames[0]["data"] == {**rec_again[0]["data"], "sid": client_id}
     assert list(again.frames[1]["data"]) == list(rec_again[1]["data"]) == ["node"]
-    assert again.frames[1]["data"]["node"] == fake.engine.last_node_id
+    sent = [e.data for e in fake.ws_events if e.client_id == client_id and e.event == "current_node"]
+    assert sent and again.frames[1]["data"]["node"] == sent[-1]  # the node current when the frame was sent
+    assert sent[-1] in recording("ws_run_success.json")["workflow"]
     await post_json(fake.url, "/interrupt", {"prompt_id": pid})
     await again.wait_end(pid)
     assert fake_sequence(again)[-3:] == ["execution_interrupted", "status", "executing"]

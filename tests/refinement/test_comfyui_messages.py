@@ -31,7 +31,7 @@ from refinement.comfyui.messages import (
     parse_message,
     parse_text,
 )
-from tests.fakes.comfyui_testing import shared_dir
+from tests.fakes.comfyui_testing import find_shared, needs_shared, shared_dir
 
 EXPECTED_CLASS = {
     "status": Status,
@@ -50,7 +50,8 @@ EXPECTED_CLASS = {
 
 def _all_frames() -> list[tuple[str, dict[str, Any]]]:
     frames: list[tuple[str, dict[str, Any]]] = []
-    for path in sorted((shared_dir() / "comfyui").glob("ws_*.json")):
+    found = find_shared()
+    for path in sorted((found / "comfyui").glob("ws_*.json")) if found else []:
         data = json.loads(path.read_text())
         sockets = data.get("websockets") or [{"frames": data.get("websocket_frames", [])}]
         for sock in sockets:
@@ -61,12 +62,14 @@ def _all_frames() -> list[tuple[str, dict[str, Any]]]:
 FRAMES = _all_frames()
 
 
+@needs_shared
 def test_the_recordings_have_every_message_type() -> None:
     text_types = {f["type"] for _, f in FRAMES if f["kind"] == "text"}
     assert text_types == set(EXPECTED_CLASS)
     assert {f["event_type"] for _, f in FRAMES if f["kind"] == "binary"} == {1, 3, 4}
 
 
+@needs_shared
 def test_every_recorded_text_frame_parses_into_its_model() -> None:
     for name, frame in FRAMES:
         if frame["kind"] != "text":
@@ -96,6 +99,7 @@ def test_every_recorded_text_frame_parses_into_its_model() -> None:
             assert message_prompt_id(msg) == data["prompt_id"]
 
 
+@needs_shared
 def test_every_recorded_binary_frame_decodes_byte_exact() -> None:
     for name, frame in FRAMES:
         if frame["kind"] != "binary":

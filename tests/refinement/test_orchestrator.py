@@ -13,6 +13,7 @@ from refinement.orchestrator import Orchestrator
 from refinement.settings import RefinementSettings
 from storage import Index, LocalStore
 from tests.fakes.comfyui_server import FakeComfyUI
+from tests.fakes.comfyui_testing import free_port
 
 
 def request(**kw) -> GenerationRequest:
@@ -93,8 +94,25 @@ async def test_validation_errors_end_the_run_as_failed_with_the_reason(setup):
     result = await orch.generate(request())
     assert result.status == "failed" and result.image_url is None
     assert "ComfyUI refused the workflow" in result.error and len(comfy.prompts_posted()) == 1
-    md = await store.get_metadata(result.generation_id)
-    assert md.refinement.status == "failed" and md.quality is None
+    assert result.attempts_used == 0 and result.metadata_key is None
+    assert [md async for md in store.list_metadata()] == []  # nothing was made: nothing is stored
+
+
+async def test_no_comfyui_listening_reports_the_failure_and_stores_nothing(tmp_path, offline_scorer):
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    pool = ComfyUIPool([url], reconnect_timeout=0.5)
+    store, index = LocalStore(tmp_path / "store"), Index(tmp_path / "index.sqlite3")
+    orch = Orchestrator(offline_scorer, pool, store, index, RefinementSettings(comfyui_urls=[url]))
+    updates: list[ProgressUpdate] = []
+    try:
+        result = await orch.generate(request(), on_progress=updates.append)
+    finally:
+        await pool.close()
+    assert result.status == "failed" and result.error and "ComfyUI is not available" in result.error
+    assert result.attempts_used == 0 and result.attempts == [] and result.image_url is None
+    assert result.metadata_key is None and result.storage_status is None
+    assert [md async for md in store.list_metadata()] == [] and index.count() == 0
+    assert updates and updates[-1].stage == "done" and updates[-1].progress == 1.0
 
 
 async def test_missing_model_file_is_caught_before_submitting(tmp_path, offline_scorer):
@@ -154,6 +172,28 @@ async def test_progress_is_monotone_and_reports_sampler_steps(setup):
 async def test_cancelling_stops_the_comfyui_job_and_keeps_what_was_made(setup):
     orch, comfy, store, _index = setup
     comfy.misbehave(step_delay=0.2)
+    second_sampling = asyncio.Event()
+
+    def on_progress(update: ProgressUpdate) -> None:
+        if update.attempt == 2 and update.stage == "sampling":
+            second_sampling.set()
+
+    task = asyncio.create_task(orch.generate(request(steps=20, max_attempts=3), on_progress=on_progress))
+    async with asyncio.timeout(120):
+        await second_sampling.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await comfy.wait_for(lambda: len(comfy.executions) == 2, timeout=30)
+    assert [e.status for e in comfy.executions] == ["success", "interrupted"]
+    stored = [md async for md in store.list_metadata()]
+    assert len(stored) == 1 and [a.attempt for a in stored[0].refinement.attempts] == [1]
+    assert (await store.get_image(stored[0].refinement.attempts[0].image_key))[:4] == b"\x89PNG"
+
+
+async def test_cancelling_before_anything_was_made_stores_nothing(setup):
+    orch, comfy, store, _index = setup
+    comfy.misbehave(step_delay=0.2)
     task = asyncio.create_task(orch.generate(request(steps=40, max_attempts=2)))
     await comfy.wait_for(lambda: comfy.engine.running is not None, timeout=30)
     task.cancel()
@@ -161,8 +201,7 @@ async def test_cancelling_stops_the_comfyui_job_and_keeps_what_was_made(setup):
         await task
     await comfy.wait_for(lambda: comfy.executions, timeout=30)
     assert [e.status for e in comfy.executions] == ["interrupted"]
-    stored = [md async for md in store.list_metadata()]
-    assert len(stored) == 1 and stored[0].refinement.status == "failed"
+    assert [md async for md in store.list_metadata()] == []
 
 
 async def test_models_are_never_reloaded_between_attempts(setup):

@@ -28,7 +28,7 @@ from refinement.workflows import (
     workflow_hash,
 )
 from tests.fakes.comfyui_server import FakeComfyUI
-from tests.fakes.comfyui_testing import REPO, shared_workflow_paths
+from tests.fakes.comfyui_testing import REPO, needs_shared, shared_workflow_paths
 
 # From shared/workflows/README.md: steps, cfg, sampler, scheduler, denoise, (width, height) or None (img2img).
 EXPECTED: dict[str, tuple[int, float, str, str, float, tuple[int, int] | None]] = {
@@ -73,10 +73,12 @@ def _source(wf: dict[str, Any], node: dict[str, Any], name: str) -> dict[str, An
     return wf[link[0]]
 
 
+@needs_shared
 def test_all_22_shared_workflows_are_there() -> None:
     assert len(WORKFLOWS) == 22
 
 
+@needs_shared
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
 def test_shared_workflow_describe_matches_its_readme(path: Path) -> None:
     wf = load_workflow(path)
@@ -114,6 +116,7 @@ def test_shared_workflow_describe_matches_its_readme(path: Path) -> None:
         assert p.loras and "lightx2v" in p.loras[0].name
 
 
+@needs_shared
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
 def test_shared_workflow_patch_round_trips_every_settable_field(path: Path) -> None:
     wf = load_workflow(path)
@@ -180,6 +183,7 @@ def test_flux_guidance_and_lora_on_a_unet_workflow() -> None:
         patch(load_template("sdxl"), GenerationParams(guidance=3.0))
 
 
+@needs_shared
 def test_two_loras_chain_and_an_existing_one_is_updated_by_name() -> None:
     wan = load_workflow(next(p for p in WORKFLOWS if p.stem == "wan22-t2v"))
     existing = describe(wan).params.loras[0].name  # type: ignore[index]
@@ -196,6 +200,7 @@ def test_two_loras_chain_and_an_existing_one_is_updated_by_name() -> None:
     assert _source(new, sampler, "model")["inputs"]["lora_name"] == "y.safetensors"
 
 
+@needs_shared
 def test_shared_prompt_node_is_split_for_a_negative_prompt() -> None:
     wan = load_workflow(next(p for p in WORKFLOWS if p.stem == "wan22-t2v"))
     only_prompt = patch(wan, GenerationParams(prompt="a cat"))
@@ -292,6 +297,7 @@ def test_ksampler_advanced_and_primitive_inputs() -> None:
         patch(wf, GenerationParams(denoise=0.5))
 
 
+@needs_shared
 def test_broken_shared_workflows_fail_clearly() -> None:
     alt = load_workflow(next(p for p in WORKFLOWS if p.stem == "flux-dev-alt"))
     with pytest.raises(
@@ -308,6 +314,7 @@ def test_broken_shared_workflows_fail_clearly() -> None:
         patch(img2img, GenerationParams(width=512))
 
 
+@needs_shared
 async def test_broken_shared_workflows_are_rejected_by_the_server_with_clear_errors() -> None:
     paths = {p.stem: p for p in WORKFLOWS}
     async with FakeComfyUI() as fake, ComfyUIClient(fake.url) as client:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -13,14 +12,6 @@ import pytest
 from storage.local import LocalStore
 from storage.s3 import S3Store
 from tests.storage.seaweed import SeaweedServer, weed_binary
-
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests see only the storage variables they set themselves."""
-    for name in list(os.environ):
-        if name.startswith(("COMFY_QUALITY_STORAGE_", "AWS_")) or name == "XDG_DATA_HOME":
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")

@@ -85,8 +85,10 @@ class _Handlers:
         await self.fake.note_ws(sid, "connect", None)
         try:
             await registry.send_json("status", {"status": self.engine.queue_info(), "sid": sid}, sid)
-            if self.engine.client_id == sid and self.engine.last_node_id is not None:
-                await registry.send_json("executing", {"node": self.engine.last_node_id}, sid)
+            node = self.engine.last_node_id if self.engine.client_id == sid else None
+            if node is not None:
+                await self.fake.note_ws(sid, "current_node", node)  # what is sent, as sent (tests compare it)
+                await registry.send_json("executing", {"node": node}, sid)
             first = True
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:

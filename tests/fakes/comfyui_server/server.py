@@ -65,7 +65,7 @@ class RecordedRequest:
 @dataclass
 class WsEvent:
     client_id: str
-    event: str  # connect | message | close
+    event: str  # connect | message | close | current_node (the node sent to a reconnecting submitter)
     data: Any
     time: float
 
