@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import anyio
-import mcp_types
+import mcp.types as mcp_types
 from anyio.streams.memory import MemoryObjectSendStream
 from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
