@@ -6,8 +6,8 @@ Used twice: the calibration fit learns from these orderings (:mod:`quality.calib
 maps a *severity* ``s`` in ``(0, 1]`` onto its parameter (``0`` is the original); :data:`LEVELS` are the four
 severities the ladder check uses, and ``apply(kind, rgb, s)`` works on ``(H, W, 3)`` uint8 RGB. Spatial parameters
 are given for a 512-px long side (the calibration's working size) and scale with larger images, so a 2048-px
-image gets a 4× wider blur than its 512-px version (smaller images get the 512-px values). Everything is deterministic (noise and motion directions come from
-``seed``); OpenCV encodes JPEG and WebP.
+image gets a 4× wider blur than its 512-px version (smaller images get the 512-px values). Everything is
+deterministic (noise and motion directions come from ``seed``); OpenCV encodes JPEG and WebP.
 
 At :data:`LEVELS`' heaviest severity each kind is "heavy damage": Gaussian blur σ 5, defocus radius 8, motion
 length 25, Gaussian noise σ 60, colour noise σ 60, JPEG quality 4, WebP quality 1, 4× resolution loss,

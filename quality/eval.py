@@ -395,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also report cross-validated calibration: each image's technical/detail/composite from a "
                         "model fitted without it (K folds, or leave-one-generator-out); repeatable; needs scikit-learn")
     p.add_argument("--seed", type=int, default=0, help="seed of the --cv folds and fits")
+    p.add_argument("--cache", type=Path, help="with --cv: folder keeping image and damage-ladder features")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     return p
@@ -415,7 +416,7 @@ def _cross_validation(samples: Sequence[Sample], schemes: Sequence[str], args: a
 
     results: dict[str, Any] = {}
     per_scheme = cross_validated_samples(samples, schemes, seed=args.seed, jobs=max(1, args.jobs),
-                                         config=settings.composite)  # fmt: skip
+                                         config=settings.composite, cache=args.cache)  # fmt: skip
     for scheme, (cv_samples, info) in per_scheme.items():
         table = agreement_table(cv_samples, resamples=args.bootstrap, plcc_resamples=args.plcc_bootstrap)
         checks = grade_checks(cv_samples)

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -19,7 +21,7 @@ def test_every_kind_moves_further_from_the_original_as_severity_grows(rgb, kind)
         assert r.shape == rgb.shape and r.dtype == np.uint8
     dist = [float(np.abs(r.astype(np.float64) - rgb).mean()) for r in rungs]
     assert dist[1] > 0.0
-    assert all(b > a for a, b in zip(dist, dist[1:], strict=False)), dist
+    assert all(b > a for a, b in itertools.pairwise(dist)), dist
     again = D.ladder(kind, rgb)  # deterministic (noise and motion directions come from the seed)
     assert all(np.array_equal(a, b) for a, b in zip(rungs, again, strict=True))
 
