@@ -106,6 +106,9 @@ def run_fit(dataset: Path, out: Path, report_path: Path, *, seed: int = F.SEED, 
     records = F.prepare_records(records, seed=seed, jobs=jobs, cache=cache)
     usable = [r for r in records if r.usable]
     excluded = [r for r in records if not r.usable]
+    if len(usable) < 11 * holdout:  # a small folder keeps every image for fitting
+        log.info("only %d usable images: no held-out images", len(usable))
+        holdout = 0
     held = set(F.holdout_names(usable, holdout))
     usable = [r for r in usable if r.name not in held]
     F.attach_ladders(usable, F.ladder_names(usable, ladder_images), jobs=jobs, cache=cache)
