@@ -143,6 +143,11 @@ def run_fit(dataset: Path, out: Path, report_path: Path, *, seed: int = F.SEED, 
     return report
 
 
+def _member(m: Any) -> str:
+    inputs = "all features" if m.inputs is None else f"{len(m.inputs)} features"
+    return f"{m.dimension}:{m.kind}({inputs}{' + ' + m.codebook if m.codebook else ''})"
+
+
 def describe(model: CalibrationModel) -> str:
     m = model.meta
     ds = m.get("dataset", {})
@@ -152,9 +157,13 @@ def describe(model: CalibrationModel) -> str:
         f"calibration model: {model.identity()}",
         f"  file: {model.path}",
         f"  dimensions: {dims}",
-        f"  members: {', '.join(f'{x.dimension}:{x.kind}+{x.codebook}' for x in model.members)}",
-        f"  features: {len(model.feature_names)} handcrafted ({m.get('features_version')}) + codebooks "
-        f"{', '.join(f'{k} K={v}' for k, v in m.get('codebooks', {}).items())}; sha256 {model.features_sha256()[:12]}",
+        f"  members: {', '.join(_member(x) for x in model.members)}",
+        f"  features: {len(model.feature_names)} handcrafted ({m.get('features_version')})"
+        + (f" + codebooks {', '.join(f'{k} K={v}' for k, v in m.get('codebooks', {}).items())}"
+           if m.get("codebooks") else "")
+        + f"; sha256 {model.features_sha256()[:12]}",
+        f"  damage ladders: {len(ds.get('ladder_images', []))} images; held out of every fit: "
+        f"{len(ds.get('held_out', []))} images",
         f"  scale (MOS -> score): {scale}",
         f"  data: {ds.get('images')} images, labels sha256 {str(ds.get('labels_sha256'))[:12]}, "
         f"images sha256 {str(ds.get('images_sha256'))[:12]}, excluded {len(ds.get('excluded', {}))}",
