@@ -533,8 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("metrics", parents=[common], help="print the metric table")
 
     ev = sub.add_parser("eval", parents=[common], help="agreement with human opinion scores")
-    ev.add_argument("dataset", help="folder with labels.csv and images/")
-    ev.add_argument("rest", nargs=argparse.REMAINDER)
+    ev.add_argument("rest", nargs=argparse.REMAINDER, help="DATASET_DIR and/or --ladders DIR, and eval's options")
     return parser
 
 
@@ -557,6 +556,22 @@ def _needs_score_command(argv: Sequence[str]) -> bool:
     return False
 
 
+def _split_eval(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """``[common options..., "eval"]`` and eval's arguments when the subcommand is ``eval``, else ``(argv, None)``."""
+    skip = False
+    for i, token in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if token in OPTIONS_WITH_VALUE:
+            skip = True
+            continue
+        if token.startswith("-"):
+            continue
+        return (argv[: i + 1], argv[i + 1 :]) if token == "eval" else (argv, None)
+    return argv, None
+
+
 def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     out = out or sys.stdout
@@ -568,8 +583,11 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     if _needs_score_command(argv):
         argv = ["score", *argv]
     parser = build_parser()
+    head, tail = _split_eval(argv)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(head)
+        if tail is not None:  # everything after "eval" is eval's own (quality.eval parses it)
+            args.rest = tail
     except SystemExit as exc:
         return int(exc.code or 0) if exc.code in (0, None) else EXIT_USAGE
     verbose = getattr(args, "verbose", 0) or 0
@@ -586,7 +604,7 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
         if args.command == "eval":
             from quality.eval import main as eval_main
 
-            return eval_main([args.dataset, *args.rest], out=out)
+            return eval_main(args.rest, out=out)
         if args.command == "score":
             return cmd_score(args, out)
         parser.print_help(sys.stderr)

@@ -10,6 +10,15 @@ per generator, each with a percentile-bootstrap 95 % interval. It also checks wh
 human score per grade (it should rise from F to A), and false positives (images in the bottom quartile of human
 scores that get a composite ≥ 7.0). Outputs: a table on stdout, ``eval.json``, ``scores.jsonl`` (per image, reusable
 with ``--scores``), ``composite_vs_mos.png`` and ``mos_per_grade.png`` in ``--output``.
+
+What refinement needs is agreement *inside* one workflow: within every (prompt, generator) group it reports pair
+accuracy (the share of pairs whose human scores differ by at least 0.5 that the score orders as people did) and
+selection gain (the human score of the scorer's top pick minus the group mean, as a share of the best pick's).
+
+``--ladders DIR`` (with or without a dataset) damages every image of ``DIR`` with every kind of
+:mod:`quality.distortions` at four severities and checks that the technical score and the composite fall at every
+step (:mod:`quality.ladder_check`; ``ladders.json``; exit status 4 when a ladder does not fall strictly or a
+heavily damaged copy keeps a composite of 5.0 or more).
 """
 
 from __future__ import annotations
@@ -31,10 +40,14 @@ from typing import IO, Any
 
 import numpy as np
 
-from quality.stats import bootstrap, krocc, plcc, srocc
+from quality.stats import bootstrap, krocc, pair_accuracy, plcc, selection_gain, srocc
 
 log = logging.getLogger(__name__)
 
+#: predictors whose within-group agreement is reported (the scores refinement chooses by)
+WITHIN_GROUP_PREDICTORS = ("composite_score", "technical", "detail", "aesthetic", "brisque", "niqe", "edge_density")
+#: within-group pairs count when their human scores differ by at least this much
+PAIR_MIN_DELTA = 0.5
 QUALITY_PREDICTORS = (
     "composite_score", "technical", "aesthetic", "detail",
     "brisque", "niqe", "laion_aesthetic", "nima_mean", "topiq", "edge_density",
@@ -218,6 +231,29 @@ def agreement_table(
     return out
 
 
+def within_group(samples: Sequence[Sample]) -> dict[str, dict[str, Any]]:
+    """Agreement inside each (prompt, generator) group, the choice refinement makes between retries: pair
+    accuracy (pairs with |ΔMOS| >= :data:`PAIR_MIN_DELTA`) and selection gain (:mod:`quality.stats`), per
+    predictor. Samples without a prompt are left out (there is no group to compare within)."""
+    scored = [s for s in samples if s.error is None and s.prompt is not None]
+    groups = [(s.prompt, s.generator) for s in scored]
+    mos = np.array([s.mos_quality for s in scored], dtype=np.float64)
+    out: dict[str, dict[str, Any]] = {}
+    for key in WITHIN_GROUP_PREDICTORS:
+        pred = _column(scored, key)
+        if not np.isfinite(pred).any():
+            continue
+        acc, pairs = pair_accuracy(pred, mos, groups, min_delta=PAIR_MIN_DELTA)
+        gain, n_groups = selection_gain(pred, mos, groups)
+        if pairs == 0 and n_groups == 0:
+            continue
+        out[key] = {
+            "pair_accuracy": None if pairs == 0 else round(acc, 4), "pairs": pairs,
+            "selection_gain": None if n_groups == 0 else round(gain, 4), "groups": n_groups,
+        }  # fmt: skip
+    return out
+
+
 def grade_checks(samples: Sequence[Sample]) -> dict[str, Any]:
     scored = [s for s in samples if s.error is None and s.grade]
     mos = np.array([s.mos_quality for s in scored])
@@ -258,7 +294,8 @@ def _cell(stats: dict[str, Any], key: str) -> str:
     return f"{est['value']:.3f} [{est['ci_low']:.2f},{est['ci_high']:.2f}]"
 
 
-def render(table: dict[str, dict[str, dict[str, Any]]], checks: dict[str, Any]) -> str:
+def render(table: dict[str, dict[str, dict[str, Any]]], checks: dict[str, Any],
+           within: dict[str, dict[str, Any]] | None = None) -> str:  # fmt: skip
     lines = []
     for target, predictors in table.items():
         if not predictors:
@@ -270,6 +307,14 @@ def render(table: dict[str, dict[str, dict[str, Any]]], checks: dict[str, Any]) 
                 row = f"  {key:<17}{group:<12}{stats['n']:>5}  "
                 row += f"{_cell(stats, 'srocc'):<22}{_cell(stats, 'krocc'):<22}{_cell(stats, 'plcc'):<22}"
                 lines.append(row)
+    if within:
+        lines.append(f"\nwithin one prompt and generator (pairs with |ΔMOS| >= {PAIR_MIN_DELTA}; selection gain: "
+                     "top pick's MOS - group mean, as a share of the best pick's)")  # fmt: skip
+        lines.append(f"  {'predictor':<17}{'pair accuracy':>14}{'pairs':>8}{'selection gain':>16}{'groups':>8}")
+        for key, w in within.items():
+            acc = "–" if w["pair_accuracy"] is None else f"{w['pair_accuracy']:.3f}"
+            gain = "–" if w["selection_gain"] is None else f"{100 * w['selection_gain']:.1f} %"
+            lines.append(f"  {key:<17}{acc:>14}{w['pairs']:>8}{gain:>16}{w['groups']:>8}")
     lines.append("\nmean human score per grade")
     for g, info in checks["per_grade"].items():
         lines.append(f"  {g}: {info['mean_mos']:.3f}  (n={info['n']})")
@@ -334,7 +379,11 @@ def plot(samples: Sequence[Sample], checks: dict[str, Any], out_dir: Path, suffi
 # -- command -------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m quality eval", description=__doc__.split("\n\n")[0])
-    p.add_argument("dataset", type=Path, help="folder with labels.csv and the images")
+    p.add_argument("dataset", type=Path, nargs="?", help="folder with labels.csv and the images")
+    p.add_argument("--ladders", type=Path, metavar="DIR",
+                   help="damage ladders: damage every image of DIR with every distortion at 4 severities and check "
+                        "that the technical score and the composite fall at every step (exit 4 when not)")
+    p.add_argument("--distortion", action="append", metavar="KIND", help="with --ladders: only these kinds")
     p.add_argument("-o", "--output", type=Path, default=Path("eval-out"), help="folder for JSON, scores and plots")
     p.add_argument("--limit", type=int, help="only the first N images")
     p.add_argument("--jobs", type=int, default=1, help="scoring processes (each loads its own models)")
@@ -346,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also report cross-validated calibration: each image's technical/detail/composite from a "
                         "model fitted without it (K folds, or leave-one-generator-out); repeatable; needs scikit-learn")
     p.add_argument("--seed", type=int, default=0, help="seed of the --cv folds and fits")
+    p.add_argument("--cache", type=Path, help="with --cv: folder keeping image and damage-ladder features")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     return p
@@ -366,20 +416,21 @@ def _cross_validation(samples: Sequence[Sample], schemes: Sequence[str], args: a
 
     results: dict[str, Any] = {}
     per_scheme = cross_validated_samples(samples, schemes, seed=args.seed, jobs=max(1, args.jobs),
-                                         config=settings.composite)  # fmt: skip
+                                         config=settings.composite, cache=args.cache)  # fmt: skip
     for scheme, (cv_samples, info) in per_scheme.items():
         table = agreement_table(cv_samples, resamples=args.bootstrap, plcc_resamples=args.plcc_bootstrap)
         checks = grade_checks(cv_samples)
+        within = within_group(cv_samples)
         out.write(f"\n== cross-validated calibration: {scheme} (seed {args.seed}, {info['folds']} folds): technical, "
                   "detail, composite and grade of every image come from a model fitted without it ==")  # fmt: skip
-        out.write(render(table, checks))
+        out.write(render(table, checks, within))
         if not args.no_plots:
             for path in plot(cv_samples, checks, args.output, suffix=f"_{scheme}"):
                 out.write(f"wrote {path}\n")
         with (args.output / f"cv_{scheme}.jsonl").open("w", encoding="utf-8") as fh:
             for s in cv_samples:
                 fh.write(json.dumps({"name": s.name, "values": s.values, "grade": s.grade}) + "\n")
-        results[scheme] = {"agreement": table, "checks": checks, "folds": info}
+        results[scheme] = {"agreement": table, "within_group": within, "checks": checks, "folds": info}
     return results
 
 
@@ -409,6 +460,11 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from quality.settings import QualitySettings
 
+    if args.dataset is None and args.ladders is None:
+        print("error: give a dataset folder, --ladders DIR, or both", file=sys.stderr)
+        return 2
+    if args.dataset is None:
+        return _ladders(args, out)
     try:
         samples = load_dataset(args.dataset, limit=args.limit)
     except (FileNotFoundError, ValueError) as exc:
@@ -431,14 +487,16 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     save_scores(samples, args.output / "scores.jsonl")
     table = agreement_table(samples, resamples=args.bootstrap, plcc_resamples=args.plcc_bootstrap)
     checks = grade_checks(samples)
-    result = {"dataset": str(args.dataset), "images": len(samples), "agreement": table, "checks": checks,
+    within = within_group(samples)
+    result = {"dataset": str(args.dataset), "images": len(samples), "agreement": table, "within_group": within,
+              "checks": checks,
               "settings": {"calibration": settings.calibration, "device": settings.device}}  # fmt: skip
     overlap = fitted_on(samples, args.dataset / "labels.csv") if settings.calibration else None
     if overlap is not None:
         result["in_sample"] = overlap
         out.write(f"NOTE: {overlap}: the calibrated technical/detail/composite figures below are in-sample "
                   "(optimistic); --cv K or --cv logo gives figures from models that never saw the images\n")
-    out.write(render(table, checks))
+    out.write(render(table, checks, within))
     if not args.no_plots:
         for path in plot(samples, checks, args.output):
             out.write(f"wrote {path}\n")
@@ -446,7 +504,22 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
         result["cross_validation"] = _cross_validation(samples, schemes, args, settings, out)
     (args.output / "eval.json").write_text(json.dumps(result, indent=2))
     out.write(f"wrote {args.output / 'eval.json'}\n")
-    return 0 if not checks["failed"] else 3
+    code = 0 if not checks["failed"] else 3
+    if args.ladders is not None:
+        ladder_code = _ladders(args, out)
+        code = code or ladder_code
+    return code
+
+
+def _ladders(args: argparse.Namespace, out: IO[str]) -> int:
+    from quality import ladder_check
+    from quality.settings import QualitySettings
+
+    settings = QualitySettings()
+    if args.no_calibration:
+        settings = settings.model_copy(update={"calibration": False})
+    return ladder_check.main(args.ladders, settings, args.output, jobs=max(1, args.jobs), kinds=args.distortion,
+                             limit=args.limit, out=out)  # fmt: skip
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,3 +101,55 @@ def bootstrap(
     alpha = (1 - level) / 2
     low, high = np.quantile(values, [alpha, 1 - alpha])
     return Estimate(value, float(low), float(high))
+
+
+# -- agreement inside groups (the choice refinement makes between retries of one prompt and workflow) ---------------
+def _group_indices(groups: Sequence[Hashable]) -> list[np.ndarray]:
+    by: dict[Hashable, list[int]] = {}
+    for i, g in enumerate(groups):
+        by.setdefault(g, []).append(i)
+    return [np.asarray(v, dtype=np.intp) for v in by.values()]
+
+
+def pair_accuracy(pred: np.ndarray, mos: np.ndarray, groups: Sequence[Hashable], *,
+                  min_delta: float = 0.5) -> tuple[float, int]:  # fmt: skip
+    """Share of the within-group pairs whose human scores differ by at least ``min_delta`` that ``pred`` orders
+    as people did (a tie in ``pred`` counts one half), and the number of such pairs (``nan``, 0 when none).
+    Non-finite predictions or scores are left out."""
+    pred = np.asarray(pred, dtype=np.float64)
+    mos = np.asarray(mos, dtype=np.float64)
+    right = 0.0
+    pairs = 0
+    for idx in _group_indices(groups):
+        idx = idx[np.isfinite(pred[idx]) & np.isfinite(mos[idx])]
+        if len(idx) < 2:
+            continue
+        dm = mos[idx][:, None] - mos[idx][None, :]
+        dp = pred[idx][:, None] - pred[idx][None, :]
+        use = dm >= min_delta  # each unordered pair once (the better one first)
+        pairs += int(use.sum())
+        right += float((dp[use] > 0).sum()) + 0.5 * float((dp[use] == 0).sum())
+    return (right / pairs if pairs else float("nan")), pairs
+
+
+def selection_gain(pred: np.ndarray, mos: np.ndarray, groups: Sequence[Hashable]) -> tuple[float, int]:
+    """How much of the best possible gain picking the top-scored image of each group achieves.
+
+    Per group of at least two images with unequal human scores: the MOS of the image ``pred`` ranks first (the
+    mean over tied first places) minus the group's mean MOS; summed over groups and divided by the same sum for
+    the image people rated best (the oracle). 1.0: always the best image; 0.0: no better than a random pick;
+    negative: worse. Returns the share and the number of groups (``nan``, 0 when none)."""
+    pred = np.asarray(pred, dtype=np.float64)
+    mos = np.asarray(mos, dtype=np.float64)
+    gain = oracle = 0.0
+    used = 0
+    for idx in _group_indices(groups):
+        idx = idx[np.isfinite(pred[idx]) & np.isfinite(mos[idx])]
+        if len(idx) < 2 or np.ptp(mos[idx]) == 0:
+            continue
+        m, p = mos[idx], pred[idx]
+        top = p == p.max()
+        gain += float(m[top].mean() - m.mean())
+        oracle += float(m.max() - m.mean())
+        used += 1
+    return (gain / oracle if oracle > 0 else float("nan")), used

@@ -2,9 +2,10 @@
 
 The scorer's spec table maps each raw metric onto 0–10 with fixed end points; on AI-generated images that agrees
 only loosely with people (BRISQUE/NIQE alone reach a rank correlation of about 0.5 with human opinion on
-AGIQA-3K). The calibration model, fitted on human scores, predicts what people would say from richer statistics of
-the same image (BRISQUE/NIQE features at several scales, local sharpness, noise, colour, texture, patch codebooks)
-and maps the prediction onto 0–10 so the composite's grades keep their meaning. See ``README.md`` here.
+AGIQA-3K). The calibration model, fitted on human scores and on damage ladders (a damaged copy is worse than its
+original, a stronger damage worse than a weaker one), predicts what people would say from richer statistics of
+the same image (BRISQUE/NIQE features at several scales, local sharpness, noise, colour, texture) and maps the
+prediction onto 0–10 so the composite's grades keep their meaning. See ``README.md`` here.
 
     from quality.calibration import load_default
     model = load_default()

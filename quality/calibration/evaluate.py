@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from quality.calibration import fit as F
@@ -80,15 +81,17 @@ def cross_validate_schemes(
 
 def cross_validated_samples(
     samples: Sequence[Any], schemes: Sequence[str], *, seed: int = F.SEED, jobs: int = 1,
-    config: CompositeConfig | None = None,
+    config: CompositeConfig | None = None, cache: Path | None = None,
 ) -> dict[str, tuple[list[Any], dict[str, Any]]]:  # fmt: skip
     """For each scheme: copies of ``samples`` (:class:`quality.eval.Sample`) with out-of-fold technical, detail,
-    composite and grade, and a description of the folds."""
+    composite and grade, and a description of the folds. The protocol is the shipped model's, damage ladders
+    included (:data:`quality.calibration.fit.LADDER_IMAGES` images; ``cache``: a folder keeping their features)."""
     F._sklearn()
     scored = [s for s in samples if s.error is None]
-    records = F.prepare_records([F.Record(s.name, str(s.path), s.mos_quality, s.generator) for s in scored],
-                                seed=seed, jobs=jobs)  # fmt: skip
+    records = F.prepare_records([F.Record(s.name, str(s.path), s.mos_quality, s.generator, prompt=s.prompt)
+                                 for s in scored], seed=seed, jobs=jobs, cache=cache)  # fmt: skip
     usable = [r for r in records if r.usable]
+    F.attach_ladders(usable, F.ladder_names(usable, F.LADDER_IMAGES), jobs=jobs, cache=cache)
     excluded = {r.name: r.error or "features undefined" for r in records if not r.usable}
     index = {r.name: i for i, r in enumerate(usable)}
     results, _ = cross_validate_schemes(usable, schemes, seed=seed, jobs=jobs)

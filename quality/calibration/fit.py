@@ -3,24 +3,35 @@
 The protocol is fixed (nothing below is tuned on the images a figure is reported for):
 
 1. every image is decoded like the scorer does, reduced to the working size, and gives its handcrafted
-   features (:mod:`.features`) and a reproducible sample of patches per codebook family (:mod:`.patches`);
-   images whose features are undefined (flat, failed generations) are left out and listed;
-2. per fit set: whitening + k-means codebooks (``K = 200`` per family) from the fit images' patch samples only;
-3. per fit set: six members predicting ``mos_quality`` — technical: boosted trees and an RBF SVR on the
-   handcrafted features + the ``mscn`` codebook, the same two on the handcrafted features + the ``colour``
-   codebook; detail: the same two on the handcrafted features + the ``luma`` codebook. A dimension is the mean
-   of its members;
+   features (:mod:`.features`); images whose features are undefined (flat, failed generations) are left out and
+   listed; :data:`HOLDOUT_IMAGES` images (balanced over generators) are kept out of everything, for the ladder
+   check on held-out AI images;
+2. damage ladders (:mod:`.ladders`, :mod:`quality.distortions`): :data:`LADDER_IMAGES` fit images get
+   4 damaged copies per kind (13 kinds); a copy at severity ``s`` is a row whose target is
+   ``mos - s * (mos - floor)``, below its original and below every weaker copy (the free orderings: a distorted
+   copy is worse than its original, a stronger distortion worse than a weaker one); all damaged rows together
+   weigh as much as the human-scored rows;
+3. per fit set: four members predicting ``mos_quality`` — technical: boosted trees and an RBF SVR on all
+   handcrafted features; detail: the same two on the sharpness / noise / texture / NSS subset
+   (:data:`FEATURE_SUBSETS`). A dimension is the mean of its members. (Patch codebooks, used before the damage
+   ladders, are still supported by the model format but no member reads one: with damage in training they did
+   not raise agreement, and they cost most of the scoring time);
 4. the 0–10 scale: the composite's grade boundaries are placed at fixed percentiles of the fit images' human
-   scores (:data:`SCALE_PERCENTILES`): a grade says where people would rank the image.
+   scores (:data:`SCALE_PERCENTILES`): a grade says where people would rank the image; below the lowest human
+   score the scale runs on to 0 at the damage floor minus :data:`SCALE_BOTTOM_MARGIN`, so heavy damage keeps
+   distinct, low scores instead of a clamped 0.
 
-:func:`cross_validate` runs 2–3 on each training split and predicts its held-out images: every image is scored by
-a model that never saw it (nor its patches). Seeds are fixed; scikit-learn's version is recorded.
+:func:`cross_validate` runs 3–4 on each training split (with the ladders of its training images only) and
+predicts its held-out images and their ladders: every image is scored by a model that never saw it nor any
+damaged copy of it. Seeds are fixed; scikit-learn's version is recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -35,9 +46,12 @@ from numpy.typing import NDArray
 
 from quality.backends import nss_math as nm
 from quality.calibration.features import FEATURES_VERSION, WORKING_SIDE, extract
+from quality.calibration.ladders import STEPS, LadderCache, Ladders, balanced
+from quality.calibration.ladders import compute as compute_ladders
 from quality.calibration.model import CalibrationModel, Member
-from quality.calibration.patches import FAMILIES, Codebook, family_patches, sample_patches
+from quality.calibration.patches import Codebook, family_patches, sample_patches
 from quality.calibration.runtime import F64, KernelSVR, QuantileNormal, Scale, TreeEnsemble
+from quality.distortions import KINDS
 from quality.errors import ConfigError, QualityError
 
 log = logging.getLogger(__name__)
@@ -48,19 +62,39 @@ SAMPLES_PER_IMAGE = 200
 WHITENING_EPS = 0.01
 #: (human-score percentile of the fit images, 0–10 score): 0 at the lowest human score, F/D boundary (3.0) at
 #: the 20th percentile, D/C (5.0) at the median, C/B (6.5) at the 75th, B/A (8.0) at the 90th, 10 at the highest
-SCALE_PERCENTILES: tuple[tuple[float, float], ...] = ((0, 0.0), (20, 3.0), (50, 5.0), (75, 6.5), (90, 8.0), (100, 10.0))
-#: (dimension, member kind, codebook family)
-MEMBERS: tuple[tuple[str, str, str], ...] = (
-    ("technical", "trees", "mscn"), ("technical", "svr", "mscn"),
-    ("technical", "trees", "colour"), ("technical", "svr", "colour"),
-    ("detail", "trees", "luma"), ("detail", "svr", "luma"),
+#: (since the damage-ladder refit the lowest human score maps to 1.5, and the damage floor minus 0.5 to 0: a
+#: heavily damaged copy scores below the worst generated image people rated)
+SCALE_PERCENTILES: tuple[tuple[float, float], ...] = ((0, 1.5), (20, 3.0), (50, 5.0), (75, 6.5), (90, 8.0), (100, 10.0))
+SCALE_BOTTOM_MARGIN = 0.5
+#: (dimension, member kind, codebook family or "" for none, feature subset or "" for all handcrafted features).
+#: Patch codebooks are not used since the damage-ladder refit: with damaged copies in training they no longer
+#: raised agreement, and their encoding cost most of the calibration's scoring time.
+MEMBERS: tuple[tuple[str, str, str, str], ...] = (
+    ("technical", "trees", "", ""), ("technical", "svr", "", ""),
+    ("detail", "trees", "", "detail"), ("detail", "svr", "", "detail"),
 )  # fmt: skip
+#: feature-name prefixes of the subsets members may read
+FEATURE_SUBSETS: dict[str, tuple[str, ...]] = {
+    "detail": ("lap_", "grad_", "local_sharp", "flat_blocks", "down_loss", "spec_", "noise", "block_", "canny", "lbp",
+               "orient_", "bq", "brisque", "niqe", "local_niqe", "block_contrast", "luma_", "clip_"),
+}  # fmt: skip
+#: damage ladders: this many fit images (balanced over generators) get :data:`.ladders.STEPS` damaged copies per
+#: kind of :mod:`quality.distortions`; a copy at severity s gets the target ``mos - s * (mos - floor)``, floor =
+#: the lowest human score of the fit images minus :data:`DAMAGE_FLOOR_MARGIN`; all damaged rows together weigh
+#: :data:`DAMAGE_WEIGHT` times the human-scored rows.
+LADDER_IMAGES = 110
+DAMAGE_FLOOR_MARGIN = 1.0
+DAMAGE_WEIGHT = 1.0
+#: the SVR members see a fixed random subset of this many damaged rows (the trees see them all)
+SVR_DAMAGE_ROWS = 2000
+#: AGIQA images kept out of every fit (balanced over generators): the ladder check's held-out AI images
+HOLDOUT_IMAGES = 30
 DIMENSIONS: dict[str, dict[str, list[str]]] = {
     "technical": {"covers": ["brisque", "niqe"]},
     "detail": {"covers": ["edge_density"]},
 }
 REQUIRES = ["brisque", "niqe"]
-TREE_PARAMS: dict[str, Any] = {"max_iter": 400, "learning_rate": 0.04, "max_leaf_nodes": 15, "min_samples_leaf": 20,
+TREE_PARAMS: dict[str, Any] = {"max_iter": 250, "learning_rate": 0.06, "max_leaf_nodes": 15, "min_samples_leaf": 20,
                                "l2_regularization": 1.0, "early_stopping": False}  # fmt: skip
 SVR_PARAMS: dict[str, Any] = {"C": 1.0, "epsilon": 0.1}
 QUANTILE_LEVELS = 200
@@ -94,6 +128,9 @@ class Record:
     features: dict[str, float] | None = None
     samples: dict[str, NDArray[np.float32]] = field(default_factory=dict)
     error: str | None = None
+    prompt: str | None = None
+    ladders: Ladders | None = None
+    """features of damaged copies (:mod:`.ladders`), for the images chosen to carry ladders"""
 
     @property
     def usable(self) -> bool:
@@ -107,14 +144,31 @@ def working_rgb(path: str, side: int = WORKING_SIDE) -> NDArray[np.uint8]:
     return load_image(path).fit(side)
 
 
-def prepare_record(record: Record, seed: int = SEED) -> Record:
-    """Fill ``features`` and ``samples`` (or ``error``) of one record."""
+def families_used() -> list[str]:
+    """The codebook families some member of the protocol reads."""
+    return sorted({m[2] for m in MEMBERS if m[2]})
+
+
+def subset_names(subset: str, names: Sequence[str]) -> tuple[str, ...] | None:
+    """The feature names of ``subset`` (``""``: all, returned as ``None``)."""
+    if not subset:
+        return None
+    prefixes = FEATURE_SUBSETS[subset]
+    return tuple(n for n in names if n.startswith(prefixes))
+
+
+def prepare_record(record: Record, seed: int = SEED, cached: dict[str, float] | None = None) -> Record:
+    """Fill ``features`` and ``samples`` (or ``error``) of one record (``cached``: its features, known already)."""
     try:
+        families = families_used()
+        if cached is not None and not families:
+            record.features = dict(cached)
+            return record
         rgb = working_rgb(record.path)
-        record.features = extract(rgb)
+        record.features = dict(cached) if cached is not None else extract(rgb)
         y = nm.luma(rgb)
         record.samples = {
-            f: sample_patches(family_patches(f, rgb, y), SAMPLES_PER_IMAGE, seed, record.name) for f in FAMILIES
+            f: sample_patches(family_patches(f, rgb, y), SAMPLES_PER_IMAGE, seed, record.name) for f in families
         }
     except (QualityError, ValueError) as exc:
         record.features, record.samples, record.error = None, {}, f"{type(exc).__name__}: {exc}"
@@ -131,12 +185,100 @@ def _map(fn: Callable[[Any], Any], items: Sequence[Any], jobs: int, initializer:
         return list(pool.map(fn, items, chunksize=8))
 
 
-def prepare_records(records: Sequence[Record], *, seed: int = SEED, jobs: int = 1) -> list[Record]:
-    return _map(_prepare_one, [(r, seed) for r in records], jobs)
+def prepare_records(records: Sequence[Record], *, seed: int = SEED, jobs: int = 1,
+                    cache: Path | None = None) -> list[Record]:  # fmt: skip
+    """Features (and codebook samples) of every record; with ``cache`` (a folder), features computed once are
+    kept in ``cache/features.json`` (keyed by the features version and each image's SHA-256) and reused."""
+    store: dict[str, Any] = {}
+    cache_file = None if cache is None else Path(cache) / "features.json"
+    if cache_file is not None and cache_file.is_file():
+        store = json.loads(cache_file.read_text())
+    keys = [f"{FEATURES_VERSION}:{sha256_file(Path(r.path))}" if cache_file is not None else "" for r in records]
+    items = []
+    for r, key in zip(records, keys, strict=True):
+        hit = store.get(key)
+        items.append((r, seed, hit.get("features") if isinstance(hit, dict) else None))
+    done: list[Record] = _map(_prepare_one, items, jobs)
+    if cache_file is not None:
+        before = len(store)
+        for r, key in zip(done, keys, strict=True):
+            if r.features is not None:
+                store[key] = {"name": r.name, "features": r.features}
+            elif r.error is not None:  # undefined features are remembered too (they stay undefined)
+                store[key] = {"name": r.name, "error": r.error}
+        if len(store) != before:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")  # concurrent fits never share a temporary file
+            tmp.write_text(json.dumps(store))
+            tmp.replace(cache_file)
+    return done
 
 
-def _prepare_one(args: tuple[Record, int]) -> Record:
-    return prepare_record(*args)
+def _prepare_one(args: tuple[Record, int, dict[str, float] | None]) -> Record:
+    r, seed, cached = args
+    return prepare_record(r, seed, cached)
+
+
+def _ladder_one(args: tuple[str, str, list[str], str | None, list[str]]) -> Ladders:
+    name, path, names, cache, kinds = args
+    store = None if cache is None else LadderCache(Path(cache) / "ladders")
+    key = "" if store is None else store.key(sha256_file(Path(path)), names, kinds, STEPS, 0)
+    if store is not None:
+        hit = store.load(name, key)
+        if hit is not None:
+            return hit
+    done = compute_ladders(name, working_rgb(path), names, kinds)
+    if store is not None:
+        store.save(done, key)
+    return done
+
+
+def attach_ladders(records: Sequence[Record], chosen: Sequence[str], *, jobs: int = 1, cache: Path | None = None,
+                   kinds: Sequence[str] | None = None) -> None:  # fmt: skip
+    """Fill ``ladders`` of the records named in ``chosen`` (usable records only), from ``cache/ladders`` or by
+    damaging and measuring the image (≈ 4 s per image and core)."""
+    by_name = {r.name: r for r in records if r.usable}
+    todo = [by_name[n] for n in chosen if n in by_name]
+    if not todo:
+        return
+    names = list(todo[0].features or {})
+    kind_list = list(kinds or KINDS)
+    work = [(r.name, r.path, names, None if cache is None else str(cache), kind_list) for r in todo]
+    for r, lad in zip(todo, _map(_ladder_one, work, jobs), strict=True):
+        r.ladders = lad
+
+
+def damage_rows(records: Sequence[Record], idx: Iterable[int], floor: float) -> tuple[F64, F64]:
+    """Rows and targets of the damaged copies of ``records[idx]``: a copy at severity ``s`` of an image with human
+    score ``mos`` gets ``mos - s * (mos - floor)`` (so a stronger damage always has a lower target)."""
+    xs: list[F64] = []
+    ts: list[F64] = []
+    for i in idx:
+        lad = records[i].ladders
+        if lad is None:
+            continue
+        feats = lad.features.reshape(-1, lad.features.shape[-1])
+        sev = lad.severity.reshape(-1)
+        ok = np.isfinite(feats).all(axis=1)
+        xs.append(feats[ok])
+        ts.append(records[i].mos - sev[ok] * (records[i].mos - floor))
+    if not xs:
+        return np.empty((0, 0)), np.empty(0)
+    return np.concatenate(xs), np.concatenate(ts)
+
+
+def holdout_names(records: Sequence[Record], n: int) -> list[str]:
+    """``n`` usable images kept out of every fit (balanced over groups, reproducible)."""
+    return balanced([r.name for r in records], [r.group for r in records], n, "heldout") if n > 0 else []
+
+
+def ladder_names(records: Sequence[Record], n: int) -> list[str]:
+    """The ``n`` fit images that get damage ladders (balanced over groups, reproducible)."""
+    return balanced([r.name for r in records], [r.group for r in records], n, "ladders") if n > 0 else []
+
+
+def damage_floor(mos: F64) -> float:
+    return float(np.min(mos)) - DAMAGE_FLOOR_MARGIN
 
 
 _ENCODE_SETS: list[dict[str, Codebook]] = []
@@ -152,9 +294,11 @@ def _init_encoder(sets: list[dict[str, Codebook]], single_thread: bool = False) 
 
 
 def _encode_one(path: str) -> list[dict[str, F64]]:
+    if not any(_ENCODE_SETS):  # no codebooks: nothing to decode
+        return [{} for _ in _ENCODE_SETS]
     rgb = working_rgb(path)
     y = nm.luma(rgb)
-    patches = {f: family_patches(f, rgb, y) for f in FAMILIES}
+    patches = {f: family_patches(f, rgb, y) for f in families_used()}
     return [{f: cb.encode(patches[f]) for f, cb in s.items()} for s in _ENCODE_SETS]
 
 
@@ -162,6 +306,8 @@ def encode_records(
     records: Sequence[Record], sets: list[dict[str, Codebook]], *, jobs: int = 1
 ) -> list[dict[str, F64]]:
     """For every codebook set, ``{family: (n_records, 4K)}``: each image is decoded once for all sets."""
+    if not any(sets):
+        return [{} for _ in sets]
     per_image = _map(_encode_one, [r.path for r in records], jobs, _init_encoder, (sets, jobs > 1))
     return [{f: np.stack([img[i][f] for img in per_image]) for f in s} for i, s in enumerate(sets)]
 
@@ -187,11 +333,11 @@ def learn_codebook(family: str, samples: Sequence[NDArray[np.float32]], *, size:
     return Codebook(family, matrix.astype(np.float32), (mu @ matrix).astype(np.float32))
 
 
-def fit_trees(x: F64, y: F64, seed: int = SEED) -> tuple[TreeEnsemble, Callable[[F64], F64]]:
+def fit_trees(x: F64, y: F64, seed: int = SEED, weight: F64 | None = None) -> tuple[TreeEnsemble, Callable[[F64], F64]]:
     """The exported trees and scikit-learn's own predict function (for the fit-time check values)."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    model = HistGradientBoostingRegressor(random_state=seed, **TREE_PARAMS).fit(x, y)
+    model = HistGradientBoostingRegressor(random_state=seed, **TREE_PARAMS).fit(x, y, sample_weight=weight)
     return export_trees(model), model.predict
 
 
@@ -217,21 +363,25 @@ def export_trees(model: Any) -> TreeEnsemble:
     )
 
 
-def fit_svr(x: F64, y: F64) -> tuple[KernelSVR, Callable[[F64], F64]]:
+def fit_svr(x: F64, y: F64, weight: F64 | None = None) -> tuple[KernelSVR, Callable[[F64], F64]]:
     """The exported SVR and a fit-time predict function (scikit-learn's SVR on the transformed inputs)."""
     from sklearn.svm import SVR
 
     transform = QuantileNormal.fit(x, QUANTILE_LEVELS)
     z = transform(x)
     gamma = 1.0 / (z.shape[1] * float(z.var()) or 1.0)
-    svr = SVR(kernel="rbf", gamma=gamma, **SVR_PARAMS).fit(z, y)
+    svr = SVR(kernel="rbf", gamma=gamma, **SVR_PARAMS).fit(z, y, sample_weight=weight)
     exported = KernelSVR(transform, svr.support_vectors_.astype(np.float64), svr.dual_coef_.ravel().astype(np.float64),
                          float(svr.intercept_[0]), gamma)  # fmt: skip
     return exported, lambda v: np.asarray(svr.predict(transform(v)), np.float64)
 
 
-def fit_scale(mos: F64) -> Scale:
+def fit_scale(mos: F64, floor: float | None = None) -> Scale:
+    """Grade boundaries at human-score percentiles; with a damage ``floor``, 0 at ``floor - SCALE_BOTTOM_MARGIN``
+    (below the lowest human score, where the heaviest damage lands) so damaged copies keep distinct scores."""
     anchors = [(float(np.percentile(mos, p)), s) for p, s in SCALE_PERCENTILES]
+    if floor is not None:
+        anchors.insert(0, (floor - SCALE_BOTTOM_MARGIN, 0.0))
     clean: list[tuple[float, float]] = []
     for m, s in anchors:  # ties (tiny fit sets) would make the map non-increasing: keep the first of equal MOS
         if not clean or m > clean[-1][0]:
@@ -242,9 +392,11 @@ def fit_scale(mos: F64) -> Scale:
 
 
 def fit_model(base: F64, encodings: dict[str, F64], mos: F64, codebooks: dict[str, Codebook], *,
-              seed: int = SEED, meta: dict[str, Any] | None = None,
-              check: dict[str, int] | None = None) -> CalibrationModel:  # fmt: skip
-    """Fit the members on ``base`` (n, F) + ``encodings`` of the given images (nothing else).
+              seed: int = SEED, meta: dict[str, Any] | None = None, check: dict[str, int] | None = None,
+              damage: tuple[F64, F64] | None = None) -> CalibrationModel:  # fmt: skip
+    """Fit the members on ``base`` (n, F) + ``encodings`` of the given images (nothing else), and on ``damage``:
+    rows of damaged copies of some of them with their targets (:func:`damage_rows`; members that read codebook
+    encodings cannot use them).
 
     ``check``: image name → row; for those images the model records, in ``meta["check"]``, the per-dimension
     MOS that scikit-learn's fitted estimators predict from the fit-time features: a later load of the file,
@@ -254,17 +406,34 @@ def fit_model(base: F64, encodings: dict[str, F64], mos: F64, codebooks: dict[st
     members = []
     fit_time: dict[str, list[F64]] = {}
     rows = list((check or {}).values())
-    for dim, kind, family in MEMBERS:
-        x = np.hstack([base, encodings[family]])
-        predictor, predict = fit_trees(x, mos, seed) if kind == "trees" else fit_svr(x, mos)
-        members.append(Member(dim, kind, family, predictor))
+    names = list((meta or {}).get("feature_names") or [])
+    has_damage = damage is not None and len(damage[1]) > 0
+    for dim, kind, family, subset in MEMBERS:
+        inputs = subset_names(subset, names) if names else None
+        cols = slice(None) if inputs is None else [names.index(n) for n in inputs]
+        x = base[:, cols]
+        y, weight = mos, None
+        if family:
+            x = np.hstack([x, encodings[family]])
+        elif has_damage and damage is not None:
+            dx, dt = damage
+            if kind == "svr" and len(dt) > SVR_DAMAGE_ROWS:  # a kernel SVR's cost grows with the square of its rows
+                keep = np.sort(np.random.default_rng(seed).choice(len(dt), SVR_DAMAGE_ROWS, replace=False))
+                dx, dt = dx[keep], dt[keep]
+            x = np.vstack([x, dx[:, cols]])
+            y = np.concatenate([mos, dt])
+            share = DAMAGE_WEIGHT * len(mos) / len(dt)
+            weight = np.concatenate([np.ones(len(mos)), np.full(len(dt), share)])
+        predictor, predict = fit_trees(x, y, seed, weight) if kind == "trees" else fit_svr(x, y, weight)
+        members.append(Member(dim, kind, family, predictor, inputs))
         if rows:
             fit_time.setdefault(dim, []).append(predict(x[rows]))
     meta = dict(meta or {})
     if check:
         means = {d: np.mean(v, axis=0) for d, v in fit_time.items()}
         meta["check"] = {name: {d: float(means[d][i]) for d in means} for i, name in enumerate(check)}
-    return CalibrationModel(meta, dict(codebooks), tuple(members), fit_scale(mos))
+    scale = fit_scale(mos, damage_floor(mos) if has_damage else None)
+    return CalibrationModel(meta, dict(codebooks), tuple(members), scale)
 
 
 def check_rows(records: Sequence[Record], per_group: int = 2) -> dict[str, int]:
@@ -310,11 +479,13 @@ class CVResult:
     score: dict[str, F64]
     fold: NDArray[np.intp]
     seconds: float
+    ladders: dict[int, dict[str, F64]] = field(default_factory=dict)
+    """record index → dimension → (kinds, 1 + steps) out-of-fold scores of the original and its damaged copies"""
 
 
 def codebooks_for(records: Sequence[Record], idx: Iterable[int], seed: int) -> dict[str, Codebook]:
     chosen = [records[i] for i in idx]
-    return {f: learn_codebook(f, [r.samples[f] for r in chosen], seed=seed) for f in FAMILIES}
+    return {f: learn_codebook(f, [r.samples[f] for r in chosen], seed=seed) for f in families_used()}
 
 
 def base_matrix(records: Sequence[Record], names: Sequence[str]) -> F64:
@@ -344,11 +515,14 @@ def cross_validate(records: Sequence[Record], splits: Sequence[Split], *, seed: 
     out_mos = {d: np.full(len(records), np.nan) for d in DIMENSIONS}
     out_score = {d: np.full(len(records), np.nan) for d in DIMENSIONS}
     fold_of = np.full(len(records), -1, dtype=np.intp)
+    ladders: dict[int, dict[str, F64]] = {}
     for i, ((train, test), cbs, enc) in enumerate(zip(splits, sets, encoded, strict=True)):
         if len(set(train.tolist()) & set(test.tolist())):
             raise CalibrationFitError(f"split {i} has images in both its training and its test part")
+        damage = damage_rows(records, train, damage_floor(mos[train]))
         model = fit_model(base[train], {f: e[train] for f, e in enc.items()}, mos[train], cbs, seed=seed,
-                          meta={"feature_names": names, "dimensions": DIMENSIONS})  # fmt: skip
+                          meta={"feature_names": names, "dimensions": DIMENSIONS},
+                          damage=damage if len(damage[1]) else None)  # fmt: skip
         if on_fold is not None:
             on_fold(i, model, (train, test))
         pred = model.predict_mos(base[test], {f: e[test] for f, e in enc.items()})
@@ -356,8 +530,20 @@ def cross_validate(records: Sequence[Record], splits: Sequence[Split], *, seed: 
             out_mos[d][test] = p
             out_score[d][test] = model.scale(p)
         fold_of[test] = i
+        for j in test:  # the held-out images' damage ladders, scored by the same model
+            lad = records[j].ladders
+            if lad is None or any(enc.values()):
+                continue
+            flat = lad.features.reshape(-1, lad.features.shape[-1])
+            ok = np.isfinite(flat).all(axis=1)
+            rungs = {d: np.full(len(flat), np.nan) for d in pred}
+            if ok.any():
+                for d, p in model.predict_mos(flat[ok], {}).items():
+                    rungs[d][ok] = model.scale(p)
+            clean = {d: np.full(lad.features.shape[0], out_score[d][j]) for d in rungs}
+            ladders[j] = {d: np.column_stack([clean[d], v.reshape(lad.features.shape[:2])]) for d, v in rungs.items()}
         log.info("fold %d/%d fitted on %d images, predicted %d", i + 1, len(splits), len(train), len(test))
-    return CVResult(out_mos, out_score, fold_of, time.perf_counter() - started)
+    return CVResult(out_mos, out_score, fold_of, time.perf_counter() - started, ladders)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -405,7 +591,13 @@ def model_meta(name: str, records: Sequence[Record], excluded: Sequence[Record],
             "svr": SVR_PARAMS,
             "quantile_levels": QUANTILE_LEVELS,
             "scale_percentiles": [list(p) for p in SCALE_PERCENTILES],
+            "scale_bottom_margin": SCALE_BOTTOM_MARGIN,
             "members": [list(m) for m in MEMBERS],
+            "feature_subsets": {k: list(v) for k, v in FEATURE_SUBSETS.items()},
+            "damage": {"ladder_images": LADDER_IMAGES, "steps": STEPS, "kinds": list(KINDS),
+                       "svr_rows": SVR_DAMAGE_ROWS, "floor_margin": DAMAGE_FLOOR_MARGIN, "weight": DAMAGE_WEIGHT,
+                       "target": "mos - severity * (mos - floor)"},
+            "holdout_images": HOLDOUT_IMAGES,
         },
         "dataset": {
             "labels": labels.name,

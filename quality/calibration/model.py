@@ -38,7 +38,10 @@ class Member:
     kind: str
     """"trees" or "svr" """
     codebook: str
+    """patch-codebook family whose encoding the member reads after the features ("" for none)"""
     predictor: Predictor
+    inputs: tuple[str, ...] | None = None
+    """the handcrafted features the member reads, in order (``None``: all of the model's)"""
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,11 @@ class CalibrationModel:
         base = np.atleast_2d(np.asarray(base, np.float64))
         sums: dict[str, F64] = {}
         counts: dict[str, int] = {}
+        index = {n: i for i, n in enumerate(self.feature_names)}
         for m in self.members:
-            x = np.hstack([base, np.atleast_2d(encodings[m.codebook])])
+            x = base if m.inputs is None else base[:, [index[n] for n in m.inputs]]
+            if m.codebook:
+                x = np.hstack([x, np.atleast_2d(encodings[m.codebook])])
             sums[m.dimension] = sums.get(m.dimension, 0.0) + m.predictor.predict(x)
             counts[m.dimension] = counts.get(m.dimension, 0) + 1
         return {d: sums[d] / counts[d] for d in sums}
@@ -124,7 +130,8 @@ class CalibrationModel:
         if not np.all(np.isfinite(base)):
             bad = [n for n, v in zip(self.feature_names, base, strict=True) if not np.isfinite(v)]
             raise ValueError(f"calibration features are undefined for this image: {', '.join(bad[:5])}")
-        mos = {d: float(v[0]) for d, v in self.predict_mos(base[None, :], self.encode(rgb, y)).items()}
+        encodings = self.encode(rgb, y) if self.codebooks else {}
+        mos = {d: float(v[0]) for d, v in self.predict_mos(base[None, :], encodings).items()}
         return {d: round(float(self.scale(v)), 4) for d, v in mos.items()}, mos
 
     # -- file -------------------------------------------------------------------------------------------------
@@ -140,7 +147,11 @@ class CalibrationModel:
     def to_bytes(self) -> bytes:
         meta = dict(self.meta)
         meta["format"] = FORMAT
-        meta["members"] = [{"dimension": m.dimension, "kind": m.kind, "codebook": m.codebook} for m in self.members]
+        meta["members"] = [
+            {"dimension": m.dimension, "kind": m.kind, "codebook": m.codebook}
+            | ({} if m.inputs is None else {"inputs": list(m.inputs)})
+            for m in self.members
+        ]
         meta["codebooks"] = {f: cb.size for f, cb in self.codebooks.items()}
         meta["scale"] = {**meta.get("scale", {}), "mos": list(self.scale.mos), "score": list(self.scale.score)}
         arrays = {"meta": np.array(json.dumps(meta, sort_keys=True)), **self.arrays()}
@@ -178,7 +189,9 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> CalibrationModel:
             predictor: Predictor = (
                 TreeEnsemble.from_arrays(arrays, f"m{i}") if kind == "trees" else KernelSVR.from_arrays(arrays, f"m{i}")
             )
-            members.append(Member(spec["dimension"], kind, spec["codebook"], predictor))
+            inputs = spec.get("inputs")
+            members.append(Member(spec["dimension"], kind, spec["codebook"], predictor,
+                                  None if inputs is None else tuple(str(n) for n in inputs)))  # fmt: skip
         scale = Scale(tuple(meta["scale"]["mos"]), tuple(meta["scale"]["score"]))
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
         raise ConfigError(

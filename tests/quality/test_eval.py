@@ -106,3 +106,26 @@ def test_a_users_own_images_are_not_flagged_in_sample(tmp_path):
     shutil.copy(AGIQA / "sd1.5_normal_000.jpg", folder / "sd1.5_normal_000.jpg")  # not a check image
     (folder / "labels.csv").write_text("name,mos_quality\nsd1.5_normal_000.jpg,3.0\n")
     assert fitted_on(load_dataset(folder), folder / "labels.csv") is None
+
+
+def test_within_group_statistics_use_prompt_and_generator_groups():
+    from quality.eval import within_group
+
+    def s(name, prompt, gen, mos, comp):
+        return Sample(name=name, path=AGIQA / name, mos_quality=mos, prompt=prompt, generator=gen,
+                      values={"composite_score": comp, "technical": -comp}, grade="C")  # fmt: skip
+
+    samples = [
+        s("1", "cat", "sd", 1.0, 3.0), s("2", "cat", "sd", 2.0, 5.0), s("3", "cat", "sd", 3.0, 4.0),
+        s("4", "cat", "xl", 4.0, 1.0),  # same prompt, other generator: its own (single-image) group
+        s("5", "dog", "sd", 1.0, 9.0), s("6", "dog", "sd", 3.0, 2.0),
+        Sample(name="7", path=AGIQA / "7", mos_quality=2.0, values={"composite_score": 5.0}),  # no prompt: left out
+    ]  # fmt: skip
+    w = within_group(samples)
+    comp = w["composite_score"]
+    # pairs (|ΔMOS| >= 0.5): cat/sd (1,2) right, (1,3) right, (2,3) wrong; dog/sd (5,6) wrong
+    assert comp["pairs"] == 4 and comp["pair_accuracy"] == pytest.approx(0.5)
+    # selection: cat/sd picks MOS 2 (mean 2, oracle +1); dog/sd picks MOS 1 (mean 2, oracle +1) → (0 - 1) / 2
+    assert comp["groups"] == 2 and comp["selection_gain"] == pytest.approx(-0.5)
+    assert w["technical"]["pair_accuracy"] == pytest.approx(0.5)
+    assert "brisque" not in w  # no values: not reported

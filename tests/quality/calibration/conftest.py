@@ -48,4 +48,5 @@ def synthetic_records(synthetic_folder):
 def small_codebooks(monkeypatch):
     """The fitting protocol scaled down for speed (smaller codebooks, fewer boosting rounds); same code paths."""
     monkeypatch.setattr(F, "CODEBOOK_SIZE", SMALL_CODEBOOK)
+    monkeypatch.setattr(F, "LADDER_IMAGES", 2)  # damage ladders for two images only
     monkeypatch.setitem(F.TREE_PARAMS, "max_iter", 15)

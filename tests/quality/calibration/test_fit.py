@@ -127,6 +127,10 @@ def test_fit_command_writes_a_model_and_report_with_data_hashes(synthetic_folder
     assert ds["images"] == 24 and len(ds["labels_sha256"]) == 64 and len(ds["images_sha256"]) == 64
     assert ds["labels_sha256"] == F.sha256_file(synthetic_folder / "labels.csv")
     assert set(model.meta["cv"]) == {"kfold3"} and "composite" in model.meta["cv"]["kfold3"]
+    # two images carried damage ladders (the small protocol); the held-out folds' ladders were checked
+    assert len(ds["ladder_images"]) == 2 and ds["held_out"] == []  # too few images to hold any out
+    assert 0 <= model.meta["cv"]["kfold3"]["ladders_strict_technical"] <= 1
+    assert "within_group" in report["cv_details"]["kfold3"] and "ladders" in report["cv_details"]["kfold3"]
     assert model.meta["seed"] == 0 and model.feature_names == report["feature_names"]
     # the fit-time check values are reproduced by the loaded file from the images themselves
     assert model.meta["check"]

@@ -1,5 +1,7 @@
 """The scorer uses the shipped calibration by default, says so, and falls back to the spec table when it must."""
 
+import itertools
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -148,3 +150,16 @@ def test_the_shipped_fit_report_describes_the_shipped_model():
     kfold = report["cv_details"]["kfold5"]
     assert kfold["agreement"]["composite_score"]["overall"]["srocc"]["value"] == report["cv"]["kfold5"]["composite"]
     assert kfold["checks"]["images"] == report["dataset"]["images"]
+
+
+def test_the_shipped_models_technical_score_falls_with_every_kind_of_damage():
+    """A regression guard on one rated image (README: 93–96 % of steps fall on unseen photos and AI images)."""
+    from quality import distortions as D
+    from quality.image_io import load_image
+
+    model = load_default()
+    rgb = load_image(str(AGIQA / "DALLE2_normal_001.jpg")).fit(model.working_side)
+    for kind in D.KINDS:
+        scores = [model.score(r)[0]["technical"] for r in D.ladder(kind, rgb)]
+        assert all(b < a for a, b in itertools.pairwise(scores)), (kind, scores)
+        assert scores[-1] < 3.0, (kind, scores)  # the heaviest copy is graded F on its technical score
