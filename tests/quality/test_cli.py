@@ -7,21 +7,9 @@ import sys
 import pytest
 from PIL import Image
 
-from quality.cli import EXIT_BELOW, EXIT_IMAGE, EXIT_OK, EXIT_USAGE, main
+from quality.cli import EXIT_BELOW, EXIT_IMAGE, EXIT_OK, EXIT_USAGE
+from tests.quality.cli_helpers import offline, run  # noqa: F401 (offline: autouse fixture)
 from tests.quality.conftest import AGIQA, REPO
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("COMFY_QUALITY_OFFLINE", "1")
-    monkeypatch.setenv("COMFY_QUALITY_WEIGHTS_DIR", str(tmp_path / "weights"))
-    monkeypatch.setenv("COMFY_QUALITY_DEVICE", "cpu")
-
-
-def run(*argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    code = main(list(argv), out=out)
-    return code, out.getvalue()
 
 
 def test_single_image_with_prompt_prints_a_table():
@@ -129,7 +117,6 @@ def test_batch_in_two_processes_gives_the_same_scores_in_the_same_order(tmp_path
 
 
 def test_eval_help_shows_the_eval_options():
-    import io
 
     from quality.cli import main as cli_main
 

@@ -1,27 +1,14 @@
 """The CLI's batch output (a table and a summary by default, machine formats when asked) and argument hints."""
 
-import io
 import json
 import shutil
 
 import pytest
 from PIL import Image
 
-from quality.cli import EXIT_BELOW, EXIT_IMAGE, EXIT_OK, EXIT_USAGE, main
+from quality.cli import EXIT_BELOW, EXIT_IMAGE, EXIT_OK, EXIT_USAGE
+from tests.quality.cli_helpers import offline, run  # noqa: F401 (offline: autouse fixture)
 from tests.quality.conftest import AGIQA
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("COMFY_QUALITY_OFFLINE", "1")
-    monkeypatch.setenv("COMFY_QUALITY_WEIGHTS_DIR", str(tmp_path / "weights"))
-    monkeypatch.setenv("COMFY_QUALITY_DEVICE", "cpu")
-
-
-def run(*argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    code = main(list(argv), out=out)
-    return code, out.getvalue()
 
 
 @pytest.fixture

@@ -1,26 +1,12 @@
 """The CLI table, CSV and exit codes for an image that is not graded, and for one under the minimum size."""
 
 import csv
-import io
 
 import numpy as np
-import pytest
 from PIL import Image
 
-from quality.cli import EXIT_BELOW, EXIT_IMAGE, EXIT_OK, main
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("COMFY_QUALITY_OFFLINE", "1")
-    monkeypatch.setenv("COMFY_QUALITY_WEIGHTS_DIR", str(tmp_path / "weights"))
-    monkeypatch.setenv("COMFY_QUALITY_DEVICE", "cpu")
-
-
-def run(*argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    code = main(list(argv), out=out)
-    return code, out.getvalue()
+from quality.cli import EXIT_BELOW, EXIT_IMAGE, EXIT_OK
+from tests.quality.cli_helpers import offline, run  # noqa: F401 (offline: autouse fixture)
 
 
 def noise(path, size=64, seed=0):
