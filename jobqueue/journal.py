@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from jobqueue.records import JobStore
 from refinement.api import AttemptSummary, DimensionScores, GenerationResult
-from refinement.comfyui import RunResult
+from refinement.comfyui import USE_CLIENT_DEFAULT, RunResult, RunTimeout
 from refinement.comfyui.models import OutputImage
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,9 @@ class JournalComfy:
     async def pick(self) -> Any:
         return await self.comfy.pick()
 
-    async def run(self, workflow: Any, *, on_progress: Any = None, timeout: float | None = None) -> RunResult:
+    async def run(
+        self, workflow: Any, *, on_progress: Any = None, timeout: RunTimeout = USE_CLIENT_DEFAULT
+    ) -> RunResult:
         sha = workflow_sha(workflow)
         entry = await self._lookup(sha)
         if entry is not None:

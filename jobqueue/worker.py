@@ -78,26 +78,14 @@ class WorkerComponents:
 
 @asynccontextmanager
 async def default_components(settings: JobsSettings) -> AsyncIterator[WorkerComponents]:
-    from quality.scorer import Scorer
-    from refinement.comfyui import ComfyUIPool
-    from storage import Index, StorageSettings, open_store
+    """The scorer (loaded now), the ComfyUI pool (``per_server_concurrency`` jobs per server), the store and the
+    index (:func:`refinement.factory.open_orchestrator`); each job gets its own orchestrator on them."""
+    from refinement.factory import open_orchestrator
 
-    refinement = RefinementSettings()
-    storage_settings = StorageSettings()
-    store = open_store(storage_settings)
-    index = Index(storage_settings.index_path)
-    log.info("loading the scoring models")
-    scorer = await asyncio.to_thread(Scorer)
-    pool = ComfyUIPool(refinement.comfyui_urls, max_in_flight=settings.per_server_concurrency)
-    try:
-        async with store:
-            store.add_flush_listener(index.add)
-            yield WorkerComponents(scorer, pool, store, index, refinement, len(refinement.comfyui_urls))
-    finally:
-        await pool.close()
-        close = getattr(scorer, "close", None)
-        if callable(close):
-            close()
+    async with open_orchestrator(max_in_flight=settings.per_server_concurrency) as parts:
+        yield WorkerComponents(
+            parts.scorer, parts.pool, parts.store, parts.index, parts.settings, len(parts.settings.comfyui_urls)
+        )
 
 
 def _components(settings: JobsSettings) -> AbstractAsyncContextManager[WorkerComponents]:

@@ -7,7 +7,8 @@
   resolved at read time (:mod:`mcp_server.urls`).
 * :class:`LazyScorer` — the orchestrator's scorer, built on first use (models come from the process-wide cache,
   so it shares them with the ``score_image`` tool's scorer: nothing is loaded twice).
-* :func:`default_components` — the orchestrator on a ComfyUI pool, the configured store and index.
+* :func:`default_components` — the orchestrator on a ComfyUI pool, the configured store and index
+  (:func:`refinement.factory.open_orchestrator`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 from mcp_server.models import GenerationSummary, RecentQuery
 from mcp_server.urls import Location, StorageState, StoreUrls
 from quality.report import QualityReport
-from storage import GenerationQuery, Index, InvalidObjectURLError, StorageSettings, Store, open_store
+from storage import GenerationQuery, Index, InvalidObjectURLError, StorageSettings, Store
 from storage.layout import normalize_endpoint, parse_object_url
 
 
@@ -143,29 +144,19 @@ def host_port(url: str) -> str | None:
 
 @asynccontextmanager
 async def default_components(scorer_factory: Callable[[], Any]) -> AsyncIterator[dict[str, Any]]:
-    """The orchestrator (on a ComfyUI pool), the store and the index, from the environment; closed on exit."""
-    from refinement.comfyui import ComfyUIPool
-    from refinement.orchestrator import Orchestrator
-    from refinement.settings import RefinementSettings
+    """The orchestrator (on a ComfyUI pool), the store and the index, from the environment; closed on exit.
+    The orchestrator's scorer is built on first use (:class:`LazyScorer`)."""
+    from refinement.factory import open_orchestrator
 
-    refinement_settings = RefinementSettings()
-    storage_settings = StorageSettings()
-    store = open_store(storage_settings)
-    index = Index(storage_settings.index_path)
-    pool = ComfyUIPool(refinement_settings.comfyui_urls)
-    trusted = [h for h in (host_port(u) for u in refinement_settings.comfyui_urls) if h]
-    if storage_settings.backend == "s3" and storage_settings.s3_endpoint:
-        netloc, secure = normalize_endpoint(storage_settings.s3_endpoint, secure=storage_settings.s3_secure)
-        trusted.append(host_port(f"{'https' if secure else 'http'}://{netloc}") or netloc)
-    try:
-        async with store:
-            store.add_flush_listener(index.add)
-            orchestrator = Orchestrator(LazyScorer(scorer_factory), pool, store, index, refinement_settings)
-            yield {
-                "generator": orchestrator,
-                "store": StoreReader(store, storage_settings),
-                "index": IndexReader(index, store),
-                "trusted_hosts": trusted,
-            }
-    finally:
-        await pool.close()
+    async with open_orchestrator(scorer=LazyScorer(scorer_factory)) as parts:
+        storage_settings = parts.storage_settings
+        trusted = [h for h in (host_port(u) for u in parts.settings.comfyui_urls) if h]
+        if storage_settings.backend == "s3" and storage_settings.s3_endpoint:
+            netloc, secure = normalize_endpoint(storage_settings.s3_endpoint, secure=storage_settings.s3_secure)
+            trusted.append(host_port(f"{'https' if secure else 'http'}://{netloc}") or netloc)
+        yield {
+            "generator": parts.orchestrator,
+            "store": StoreReader(parts.store, storage_settings),
+            "index": IndexReader(parts.index, parts.store),
+            "trusted_hosts": trusted,
+        }

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import IO
 
@@ -91,11 +92,9 @@ def render(result: GenerationResult) -> str:
 
 
 async def run_generate(args: argparse.Namespace, out: IO[str]) -> int:
-    from quality.scorer import Scorer
-    from refinement.comfyui import ComfyUIPool
-    from refinement.orchestrator import Orchestrator
+    from refinement.factory import open_orchestrator
     from refinement.settings import RefinementSettings
-    from storage import Index, StorageError, StorageSettings, open_store
+    from storage import StorageError
 
     try:
         request = GenerationRequest(
@@ -108,33 +107,23 @@ async def run_generate(args: argparse.Namespace, out: IO[str]) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        settings = RefinementSettings(**({"comfyui_urls": args.comfyui} if args.comfyui else {}))
-        storage_settings = StorageSettings()
-        store = open_store(storage_settings)
-        index = Index(storage_settings.index_path)
-    except (ValueError, StorageError, OSError) as exc:
-        print(f"error: configuration: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
 
     def progress(update: ProgressUpdate) -> None:
         if not args.quiet:
             print(f"[{update.progress:4.0%}] {update.message}", file=sys.stderr, flush=True)
 
-    scorer = await asyncio.to_thread(Scorer)
-    pool = ComfyUIPool(settings.comfyui_urls)
-    try:
-        async with store:
-            store.add_flush_listener(index.add)
-            orch = Orchestrator(scorer, pool, store, index, settings)
-            result = await orch.generate(request, on_progress=progress)
-            if args.output and result.image_url and result.best_attempt is not None:
-                md = await store.get_metadata(result.generation_id)
-                if md.storage and md.storage.key:
-                    args.output.write_bytes(await store.get_image(md.storage.key))
-    finally:
-        await pool.close()
-        scorer.close()
+    async with AsyncExitStack() as stack:
+        try:
+            settings = RefinementSettings(**({"comfyui_urls": args.comfyui} if args.comfyui else {}))
+            parts = await stack.enter_async_context(open_orchestrator(settings))
+        except (ValueError, StorageError, OSError) as exc:
+            print(f"error: configuration: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        result = await parts.orchestrator.generate(request, on_progress=progress)
+        if args.output and result.image_url and result.best_attempt is not None:
+            md = await parts.store.get_metadata(result.generation_id)
+            if md.storage and md.storage.key:
+                args.output.write_bytes(await parts.store.get_image(md.storage.key))
     out.write((result.model_dump_json(indent=2) if args.json else render(result)) + "\n")
     if args.output and result.best_attempt is not None:
         print(f"wrote {args.output}", file=sys.stderr)

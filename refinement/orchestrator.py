@@ -42,6 +42,7 @@ from refinement.api import (
     ProgressUpdate,
 )
 from refinement.comfyui import (
+    USE_CLIENT_DEFAULT,
     ComfyUIError,
     ComfyUIMissingModelsError,
     ComfyUIMissingNodesError,
@@ -49,6 +50,7 @@ from refinement.comfyui import (
     ComfyUIValidationError,
     ProgressEvent,
     RunResult,
+    RunTimeout,
 )
 from refinement.errors import RequestError
 from refinement.params import GenerationParams, LoraSpec
@@ -79,7 +81,9 @@ class Scorer(Protocol):
 
 
 class Comfy(Protocol):
-    async def run(self, workflow: Any, *, on_progress: Any = None, timeout: float | None = None) -> RunResult: ...
+    async def run(
+        self, workflow: Any, *, on_progress: Any = None, timeout: RunTimeout = USE_CLIENT_DEFAULT
+    ) -> RunResult: ...
 
 
 @dataclass

@@ -28,19 +28,23 @@ from refinement.comfyui.errors import (
     MissingModel,
 )
 from refinement.comfyui.models import (
+    USE_CLIENT_DEFAULT,
     OutputImage,
     ProgressEvent,
     ProgressStage,
     QueueItem,
     QueueState,
     RunResult,
+    RunTimeout,
     RunTimings,
     SubmitResult,
     UploadedImage,
+    UseClientDefault,
 )
 from refinement.comfyui.pool import ComfyUIPool, ServerStatus
 
 __all__ = [
+    "USE_CLIENT_DEFAULT",
     "ComfyUIClient",
     "ComfyUIError",
     "ComfyUIExecutionError",
@@ -60,9 +64,11 @@ __all__ = [
     "QueueItem",
     "QueueState",
     "RunResult",
+    "RunTimeout",
     "RunTimings",
     "ServerStatus",
     "SubmitResult",
     "UploadedImage",
+    "UseClientDefault",
     "check_against_object_info",
 ]

@@ -36,13 +36,19 @@ from refinement.comfyui.errors import (
     MissingModel,
 )
 from refinement.comfyui.graph import MODEL_INPUTS, looks_like_model_file
-from refinement.comfyui.models import QueueItem, QueueState, RunResult, SubmitResult, UploadedImage
+from refinement.comfyui.models import (
+    USE_CLIENT_DEFAULT,
+    QueueItem,
+    QueueState,
+    RunResult,
+    RunTimeout,
+    SubmitResult,
+    UploadedImage,
+)
 from refinement.comfyui.run import ProgressCallback, RunSession
 from refinement.comfyui.transport import Http, normalize_base_url
 
 log = logging.getLogger(__name__)
-
-_UNSET: Any = object()
 
 
 class ComfyUIClient:
@@ -116,15 +122,16 @@ class ComfyUIClient:
         workflow: Mapping[str, Any],
         *,
         on_progress: ProgressCallback | None = None,
-        timeout: float | None = _UNSET,
+        timeout: RunTimeout = USE_CLIENT_DEFAULT,
         extra_data: Mapping[str, Any] | None = None,
         download: bool = True,
     ) -> RunResult:
         """Submit an API-format workflow, follow it to its end and download its images.
 
         ``on_progress`` receives :class:`~.models.ProgressEvent` objects (sync or async callable; its
-        exceptions are logged and ignored). ``timeout`` overrides the client's default (``None``: wait
-        forever). ``extra_data`` is stored with the prompt (``extra_pnginfo`` keys become PNG text chunks).
+        exceptions are logged and ignored). ``timeout``: seconds, ``None`` (wait forever) or
+        :data:`~.models.USE_CLIENT_DEFAULT` (the default: the client's ``timeout``). ``extra_data`` is stored with
+        the prompt (``extra_pnginfo`` keys become PNG text chunks).
 
         Raises :class:`~.errors.ComfyUIValidationError` (400), :class:`~.errors.ComfyUIExecutionError`,
         :class:`~.errors.ComfyUIInterruptedError`, :class:`~.errors.ComfyUITimeoutError`,
@@ -132,7 +139,7 @@ class ComfyUIClient:
         :class:`~.errors.ComfyUIProtocolError`.
         """
         _check_workflow_shape(workflow)
-        limit = self.timeout if timeout is _UNSET else timeout
+        limit = self.timeout if timeout is USE_CLIENT_DEFAULT else timeout
         session = RunSession(self, workflow, on_progress=on_progress, extra_data=extra_data)
         try:
             async with asyncio.timeout(limit):

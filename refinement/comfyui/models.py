@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 ProgressStage = Literal["queued", "running", "sampling", "done"]
+
+
+class UseClientDefault(enum.Enum):
+    """Type of :data:`USE_CLIENT_DEFAULT`."""
+
+    USE_CLIENT_DEFAULT = "USE_CLIENT_DEFAULT"
+
+    def __repr__(self) -> str:
+        return "USE_CLIENT_DEFAULT"
+
+
+USE_CLIENT_DEFAULT = UseClientDefault.USE_CLIENT_DEFAULT
+"""``timeout=USE_CLIENT_DEFAULT``: the client's configured limit. The same meaning all along client → pool →
+orchestrator, where ``timeout=None`` always means "no limit"."""
+
+RunTimeout = float | None | UseClientDefault
+"""A ``run(timeout=...)`` argument: seconds, ``None`` (no limit) or :data:`USE_CLIENT_DEFAULT`."""
 
 
 class ProgressEvent(BaseModel):

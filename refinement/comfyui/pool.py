@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from refinement.comfyui.client import ComfyUIClient
 from refinement.comfyui.errors import ComfyUIError, ComfyUIServerError, ComfyUIUnreachableError
-from refinement.comfyui.models import RunResult
+from refinement.comfyui.models import USE_CLIENT_DEFAULT, RunResult, RunTimeout
 from refinement.comfyui.run import ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -123,11 +123,14 @@ class ComfyUIPool:
         workflow: Mapping[str, Any],
         *,
         on_progress: ProgressCallback | None = None,
-        timeout: float | None = None,
+        timeout: RunTimeout = USE_CLIENT_DEFAULT,
         extra_data: Mapping[str, Any] | None = None,
         download: bool = True,
     ) -> RunResult:
-        """Run the job on the least busy healthy server; on a transient failure, on the next one."""
+        """Run the job on the least busy healthy server; on a transient failure, on the next one.
+
+        ``timeout`` as in :meth:`ComfyUIClient.run`: seconds, ``None`` (no limit) or
+        :data:`~refinement.comfyui.models.USE_CLIENT_DEFAULT` (the chosen server's client's default)."""
         tried: set[int] = set()
         errors: list[str] = []
         while len(tried) < len(self._members):
@@ -138,7 +141,7 @@ class ComfyUIPool:
                 return await member.client.run(
                     workflow,
                     on_progress=on_progress,
-                    timeout=timeout if timeout is not None else member.client.timeout,
+                    timeout=timeout,
                     extra_data=extra_data,
                     download=download,
                 )

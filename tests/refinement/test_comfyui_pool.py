@@ -7,7 +7,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from refinement.comfyui import ComfyUIClient, ComfyUIPool, ComfyUIUnreachableError
+from refinement.comfyui import (
+    USE_CLIENT_DEFAULT,
+    ComfyUIClient,
+    ComfyUIPool,
+    ComfyUITimeoutError,
+    ComfyUIUnreachableError,
+)
 from tests.fakes.comfyui_server import FakeComfyUI
 from tests.fakes.comfyui_testing import free_port, tiny_workflow
 
@@ -145,3 +151,18 @@ async def test_max_in_flight_bounds_the_jobs_per_server_and_queues_the_rest(
     assert {r.server for r in results} == {a.url, b.url}
     with pytest.raises(ValueError, match="max_in_flight"):
         ComfyUIPool([a.url], max_in_flight=0)
+
+
+async def test_timeout_none_means_no_limit_through_the_pool_and_the_default_is_the_clients(
+    two: tuple[FakeComfyUI, FakeComfyUI],
+) -> None:
+    a, _ = two
+    a.misbehave(step_delay=0.02)  # 40 steps: about 0.8 s, well over the clients' 0.2 s default
+    async with ComfyUIPool([a.url], timeout=0.2) as pool:
+        with pytest.raises(ComfyUITimeoutError) as caught:
+            await pool.run(tiny_workflow(steps=40, seed=7))  # USE_CLIENT_DEFAULT: the client's 0.2 s
+        assert caught.value.timeout == pytest.approx(0.2)
+        with pytest.raises(ComfyUITimeoutError):
+            await pool.run(tiny_workflow(steps=40, seed=8), timeout=USE_CLIENT_DEFAULT)
+        result = await pool.run(tiny_workflow(steps=40, seed=9), timeout=None)  # no limit, not the default
+    assert result.server == a.url and result.images
