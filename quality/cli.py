@@ -540,36 +540,29 @@ def build_parser() -> argparse.ArgumentParser:
 OPTIONS_WITH_VALUE = {"--weights-dir", "--device"}
 
 
-def _needs_score_command(argv: Sequence[str]) -> bool:
-    """``python -m quality IMAGE ...`` means ``python -m quality score IMAGE ...``."""
-    skip = False
-    for token in argv:
-        if skip:
-            skip = False
-            continue
-        if token in OPTIONS_WITH_VALUE:
-            skip = True
-            continue
-        if token.startswith("-"):
-            continue
-        return token not in SUBCOMMANDS
-    return False
-
-
-def _split_eval(argv: list[str]) -> tuple[list[str], list[str] | None]:
-    """``[common options..., "eval"]`` and eval's arguments when the subcommand is ``eval``, else ``(argv, None)``."""
+def _first_positional(argv: Sequence[str]) -> int | None:
+    """Index of the first token that is neither an option nor an option's value (the subcommand or an image)."""
     skip = False
     for i, token in enumerate(argv):
         if skip:
             skip = False
-            continue
-        if token in OPTIONS_WITH_VALUE:
+        elif token in OPTIONS_WITH_VALUE:
             skip = True
-            continue
-        if token.startswith("-"):
-            continue
-        return (argv[: i + 1], argv[i + 1 :]) if token == "eval" else (argv, None)
-    return argv, None
+        elif not token.startswith("-"):
+            return i
+    return None
+
+
+def _needs_score_command(argv: Sequence[str]) -> bool:
+    """``python -m quality IMAGE ...`` means ``python -m quality score IMAGE ...``."""
+    i = _first_positional(argv)
+    return i is not None and argv[i] not in SUBCOMMANDS
+
+
+def _split_eval(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """``[common options..., "eval"]`` and eval's arguments when the subcommand is ``eval``, else ``(argv, None)``."""
+    i = _first_positional(argv)
+    return (argv[: i + 1], argv[i + 1 :]) if i is not None and argv[i] == "eval" else (argv, None)
 
 
 def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
