@@ -26,17 +26,13 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import queue
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +46,7 @@ sys.path.insert(0, str(REPO))
 from mcp import Client  # noqa: E402
 
 from tests.fakes.processes import fake_comfyui_process  # noqa: E402
+from tests.mcp_server.procs import ServerProcess, http_server  # noqa: E402
 
 PROMPT = "a lighthouse at dusk"
 GENERATION = {"prompt": PROMPT, "workflow": "sd15", "width": 256, "height": 256, "steps": 6, "max_attempts": 2,
@@ -86,61 +83,23 @@ def rss_kib(pid: int, field_name: str) -> int | None:
     return None
 
 
-@dataclass
-class Server:
-    proc: subprocess.Popen[str]
-    url: str
-    lines: list[str] = field(default_factory=list)
-
-
 @contextmanager
-def mcp_http_server(folder: Path, comfy_url: str, extra_env: dict[str, str]) -> Iterator[Server]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMFY_QUALITY_")}
-    env.update(
-        {
-            "COMFY_QUALITY_OFFLINE": "1",
-            "COMFY_QUALITY_DEVICE": os.environ.get("COMFY_QUALITY_DEVICE", "cpu"),
-            "COMFY_QUALITY_WEIGHTS_DIR": os.environ.get("COMFY_QUALITY_WEIGHTS_DIR", str(folder / "no-weights")),
-            "COMFY_QUALITY_MCP_ROOTS": str(folder),
-            "COMFY_QUALITY_MCP_LOG_LEVEL": "INFO",
-            "COMFY_QUALITY_COMFYUI_URLS": comfy_url,
-            "COMFY_QUALITY_STORAGE_BACKEND": "local",
-            "COMFY_QUALITY_STORAGE_LOCAL_ROOT": str(folder / "store"),
-            "COMFY_QUALITY_STORAGE_INDEX_PATH": str(folder / "index.sqlite3"),
-            "COMFY_QUALITY_STORAGE_SPOOL_DIR": str(folder / "spool"),
-            "PYTHONPATH": str(REPO),
-            **extra_env,
-        }
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mcp_server", "--transport", "http", "--port", "0"],
-        cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    found: queue.Queue[str] = queue.Queue()
-    server = Server(proc, "")
-
-    def drain() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            server.lines.append(line)
-            match = re.search(r"listening on (http://\S+)", line)
-            if match:
-                found.put(match.group(1))
-        found.put("")
-
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        server.url = found.get(timeout=180)
-        if not server.url:
-            raise RuntimeError("the MCP server did not start:\n" + "".join(server.lines[-30:]))
+def mcp_http_server(folder: Path, comfy_url: str, extra_env: dict[str, str]) -> Iterator[ServerProcess]:
+    """The MCP server over streamable HTTP with its built-in wiring (orchestrator, local store, index), started
+    the way the tests start it (:func:`tests.mcp_server.procs.http_server`)."""
+    env = {
+        "COMFY_QUALITY_MCP_COMPONENTS": "",  # the built-in wiring
+        "COMFY_QUALITY_DEVICE": os.environ.get("COMFY_QUALITY_DEVICE", "cpu"),
+        "COMFY_QUALITY_WEIGHTS_DIR": os.environ.get("COMFY_QUALITY_WEIGHTS_DIR", str(folder / "no-weights")),
+        "COMFY_QUALITY_MCP_ROOTS": str(folder),
+        "COMFY_QUALITY_MCP_LOG_LEVEL": "INFO",
+        "COMFY_QUALITY_COMFYUI_URLS": comfy_url,
+        "COMFY_QUALITY_STORAGE_BACKEND": "local",
+        "PYTHONPATH": str(REPO),
+        **extra_env,
+    }
+    with http_server(folder, "--transport", "http", timeout=180, **env) as server:
         yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass
