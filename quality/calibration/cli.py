@@ -7,8 +7,9 @@
 :mod:`quality.eval`), uses only those images, cross-validates the fixed protocol of :mod:`.fit` (5-fold and
 leave-one-generator-out: every figure comes from models that never saw the images they score), fits the final
 model on all usable images, and writes the model file and a JSON fit report (hashes of ``labels.csv`` and of the
-image set, seed, environment, figures). Seeds and folds are fixed; a refit is not bit-identical (see
-:func:`quality.calibration.features.sharpness_group`: OpenCV's gradient magnitude varies by one float32 ulp).
+image set, seed, environment, figures). Seeds and folds are fixed; the features are reproducible (the gradient magnitude
+comes from ``cv2.cartToPolar``, which is exact; ``cv2.magnitude`` varied by one float32 ulp between runs), but
+whether a whole refit is bit-identical has not been re-checked since.
 """
 
 from __future__ import annotations

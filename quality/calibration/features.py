@@ -134,9 +134,9 @@ def sharpness_group(y: F32, gx: F32, gy: F32) -> Features:
     out: Features = {"lap_var": float(np.log1p(lap.var()))}
     small = cv2.resize(y, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
     out["lap_var_half"] = float(np.log1p(cv2.Laplacian(small, cv2.CV_32F).var()))
-    # cv2.magnitude, as the shipped model was fitted with; it differs from sqrt(gx² + gy²) by one float32 ulp
-    # on some runs, so refits are not bit-identical (cv2.cartToPolar's magnitude is exact: use it at the next refit)
-    mag = cv2.magnitude(gx, gy)
+    # cv2.cartToPolar's magnitude: exact and the same on every run (cv2.magnitude differs by one float32 ulp
+    # between runs, depending on the arrays' alignment, which made features and refits not reproducible)
+    mag, _ = cv2.cartToPolar(gx, gy)
     g50, g90, g99 = _pct(mag, (50, 90, 99))
     out |= {"grad_p50": np.log1p(g50), "grad_p90": np.log1p(g90), "grad_p99": np.log1p(g99),
             "grad_mean": float(np.log1p(mag.mean()))}  # fmt: skip
