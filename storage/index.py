@@ -186,6 +186,24 @@ def _from_micros(value: int | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value / 1_000_000, UTC)
 
 
+LOCK_TIMEOUT_SECONDS = 30.0
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while another process holds the file: switching the journal mode
+    can answer "database is locked" at once, without SQLite's busy handler (seen when two workers open a new
+    index together), so the connection's lock timeout is applied here too."""
+    deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # retry pacing while the other connection finishes
+
+
 class Index:
     """The SQLite index at ``path`` (created if missing; ``read_only`` opens an existing one for reading)."""
 
@@ -223,8 +241,9 @@ class Index:
         if self.read_only:
             conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, check_same_thread=False)
         else:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode = WAL")
+            conn = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_SECONDS, isolation_level=None,
+                                   check_same_thread=False)  # fmt: skip
+            _enable_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA cache_size = -32000")

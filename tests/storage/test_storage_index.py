@@ -404,3 +404,34 @@ async def test_rebuild_from_s3_including_spooled(seaweed: SeaweedServer, bucket:
                 d.generation_id for d in docs
             }
             assert idx.get(docs[5].generation_id).storage_status == "spooled"  # type: ignore[union-attr]
+
+
+class _LockedThenFree:
+    """A connection whose journal-mode switch answers "database is locked" ``times`` times (as SQLite can, at once
+    and without its busy handler, while another process opens the same new index), then succeeds."""
+
+    def __init__(self, times: int, message: str = "database is locked") -> None:
+        self.left, self.message, self.calls = times, message, 0
+
+    def execute(self, sql: str) -> None:
+        self.calls += 1
+        if self.left:
+            self.left -= 1
+            raise sqlite3.OperationalError(self.message)
+
+
+def test_wal_switch_waits_for_a_lock_held_by_another_process():
+    from storage.index import _enable_wal
+
+    conn = _LockedThenFree(3)
+    _enable_wal(conn)  # type: ignore[arg-type]
+    assert conn.calls == 4
+
+
+def test_wal_switch_does_not_retry_other_errors():
+    from storage.index import _enable_wal
+
+    conn = _LockedThenFree(1, "disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _enable_wal(conn)  # type: ignore[arg-type]
+    assert conn.calls == 1
