@@ -17,24 +17,33 @@ chosen by an agent never reaches it. Errors name the problem and quote the argum
 **Parameters** that used to fail inside the job (``LoRA`` names, sampler / scheduler names, width or height
 that are not multiples of 8, more than 64 megapixels per batch) are checked here with the refinement
 package's own rules (:class:`refinement.params.GenerationParams`, :class:`refinement.params.LoraSpec`).
+
+**One source.** The tool's generation parameters are not declared in the tool: :func:`takes_request_fields`
+gives it one keyword parameter per :class:`refinement.api.GenerationRequest` field (its type, bounds, default and
+description), from which the MCP SDK builds the input schema and the argument validation. The only differences
+are the MCP boundary's own: ``workflow`` also takes a JSON object or a server-side file name (resolved here
+before the request is built), and a list field (``loras``) also takes ``null`` for its default.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
+from pydantic.fields import FieldInfo
 
 from mcp_server.errors import InvalidInputError
 from mcp_server.excerpt import excerpt
 from mcp_server.netguard import human_bytes
 from mcp_server.paths import confine, read_confined
-from refinement.api import GenerationRequest
+from refinement.api import CALLER_SET_FIELDS, GenerationRequest
 from refinement.params import GenerationParams, LoraSpec
 from refinement.workflows import WorkflowError, list_templates, load_workflow
 
@@ -182,3 +191,71 @@ def check_request(request: GenerationRequest) -> None:
         if "megapixels" in message and batch:
             message += f" (best_of_n renders {batch} images per attempt)"
         raise InvalidInputError(f"invalid generation parameters: {message}") from exc
+
+
+# -- the tool's parameters, derived from GenerationRequest ----------------------------------------------------
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _nullable_list(info: FieldInfo) -> bool:
+    """A list field with a factory default: at the MCP boundary ``null`` (what many clients send for "not
+    given") also means the default."""
+    return info.default_factory is not None and getattr(info.annotation, "__origin__", None) is list
+
+
+def _parameter(name: str, info: FieldInfo) -> inspect.Parameter:
+    """The keyword parameter of one request field: its type with the field's bounds and description."""
+    described = Field(description=info.description, examples=info.examples, json_schema_extra=info.json_schema_extra)
+    annotation: Any = info.annotation
+    default: Any = inspect.Parameter.empty if info.is_required() else info.default
+    if _nullable_list(info):
+        annotation, default = annotation | None, None
+    typed = Annotated[(annotation, *info.metadata, described)]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=typed)
+
+
+def takes_request_fields(*, overrides: Mapping[str, tuple[Any, Any]] | None = None) -> Callable[[F], F]:
+    """Give a tool function that takes ``**request_fields`` one keyword parameter per
+    :class:`GenerationRequest` field (but :data:`~refinement.api.CALLER_SET_FIELDS`), ahead of its own, so the
+    SDK publishes and validates them. ``overrides`` maps a field to the ``(annotation, default)`` the tool takes
+    instead (a different type at the boundary, resolved by the tool before the request is built)."""
+    overrides = dict(overrides or {})
+
+    def decorate(fn: F) -> F:
+        own = inspect.signature(fn, eval_str=True)
+        unknown = set(overrides) - set(GenerationRequest.model_fields)
+        if unknown:
+            raise TypeError(f"{fn.__name__}: overrides name no GenerationRequest field: {sorted(unknown)}")
+        fields = []
+        for name, info in GenerationRequest.model_fields.items():
+            if name in CALLER_SET_FIELDS:
+                continue
+            if name in overrides:
+                annotation, default = overrides[name]
+                fields.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                                annotation=annotation))  # fmt: skip
+            else:
+                fields.append(_parameter(name, info))
+        clash = {p.name for p in fields} & set(own.parameters)
+        if clash:
+            raise TypeError(f"{fn.__name__}: parameters {sorted(clash)} are GenerationRequest fields already")
+        kept = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own.parameters.values()
+                if p.kind is not inspect.Parameter.VAR_KEYWORD]  # fmt: skip
+        fn.__dict__["__signature__"] = own.replace(parameters=[*fields, *kept])
+        return fn
+
+    return decorate
+
+
+def build_request(fields: Mapping[str, Any], **caller_set: Any) -> GenerationRequest:
+    """The request of a tool call's validated ``fields`` plus what the entry point sets (``source``,
+    the resolved ``workflow``). ``None`` for a nullable list field means its default; a field the request
+    still refuses is an :class:`InvalidInputError` naming the field and the rule, never the value."""
+    given = {name: value for name, value in fields.items() if name in GenerationRequest.model_fields}
+    for name, info in GenerationRequest.model_fields.items():
+        if _nullable_list(info) and given.get(name, ...) is None:
+            del given[name]
+    try:
+        return GenerationRequest.model_validate({**given, **caller_set})
+    except ValidationError as exc:
+        raise InvalidInputError(f"invalid generation request: {_problems(exc)}") from exc

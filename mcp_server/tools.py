@@ -13,10 +13,10 @@ from typing import Annotated, Any, Literal
 import anyio
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from mcp_server.errors import InvalidInputError, ScoringError, ServiceError
-from mcp_server.generation_args import check_request
+from mcp_server.errors import ScoringError, ServiceError
+from mcp_server.generation_args import build_request, check_request, takes_request_fields
 from mcp_server.jobs_api import REQUEST_ID_PATTERN
 from mcp_server.lifespan import AppState
 from mcp_server.models import GenerationList, GenerationOutput, RecentQuery, ScoreResult
@@ -25,7 +25,7 @@ from mcp_server.outputs import generation_output, job_summary, preview_for, scor
 from mcp_server.urls import locator_of
 from quality.composite import Grade
 from quality.errors import QualityError
-from refinement.api import GenerationRequest, LoraRequest, ProgressUpdate, Strategy
+from refinement.api import ProgressUpdate
 
 log = logging.getLogger(__name__)
 
@@ -195,36 +195,22 @@ async def _respond(state: AppState, job_id: str, return_scores: bool, include_pr
     return tool_result(output, preview)
 
 
-async def generate_quality(
-    prompt: Annotated[str, Field(min_length=1, max_length=4000, description="what the image should show")],
-    ctx: Context[AppState],
-    negative_prompt: Annotated[str | None, Field(max_length=4000, description="what to avoid")] = None,
-    workflow: Annotated[
-        str | dict[str, Any] | None,
-        Field(
-            description="a template name (flux-dev, sdxl, sd15); or an API-format ComfyUI workflow (as exported "
-            "with 'Save (API Format)'), given as a JSON object {node_id: {class_type, inputs}} or as JSON text; "
-            "or the name of a workflow file in the server's workflow folders (only when its operator configured "
-            "some). Default: the server's template"
-        ),
-    ] = None,
-    quality_threshold: Annotated[
-        float, Field(ge=0, le=10, description="stop as soon as an attempt's composite reaches this (0–10)")
-    ] = 7.0,
-    max_attempts: Annotated[int, Field(ge=1, le=10, description="most renders to try")] = 3,
-    retry_strategy: Annotated[Strategy, Field(description="how to change the next attempt (see above)")] = (
-        "progressive"
+#: the ``workflow`` argument as the MCP boundary takes it (see :mod:`mcp_server.generation_args`); the request
+#: gets the template name or checked JSON text it resolves to
+WorkflowArgument = Annotated[
+    str | dict[str, Any] | None,
+    Field(
+        description="a template name (flux-dev, sdxl, sd15); or an API-format ComfyUI workflow (as exported "
+        "with 'Save (API Format)'), given as a JSON object {node_id: {class_type, inputs}} or as JSON text; "
+        "or the name of a workflow file in the server's workflow folders (only when its operator configured "
+        "some). Default: the server's template"
     ),
-    seed: Annotated[int | None, Field(ge=0, lt=2**63, description="first attempt's seed; random if omitted")] = None,
-    steps: Annotated[int | None, Field(ge=1, le=200, description="sampler steps of the first attempt")] = None,
-    cfg: Annotated[float | None, Field(ge=0, le=30, description="classifier-free guidance scale")] = None,
-    guidance: Annotated[float | None, Field(ge=0, le=30, description="Flux guidance (Flux workflows)")] = None,
-    sampler: Annotated[str | None, Field(max_length=100, description="ComfyUI sampler name, e.g. euler")] = None,
-    scheduler: Annotated[str | None, Field(max_length=100, description="ComfyUI scheduler, e.g. karras")] = None,
-    width: Annotated[int | None, Field(ge=64, le=4096, description="image width in pixels")] = None,
-    height: Annotated[int | None, Field(ge=64, le=4096, description="image height in pixels")] = None,
-    loras: Annotated[list[LoraRequest] | None, Field(max_length=8, description="LoRAs to apply")] = None,
-    best_of_n: Annotated[int, Field(ge=2, le=16, description="images per attempt for best_of_n")] = 4,
+]
+
+
+@takes_request_fields(overrides={"workflow": (WorkflowArgument, None)})
+async def generate_quality(
+    ctx: Context[AppState],
     return_scores: ReturnScores = True,
     include_preview: IncludePreview = True,
     wait_seconds: WaitSeconds = None,
@@ -236,32 +222,12 @@ async def generate_quality(
             "request_id again returns the same job instead of starting another (safe retries)",
         ),
     ] = None,
+    **request_fields: Any,
 ) -> Annotated[CallToolResult, GenerationOutput]:
+    """The generation parameters arrive in ``request_fields``: one per :class:`GenerationRequest` field."""
     state = _state(ctx)
-    resolved_workflow = await state.workflows.resolve(workflow)
-    try:
-        request = GenerationRequest(
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            workflow=resolved_workflow,
-            quality_threshold=quality_threshold,
-            max_attempts=max_attempts,
-            retry_strategy=retry_strategy,
-            seed=seed,
-            steps=steps,
-            cfg=cfg,
-            guidance=guidance,
-            sampler=sampler,
-            scheduler=scheduler,
-            width=width,
-            height=height,
-            loras=loras or [],
-            best_of_n=best_of_n,
-            source="mcp",
-        )
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {str(e['msg'])[:200]}" for e in exc.errors()[:5])
-        raise InvalidInputError(f"invalid generation request: {problems}") from exc
+    resolved_workflow = await state.workflows.resolve(request_fields.pop("workflow", None))
+    request = build_request(request_fields, workflow=resolved_workflow, source="mcp")
     check_request(request)
     job = await state.jobs.submit_job(request, request_id=request_id)
     progress = ProgressReporter(ctx)

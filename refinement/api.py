@@ -27,6 +27,11 @@ class LoraRequest(BaseModel):
 
 
 class GenerationRequest(BaseModel):
+    """One generation job's parameters: the single source of the ``generate_quality`` tool's arguments
+    (:func:`mcp_server.generation_args.takes_request_fields`) and of ``python -m refinement generate``'s options
+    (:func:`refinement.cli.build_parser`). A field or bound added here appears in both with no second edit; its
+    ``description`` is what an LLM client and ``--help`` show."""
+
     prompt: str = Field(min_length=1, max_length=4000, description="what the image should show")
     negative_prompt: str | None = Field(None, max_length=4000, description="what to avoid")
     workflow: str | None = Field(
@@ -34,20 +39,33 @@ class GenerationRequest(BaseModel):
         description="template name (flux-dev, sdxl, sd15), a path to an API-format workflow JSON, or the JSON "
         "itself; default: the server's configured template",
     )
-    quality_threshold: float = Field(7.0, ge=0, le=10, description="stop as soon as the composite reaches this")
-    max_attempts: int = Field(3, ge=1, le=10, description="most generations to try (each costs a full render)")
-    retry_strategy: Strategy = "progressive"
-    seed: int | None = Field(None, ge=0, lt=2**63, description="first attempt's seed; random when omitted")
-    steps: int | None = Field(None, ge=1, le=200)
-    cfg: float | None = Field(None, ge=0, le=30)
-    guidance: float | None = Field(None, ge=0, le=30, description="Flux guidance (FluxGuidance node)")
-    sampler: str | None = None
-    scheduler: str | None = None
-    width: int | None = Field(None, ge=64, le=4096)
-    height: int | None = Field(None, ge=64, le=4096)
-    loras: list[LoraRequest] = Field(default_factory=list)
-    best_of_n: int = Field(4, ge=2, le=16, description="images per batch for the best_of_n strategy")
-    source: Literal["mcp", "cli", "api"] = "api"
+    quality_threshold: float = Field(
+        7.0, ge=0, le=10, description="stop as soon as an attempt's composite reaches this (0–10)"
+    )
+    max_attempts: int = Field(3, ge=1, le=10, description="most renders to try")
+    retry_strategy: Strategy = Field(
+        "progressive",
+        description="how to change the next attempt: progressive (more steps and cfg), seed_search (new seeds), "
+        "prompt_enhance (quality terms added to the prompt), adaptive (whatever the weakest dimension calls for), "
+        "best_of_n (best_of_n seeds per attempt, the best kept)",
+    )
+    seed: int | None = Field(None, ge=0, lt=2**63, description="first attempt's seed; random if omitted")
+    steps: int | None = Field(None, ge=1, le=200, description="sampler steps of the first attempt")
+    cfg: float | None = Field(None, ge=0, le=30, description="classifier-free guidance scale")
+    guidance: float | None = Field(None, ge=0, le=30, description="Flux guidance (Flux workflows)")
+    sampler: str | None = Field(None, max_length=100, description="ComfyUI sampler name, e.g. euler")
+    scheduler: str | None = Field(None, max_length=100, description="ComfyUI scheduler, e.g. karras")
+    width: int | None = Field(None, ge=64, le=4096, description="image width in pixels")
+    height: int | None = Field(None, ge=64, le=4096, description="image height in pixels")
+    loras: list[LoraRequest] = Field(default_factory=list, max_length=8, description="LoRAs to apply")
+    best_of_n: int = Field(4, ge=2, le=16, description="images per attempt for best_of_n")
+    source: Literal["mcp", "cli", "api"] = Field(
+        "api", description="who asked: set by the entry point (MCP server, CLI), never by its caller"
+    )
+
+
+#: :class:`GenerationRequest` fields an entry point sets itself; the others are its callers' parameters
+CALLER_SET_FIELDS: frozenset[str] = frozenset({"source"})
 
 
 class DimensionScores(BaseModel):

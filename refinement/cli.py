@@ -20,9 +20,11 @@ import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Literal, get_args, get_origin
 
-from refinement.api import STRATEGIES, GenerationRequest, GenerationResult, LoraRequest, ProgressUpdate
+from pydantic.fields import FieldInfo
+
+from refinement.api import CALLER_SET_FIELDS, GenerationRequest, GenerationResult, LoraRequest, ProgressUpdate
 
 EXIT_SUCCESS, EXIT_BEST_EFFORT, EXIT_USAGE, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2, 3, 4
 
@@ -36,30 +38,80 @@ def _lora(text: str) -> LoraRequest:
     return LoraRequest(name=name, strength_model=value, strength_clip=value)
 
 
+#: spellings of request options kept from before they were derived from :class:`GenerationRequest`
+ALIASES: dict[str, tuple[str, ...]] = {"negative_prompt": ("--negative",), "best_of_n": ("--best-of",)}
+#: how one item of a list field is written on the command line (the option is the field's singular, repeatable)
+ITEM_PARSERS: dict[type, tuple[Any, str]] = {LoraRequest: (_lora, "name[:strength]")}
+
+
+def _option_type(name: str, annotation: Any) -> tuple[Any, tuple[Any, ...] | None]:
+    """``(type, choices)`` of a scalar field's option (``X | None`` is ``X``: leaving the option out is None)."""
+    union = get_origin(annotation) is not None and get_origin(annotation) is not Literal
+    args = [a for a in get_args(annotation) if a is not type(None)] if union else [annotation]
+    if len(args) == 1 and get_origin(args[0]) is Literal:
+        return None, get_args(args[0])
+    if len(args) == 1 and args[0] in (str, int, float):
+        return args[0], None
+    raise TypeError(f"GenerationRequest.{name}: no command-line option for a {annotation!r} field")
+
+
+def _limits(info: FieldInfo) -> str:
+    """The field's bounds as ``--help`` states them, e.g. ``1 ≤ x ≤ 10``, ``at most 8``."""
+    rules = {name: getattr(rule, name) for rule in info.metadata for name in ("ge", "gt", "le", "lt", "max_length")
+             if getattr(rule, name, None) is not None}  # fmt: skip
+    if "max_length" in rules:
+        return f"at most {rules['max_length']}"
+    low = f"{rules['ge']} ≤ " if "ge" in rules else f"{rules['gt']} < " if "gt" in rules else ""
+    high = f" ≤ {rules['le']}" if "le" in rules else f" < {rules['lt']}" if "lt" in rules else ""
+    return f"{low}x{high}" if low or high else ""
+
+
+def _add_request_option(g: argparse.ArgumentParser, name: str, info: FieldInfo) -> None:
+    """One option per request field: its name, type, choices, default and description come from the model;
+    a value out of bounds is refused when the request is built (exit 2). Options left out are not passed, so
+    the model's defaults apply."""
+    text, limits = info.description or "", _limits(info)
+    if get_origin(info.annotation) is list:
+        (item,) = get_args(info.annotation)
+        if item not in ITEM_PARSERS:
+            raise TypeError(f"GenerationRequest.{name}: no command-line parser for a {item!r} item")
+        parse, form = ITEM_PARSERS[item]
+        g.add_argument(f"--{name.removesuffix('s').replace('_', '-')}", *ALIASES.get(name, ()), dest=name, type=parse,
+                       action="append", default=argparse.SUPPRESS, metavar=form.upper(),
+                       help=f"{text}, repeatable{' (' + limits + ')' if limits else ''}")  # fmt: skip
+        return
+    kind, choices = _option_type(name, info.annotation)
+    required = info.is_required()
+    notes = [limits] if limits and kind is not str else []
+    if not required and info.default is not None:
+        notes.append(f"default: {info.default}")
+    text += f" ({'; '.join(notes)})" if notes else ""
+    g.add_argument(f"--{name.replace('_', '-')}", *ALIASES.get(name, ()), dest=name, type=kind, choices=choices,
+                   required=required, default=argparse.SUPPRESS, help=text)  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m refinement", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="generate, score, retry, store")
-    g.add_argument("--prompt", required=True)
-    g.add_argument("--negative-prompt", "--negative")
-    g.add_argument("--workflow", help="template (flux-dev, sdxl, sd15), API-format workflow file, or JSON")
-    g.add_argument("--quality-threshold", type=float, default=7.0)
-    g.add_argument("--max-attempts", type=int, default=3)
-    g.add_argument("--retry-strategy", choices=STRATEGIES, default="progressive")
+    for name, info in GenerationRequest.model_fields.items():
+        if name not in CALLER_SET_FIELDS:
+            _add_request_option(g, name, info)
     g.add_argument("--quality-score", action="store_true", help="one scored generation (same as --max-attempts 1)")
-    g.add_argument("--best-of", type=int, default=4, help="images per batch for --retry-strategy best_of_n")
-    for name, kind in (("seed", int), ("steps", int), ("cfg", float), ("guidance", float), ("width", int),
-                       ("height", int)):  # fmt: skip
-        g.add_argument(f"--{name}", type=kind)
-    g.add_argument("--sampler")
-    g.add_argument("--scheduler")
-    g.add_argument("--lora", type=_lora, action="append", default=[], help="name[:strength], repeatable")
     g.add_argument("--comfyui", action="append", help="ComfyUI URL, repeatable (default COMFY_QUALITY_COMFYUI_URLS)")
     g.add_argument("-o", "--output", type=Path, help="also write the best image here")
     g.add_argument("--json", action="store_true", help="print the full result as JSON")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     sub.add_parser("workflows", help="list the shipped templates and their settable parameters")
     return p
+
+
+def request_of(args: argparse.Namespace) -> GenerationRequest:
+    """The request of ``generate``'s options (raises pydantic's ``ValidationError``, a ``ValueError``)."""
+    fields = {name: getattr(args, name) for name in GenerationRequest.model_fields if hasattr(args, name)}
+    if args.quality_score:
+        fields["max_attempts"] = 1
+    return GenerationRequest.model_validate({**fields, "source": "cli"})
 
 
 def render(result: GenerationResult) -> str:
@@ -97,13 +149,7 @@ async def run_generate(args: argparse.Namespace, out: IO[str]) -> int:
     from storage import StorageError
 
     try:
-        request = GenerationRequest(
-            prompt=args.prompt, negative_prompt=args.negative_prompt, workflow=args.workflow,
-            quality_threshold=args.quality_threshold, max_attempts=1 if args.quality_score else args.max_attempts,
-            retry_strategy=args.retry_strategy, seed=args.seed, steps=args.steps, cfg=args.cfg,
-            guidance=args.guidance, sampler=args.sampler, scheduler=args.scheduler, width=args.width,
-            height=args.height, loras=args.lora, best_of_n=args.best_of, source="cli",
-        )  # fmt: skip
+        request = request_of(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
