@@ -55,7 +55,7 @@ from refinement.comfyui import (
 from refinement.errors import RequestError
 from refinement.params import GenerationParams, LoraSpec
 from refinement.settings import RefinementSettings
-from refinement.strategies import Family, Outcome, Plan, plan_attempt, reaches_threshold, rejected_reason
+from refinement.strategies import Family, Outcome, Plan, plan_attempt, reaches_threshold
 from refinement.workflows import WorkflowError, describe, list_templates, load_workflow, patch, workflow_hash
 from storage import (
     AttemptRecord,
@@ -67,7 +67,7 @@ from storage import (
     WorkflowInfo,
 )
 from storage import LoraSpec as StoredLora
-from storage.metadata import AttemptTimings
+from storage.metadata import AttemptTimings, describe_rejection
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class Orchestrator:
             if isinstance(exc, ComfyUIUnreachableError):
                 attempt.unreachable = str(exc)
             attempt.record.timings = timings
-            attempt.record.rejected_reason = rejected_reason(None, None, request.quality_threshold)
+            attempt.record.rejected_reason = describe_rejection(None, request.quality_threshold)
             log.warning("attempt %d failed: %s", number, exc)
             await progress.update("attempt_done", number, 1.0, f"attempt {number} failed: {exc}")
             return attempt
@@ -241,9 +241,7 @@ class Orchestrator:
             attempt.record.parameters.batch_index = best_index  # type: ignore[attr-defined]
             attempt.record.batch_scores = attempt.batch_scores  # type: ignore[attr-defined]
         if not reaches_threshold(best_report.composite_score, best_report.grade is not None, request.quality_threshold):
-            attempt.record.rejected_reason = rejected_reason(
-                best_report.composite_score, _dims(best_report), request.quality_threshold, best_report.grade_reasons
-            )
+            attempt.record.rejected_reason = describe_rejection(attempt.record.quality, request.quality_threshold)
         attempt.record.changes = list(plan.changes)  # type: ignore[attr-defined]
 
         if self.settings.store_attempt_images:

@@ -201,22 +201,3 @@ def reaches_threshold(composite: float | None, graded: bool, threshold: float) -
     """Whether an attempt ends the loop: only a *graded* composite at or above the threshold does. An ungraded
     composite (the technical dimension not scored, or too little of the weight) is never compared with it."""
     return graded and composite is not None and composite >= threshold
-
-
-def rejected_reason(
-    composite: float | None, dimensions: dict[str, float | None] | None, threshold: float,
-    grade_reasons: Sequence[str] | None = None,
-) -> str:  # fmt: skip
-    """Why an attempt was not accepted. ``grade_reasons`` (non-empty) means the attempt was not graded."""
-    if composite is None:
-        return "no score: the attempt produced no image"
-    if grade_reasons:
-        return (
-            f"not graded ({'; '.join(grade_reasons)}): composite {composite:.2f} is not a grade and cannot reach "
-            f"the threshold {threshold:.2f}"
-        )
-    weakest = weakest_dimension(dimensions or {})
-    text = f"composite {composite:.2f} < threshold {threshold:.2f}"
-    if weakest is not None and dimensions is not None and dimensions[weakest] is not None:
-        text += f"; weakest: {weakest} {dimensions[weakest]:.2f}"
-    return text

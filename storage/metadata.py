@@ -134,25 +134,26 @@ class QualityRecord(QualityBlock):
         return min(scored, key=lambda item: item[1]) if scored else None
 
 
-def describe_rejection(quality: QualityRecord, threshold: float | None) -> str:
-    """Why an attempt was not accepted, e.g. ``"composite 6.1 < threshold 7.0; weakest: detail 4.2"``."""
+def describe_rejection(quality: QualityRecord | None, threshold: float | None) -> str:
+    """Why an attempt was not accepted: the one wording of ``rejected_reason`` (the orchestrator writes it into
+    every attempt it stores), e.g. ``"composite 6.10 < threshold 7.00; weakest: detail 4.20"``. Two decimals, so
+    a composite just under the threshold never reads as equal to it. ``quality`` None: the attempt made no
+    scored image. An ungraded composite is never compared with the threshold."""
+    if quality is None:
+        return "no score: the attempt produced no image"
+    composite = quality.composite_score
     if quality.grade is None:
-        return (
-            f"not graded ({'; '.join(quality.grade_reasons) or 'insufficient evidence'}): composite "
-            f"{quality.composite_score:.1f} is not a grade"
-        )
+        text = f"not graded ({'; '.join(quality.grade_reasons) or 'insufficient evidence'}): composite {composite:.2f} "
+        text += "is not a grade"
+        return text if threshold is None else f"{text} and cannot reach the threshold {threshold:.2f}"
     if threshold is None:
-        head = f"composite {quality.composite_score:.1f} (no threshold)"
-    elif quality.composite_score < threshold:
-        head = f"composite {quality.composite_score:.1f} < threshold {threshold:.1f}"
+        text = f"composite {composite:.2f} (no threshold)"
     else:
-        head = f"composite {quality.composite_score:.1f} ≥ threshold {threshold:.1f}"
+        text = f"composite {composite:.2f} {'<' if composite < threshold else '≥'} threshold {threshold:.2f}"
     weakest = quality.weakest()
     if weakest is not None:
-        head += f"; weakest: {weakest[0]} {weakest[1]:.1f}"
-    if quality.partial:
-        head += "; partial grade"
-    return head
+        text += f"; weakest: {weakest[0]} {weakest[1]:.2f}"
+    return text + "; partial grade" if quality.partial else text
 
 
 class AttemptTimings(_Model):
@@ -174,7 +175,7 @@ class AttemptRecord(_Model):
     image_key: str | None = Field(None, description="store key of this attempt's image, if it was stored")
     image_url: str | None = Field(None, description="URL of this attempt's image at store time")
     rejected_reason: str | None = Field(
-        None, description="why it was not accepted, e.g. 'composite 6.1 < threshold 7.0; weakest: detail 4.2'"
+        None, description="why it was not accepted, e.g. 'composite 6.10 < threshold 7.00; weakest: detail 4.20'"
     )
     error: str | None = Field(None, description="what went wrong when the attempt produced no scored image")
 

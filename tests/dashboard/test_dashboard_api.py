@@ -110,7 +110,7 @@ async def test_generation_compares_every_attempt(client: httpx.AsyncClient, data
     assert changes["steps"]["text"] == "steps 30 → 40"
     assert changes["prompt"]["text"] == "prompt: added “highly detailed”"
     assert "prompt" not in {c["field"] for c in attempts[2]["changes"]}  # same prompt as attempt 2
-    assert attempts[0]["rejected_reason"].startswith("composite 4.8 < threshold 7.0")
+    assert attempts[0]["rejected_reason"].startswith("composite 4.80 < threshold 7.00")
     assert attempts[0]["raw_metrics"]["technical"]["brisque"] == pytest.approx(22.5)
     assert attempts[0]["links"]["thumbnail"] == f"/thumbnails/{gid}/attempt-1.jpg"
     assert "4.80 → 8.30 (+3.50)" in body["summary"] and "reached the threshold 7" in body["summary"]

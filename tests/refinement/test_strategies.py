@@ -8,7 +8,6 @@ from refinement.strategies import (
     Plan,
     next_seed,
     plan_attempt,
-    rejected_reason,
     weakest_dimension,
 )
 
@@ -118,5 +117,3 @@ def test_errors_and_helpers():
         plan_attempt("nope", 2, BASE)  # type: ignore[arg-type]
     assert weakest_dimension({"a": None, "b": 3.0, "c": 1.0}) == "c"
     assert weakest_dimension({"a": None}) is None
-    assert rejected_reason(6.1, dims(detail=4.2), 7.0) == "composite 6.10 < threshold 7.00; weakest: detail 4.20"
-    assert "no image" in rejected_reason(None, None, 7.0)

@@ -18,9 +18,11 @@ from refinement.api import GenerationRequest
 from refinement.comfyui import ComfyUIPool
 from refinement.orchestrator import Orchestrator
 from refinement.settings import RefinementSettings
-from refinement.strategies import reaches_threshold, rejected_reason
+from refinement.strategies import reaches_threshold
 from storage import Index, LocalStore
+from storage.metadata import describe_rejection
 from tests.fakes.comfyui_server import FakeComfyUI
+from tests.storage.factories import make_quality
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "refinement" / "workflows"
 
@@ -149,10 +151,13 @@ async def test_a_48px_image_is_scored_with_niqe_and_can_be_graded(run, offline_s
 def test_threshold_rule_and_rejection_text():
     assert reaches_threshold(7.5, True, 7.0) and not reaches_threshold(9.9, False, 7.0)
     assert not reaches_threshold(None, True, 0.0) and not reaches_threshold(6.9, True, 7.0)
-    text = rejected_reason(9.9, {"detail": 9.9}, 7.0, ["technical not scored"])
+    ungraded = make_quality(9.9).model_copy(
+        update={"grade": None, "grade_status": "insufficient", "grade_reasons": ["technical not scored"]}
+    )
+    text = describe_rejection(ungraded, 7.0)
     assert text == ("not graded (technical not scored): composite 9.90 is not a grade and cannot reach the "
                     "threshold 7.00")
-    assert rejected_reason(6.0, {"detail": 6.0}, 7.0).startswith("composite 6.00 < threshold 7.00")
+    assert describe_rejection(make_quality(6.0), 7.0).startswith("composite 6.00 < threshold 7.00")
 
 
 def test_generate_cli_render_says_not_graded():

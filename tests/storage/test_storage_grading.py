@@ -55,7 +55,9 @@ def test_graded_runs_have_no_selection_note():
 
 def test_rejection_of_an_ungraded_attempt_says_not_graded():
     text = describe_rejection(ungraded(make_quality(9.5)), 7.0)
-    assert text == f"not graded ({'; '.join(REASONS)}): composite 9.5 is not a grade"
+    reasons = "; ".join(REASONS)
+    assert text == f"not graded ({reasons}): composite 9.50 is not a grade and cannot reach the threshold 7.00"
+    assert describe_rejection(ungraded(make_quality(9.5)), None).endswith("composite 9.50 is not a grade")
 
 
 def test_index_stores_filters_and_counts_ungraded_runs(tmp_path: Path):

@@ -66,7 +66,7 @@ def test_refinement_story_from_attempts() -> None:
     assert r.first_composite() == 5.5
     assert md.quality is not None and md.quality.composite_score == 7.8
     assert r.attempts[1].error and r.attempts[1].quality is None
-    assert r.attempts[0].rejected_reason == "composite 5.5 < threshold 7.0; weakest: detail 5.0"
+    assert r.attempts[0].rejected_reason == "composite 5.50 < threshold 7.00; weakest: detail 5.00"
 
     below = RefinementInfo.from_attempts(
         r.attempts[:2], strategy="seed_search", threshold=7.0, max_attempts=2
@@ -83,8 +83,16 @@ def test_refinement_story_from_attempts() -> None:
 
 def test_describe_rejection_mentions_partial_and_threshold() -> None:
     q = make_quality(6.14, partial=True)
-    assert describe_rejection(q, 7.0) == "composite 6.1 < threshold 7.0; weakest: detail 5.6; partial grade"
-    assert describe_rejection(q, None).startswith("composite 6.1 (no threshold)")
+    assert describe_rejection(q, 7.0) == "composite 6.14 < threshold 7.00; weakest: detail 5.64; partial grade"
+    assert describe_rejection(q, None).startswith("composite 6.14 (no threshold)")
+    assert describe_rejection(make_quality(7.2), 7.0) == "composite 7.20 ≥ threshold 7.00; weakest: detail 6.70"
+    assert describe_rejection(None, 7.0) == "no score: the attempt produced no image"
+
+
+def test_describe_rejection_never_rounds_a_miss_up_to_the_threshold() -> None:
+    """One decimal would print 6.96 < 7.0 as 'composite 7.0 < threshold 7.0'."""
+    text = describe_rejection(make_quality(6.96, spread=0.0), 7.0)
+    assert text.startswith("composite 6.96 < threshold 7.00")
 
 
 def test_quality_record_from_report_keeps_reproducibility_fields() -> None:
