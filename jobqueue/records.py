@@ -28,10 +28,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from refinement.api import GenerationRequest, GenerationResult, ProgressUpdate
-
-JobState = Literal["queued", "running", "success", "best_effort", "failed", "cancelled"]
-FINAL_STATES: frozenset[str] = frozenset({"success", "best_effort", "failed", "cancelled"})
+from refinement.api import FINAL_STATES, GenerationRequest, GenerationResult, JobState, ProgressUpdate
 
 
 class JobRecord(BaseModel):

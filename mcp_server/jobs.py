@@ -30,9 +30,8 @@ from anyio.streams.memory import MemoryObjectSendStream
 from mcp_server.errors import InvalidInputError, NotConfiguredError, UnknownJobError
 from mcp_server.excerpt import excerpt
 from mcp_server.limits import Gate
-from mcp_server.models import FINAL_STATES, JobState
 from mcp_server.netguard import redact_text
-from refinement.api import GenerationRequest, GenerationResult, Generator, ProgressUpdate
+from refinement.api import FINAL_STATES, GenerationRequest, GenerationResult, Generator, JobState, ProgressUpdate
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,7 @@ from pydantic import BaseModel, Field
 from quality.composite import Grade
 from quality.grading import GradeStatus
 from quality.report import CalibrationInfo, Coverage, ImageInfo, MetricStatus, QualityBlock
-from refinement.api import AttemptSummary, ProgressStage
-
-JobState = Literal["queued", "running", "success", "best_effort", "failed", "cancelled"]
-FINAL_STATES: frozenset[str] = frozenset({"success", "best_effort", "failed", "cancelled"})
+from refinement.api import AttemptSummary, JobState, ProgressStage, Status
 
 
 class MetricOutcome(BaseModel):
@@ -150,7 +147,7 @@ class RecentQuery(BaseModel):
 
     limit: int = Field(10, ge=1, le=100)
     grades: list[Grade] = Field(default_factory=list)
-    statuses: list[Literal["success", "best_effort", "failed"]] = Field(default_factory=list)
+    statuses: list[Status] = Field(default_factory=list)
     text: str | None = Field(None, max_length=500, description="words that must occur in the prompt")
 
 

@@ -17,6 +17,10 @@ from quality.report import QualityBlock
 
 Strategy = Literal["progressive", "seed_search", "prompt_enhance", "adaptive", "best_of_n"]
 Status = Literal["success", "best_effort", "failed"]
+#: a generation job's state, in process or in the distributed queue: waiting, running, or final (a
+#: :data:`Status`, or cancelled)
+JobState = Literal["queued", "running", "success", "best_effort", "failed", "cancelled"]
+FINAL_STATES: frozenset[str] = frozenset({"success", "best_effort", "failed", "cancelled"})
 STRATEGIES: tuple[Strategy, ...] = ("progressive", "seed_search", "prompt_enhance", "adaptive", "best_of_n")
 
 
