@@ -22,7 +22,7 @@ package's own rules (:class:`refinement.params.GenerationParams`, :class:`refine
 gives it one keyword parameter per :class:`refinement.api.GenerationRequest` field (its type, bounds, default and
 description), from which the MCP SDK builds the input schema and the argument validation. The only differences
 are the MCP boundary's own: ``workflow`` also takes a JSON object or a server-side file name (resolved here
-before the request is built), and a list field (``loras``) also takes ``null`` for its default.
+before the request is built), and a field with a factory default (``loras``) also takes ``null`` for it.
 """
 
 from __future__ import annotations
@@ -197,10 +197,10 @@ def check_request(request: GenerationRequest) -> None:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _nullable_list(info: FieldInfo) -> bool:
-    """A list field with a factory default: at the MCP boundary ``null`` (what many clients send for "not
-    given") also means the default."""
-    return info.default_factory is not None and getattr(info.annotation, "__origin__", None) is list
+def _factory_default(info: FieldInfo) -> bool:
+    """A field whose default is made by a factory (``loras``: a new empty list): at the MCP boundary its default
+    is ``null`` (what many clients send for "not given"), which the request turns into the factory's value."""
+    return info.default_factory is not None
 
 
 def _parameter(name: str, info: FieldInfo) -> inspect.Parameter:
@@ -208,7 +208,7 @@ def _parameter(name: str, info: FieldInfo) -> inspect.Parameter:
     described = Field(description=info.description, examples=info.examples, json_schema_extra=info.json_schema_extra)
     annotation: Any = info.annotation
     default: Any = inspect.Parameter.empty if info.is_required() else info.default
-    if _nullable_list(info):
+    if _factory_default(info):
         annotation, default = annotation | None, None
     typed = Annotated[(annotation, *info.metadata, described)]
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=typed)
@@ -223,6 +223,8 @@ def takes_request_fields(*, overrides: Mapping[str, tuple[Any, Any]] | None = No
 
     def decorate(fn: F) -> F:
         own = inspect.signature(fn, eval_str=True)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in own.parameters.values()):
+            raise TypeError(f"{fn.__name__} must take **request_fields: the request's fields arrive there")
         unknown = set(overrides) - set(GenerationRequest.model_fields)
         if unknown:
             raise TypeError(f"{fn.__name__}: overrides name no GenerationRequest field: {sorted(unknown)}")
@@ -241,6 +243,7 @@ def takes_request_fields(*, overrides: Mapping[str, tuple[Any, Any]] | None = No
             raise TypeError(f"{fn.__name__}: parameters {sorted(clash)} are GenerationRequest fields already")
         kept = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own.parameters.values()
                 if p.kind is not inspect.Parameter.VAR_KEYWORD]  # fmt: skip
+        # inspect.signature() (the SDK's source of the input schema and the argument model) honours __signature__
         fn.__dict__["__signature__"] = own.replace(parameters=[*fields, *kept])
         return fn
 
@@ -249,11 +252,11 @@ def takes_request_fields(*, overrides: Mapping[str, tuple[Any, Any]] | None = No
 
 def build_request(fields: Mapping[str, Any], **caller_set: Any) -> GenerationRequest:
     """The request of a tool call's validated ``fields`` plus what the entry point sets (``source``,
-    the resolved ``workflow``). ``None`` for a nullable list field means its default; a field the request
+    the resolved ``workflow``). ``None`` for a field with a factory default means that default; a field the request
     still refuses is an :class:`InvalidInputError` naming the field and the rule, never the value."""
     given = {name: value for name, value in fields.items() if name in GenerationRequest.model_fields}
     for name, info in GenerationRequest.model_fields.items():
-        if _nullable_list(info) and given.get(name, ...) is None:
+        if _factory_default(info) and given.get(name, ...) is None:
             del given[name]
     try:
         return GenerationRequest.model_validate({**given, **caller_set})

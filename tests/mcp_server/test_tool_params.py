@@ -94,6 +94,11 @@ def test_the_decorator_refuses_a_tool_parameter_that_shadows_a_field() -> None:
     with pytest.raises(TypeError, match="nonsense"):
         takes_request_fields(overrides={"nonsense": (str, None)})(shadowing)
 
+    async def closed(return_scores: bool = True) -> None: ...
+
+    with pytest.raises(TypeError, match="request_fields"):
+        takes_request_fields()(closed)
+
 
 async def test_arguments_reach_the_request_with_the_models_defaults(offline_scorer, store) -> None:
     gen = ScriptedGenerator(store, scores=(8.0,))
