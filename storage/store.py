@@ -86,11 +86,8 @@ class FlushReport(BaseModel):
         return not self.failed
 
 
-@runtime_checkable
-class Store(Protocol):
-    """What the orchestrator, MCP server and dashboard use. See the module docstring."""
-
-    backend: Backend
+class GenerationWriter(Protocol):
+    """The part of a :class:`Store` that records generations: what the orchestrator needs of it."""
 
     async def put_generation(
         self,
@@ -118,6 +115,15 @@ class Store(Protocol):
         :meth:`put_generation` with the same ``generation_id`` and ``timestamp``)."""
         ...
 
+    def url_for(self, key: str, *, presigned: bool | None = None, expires: timedelta | None = None) -> str: ...
+
+
+@runtime_checkable
+class Store(GenerationWriter, Protocol):
+    """What the orchestrator, MCP server and dashboard use. See the module docstring."""
+
+    backend: Backend
+
     async def get_image(self, key: str) -> bytes: ...
 
     async def get_metadata(self, ref: str) -> GenerationMetadata:
@@ -127,10 +133,6 @@ class Store(Protocol):
     async def read_url(self, url: str, *, max_bytes: int | None = None) -> bytes:
         """The bytes of an object named by a URL of this store (file://, s3://, endpoint or public URL)."""
         ...
-
-    def url_for(
-        self, key: str, *, presigned: bool | None = None, expires: timedelta | None = None
-    ) -> str: ...
 
     def list_metadata_keys(self, prefix: str | None = None) -> AsyncIterator[str]: ...
 

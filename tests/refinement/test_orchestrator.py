@@ -140,9 +140,9 @@ async def test_best_of_n_scores_every_image_of_the_batch(setup):
     latent = next(n for n in comfy.prompts_posted()[0]["prompt"].values() if n["class_type"] == "EmptyLatentImage")
     assert latent["inputs"]["batch_size"] == 3
     md = await store.get_metadata(result.generation_id)
-    scores = md.refinement.attempts[0].model_extra["batch_scores"]
-    assert len(scores) == 3 and result.composite_score == max(scores)
-    assert md.parameters.model_extra["batch_index"] == scores.index(max(scores))
+    scores = md.refinement.attempts[0].batch_scores
+    assert len(scores) == 3 and None not in scores and result.composite_score == max(s for s in scores if s)
+    assert md.parameters.batch_index == md.refinement.attempts[0].parameters.batch_index == scores.index(max(scores))
 
 
 async def test_a_hanging_job_times_out_and_the_next_attempt_runs(tmp_path, offline_scorer):
