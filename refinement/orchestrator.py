@@ -25,7 +25,7 @@ import inspect
 import logging
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -86,7 +86,11 @@ class Comfy(Protocol):
     :class:`~refinement.comfyui.ComfyUIClient`."""
 
     async def run(
-        self, workflow: Any, *, on_progress: Any = None, timeout: RunTimeout = USE_CLIENT_DEFAULT
+        self,
+        workflow: Mapping[str, Any],
+        *,
+        on_progress: Callable[[ProgressEvent], Any] | None = None,
+        timeout: RunTimeout = USE_CLIENT_DEFAULT,
     ) -> RunResult: ...
 
     async def preflight(self, workflow: Mapping[str, Any]) -> None:
@@ -528,7 +532,7 @@ class _Progress:
         except Exception:
             log.exception("progress callback failed (ignored)")
 
-    def comfy_callback(self, attempt: int, max_attempts: int) -> Any:
+    def comfy_callback(self, attempt: int, max_attempts: int) -> Callable[[ProgressEvent], Awaitable[None]]:
         async def on_event(event: ProgressEvent) -> None:
             if event.stage == "sampling" and event.value is not None and event.max:
                 frac = event.value / event.max
