@@ -14,6 +14,8 @@ order happens to tolerate it. Two strengths:
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -147,3 +149,17 @@ def test_the_walk_finds_a_planted_cycle(
     (pkg / "client.py").write_text("from pkg.run import Session\nfrom pkg.models import Model\n")
     (pkg / "run.py").write_text(run_source + "class Session: ...\n")
     assert cycles(graph_of(tmp_path, ("pkg",), deferred=deferred)) == expected
+
+
+def test_a_local_store_from_the_factory_never_loads_the_s3_client(tmp_path: Path) -> None:
+    code = (
+        "import sys, storage\n"
+        "from storage.factory import open_store\n"
+        f"store = open_store(storage.StorageSettings(backend='local', local_root={str(tmp_path)!r}))\n"
+        "print(type(store).__name__, 'storage.s3' in sys.modules, 'minio' in sys.modules)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["LocalStore", "False", "False"]
