@@ -21,8 +21,8 @@ from dashboard.errors import DashboardError
 from dashboard.serve import configure_logging, run
 from dashboard.settings import DashboardSettings
 from storage.errors import StorageError
+from storage.factory import open_store
 from storage.index import Index, rebuild_index
-from storage.store import open_store
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -22,9 +22,10 @@ from dashboard.errors import ImageError, NotFoundError
 from dashboard.settings import DashboardSettings
 from dashboard.thumbs import ThumbnailCache
 from storage.errors import ObjectNotFoundError
+from storage.factory import open_store
 from storage.index import AttemptRow, GenerationRow, Index
 from storage.metadata import GENERATION_ID_PATTERN
-from storage.store import Store, open_store
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")

@@ -64,8 +64,8 @@ class JournalComfy:
         self.rendered = 0
         self._pending: list[asyncio.Task[None]] = []
 
-    async def pick(self) -> Any:
-        return await self.comfy.pick()
+    async def preflight(self, workflow: Mapping[str, Any]) -> None:
+        await self.comfy.preflight(workflow)
 
     async def run(
         self, workflow: Any, *, on_progress: Any = None, timeout: RunTimeout = USE_CLIENT_DEFAULT

@@ -25,8 +25,8 @@ import inspect
 import logging
 import secrets
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -48,6 +48,7 @@ from refinement.comfyui import (
     ComfyUIMissingNodesError,
     ComfyUIUnreachableError,
     ComfyUIValidationError,
+    OutputImage,
     ProgressEvent,
     RunResult,
     RunTimeout,
@@ -67,7 +68,8 @@ from storage import (
     WorkflowInfo,
 )
 from storage import LoraSpec as StoredLora
-from storage.metadata import AttemptTimings, describe_rejection
+from storage.metadata import describe_rejection
+from storage.store import GenerationWriter, StoredObject
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +83,26 @@ class Scorer(Protocol):
 
 
 class Comfy(Protocol):
+    """Where jobs run: a :class:`~refinement.comfyui.ComfyUIPool` or a single
+    :class:`~refinement.comfyui.ComfyUIClient`."""
+
     async def run(
-        self, workflow: Any, *, on_progress: Any = None, timeout: RunTimeout = USE_CLIENT_DEFAULT
+        self,
+        workflow: Mapping[str, Any],
+        *,
+        on_progress: Callable[[ProgressEvent], Any] | None = None,
+        timeout: RunTimeout = USE_CLIENT_DEFAULT,
     ) -> RunResult: ...
+
+    async def preflight(self, workflow: Mapping[str, Any]) -> None:
+        """Check the workflow's node classes and model files against the server a job would go to now."""
+        ...
+
+
+class GenerationIndex(Protocol):
+    """The index the stored generations are added to (:class:`storage.Index`)."""
+
+    def add(self, metadata: GenerationMetadata) -> None: ...
 
 
 @dataclass
@@ -93,9 +112,60 @@ class _Attempt:
     image: bytes | None = None
     content_type: str | None = None
     report: QualityReport | None = None
-    batch_scores: list[float] = field(default_factory=list)
     unreachable: str | None = None
     """Set when ComfyUI could not be reached (or went away) during this attempt: the reason."""
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """The reports of one job's images, in batch order (``None``: that image could not be scored)."""
+
+    reports: list[QualityReport | None]
+
+    def best(self) -> tuple[int, QualityReport] | None:
+        """Position and report of the image to keep (``None`` when none was scored): a graded image beats an
+        ungraded one whatever their composites (an ungraded composite is not a grade), then the highest
+        composite, the earliest on ties."""
+        scored = [(i, report) for i, report in enumerate(self.reports) if report is not None]
+        if not scored:
+            return None
+        return max(scored, key=lambda item: (item[1].grade is not None, item[1].composite_score, -item[0]))
+
+    def composites(self) -> list[float | None]:
+        return [round(r.composite_score, 4) if r is not None else None for r in self.reports]
+
+
+def _record_run_error(attempt: _Attempt, exc: ComfyUIError, threshold: float) -> None:
+    """A run-time ComfyUI error fails the attempt: what happened, and whether the server was lost."""
+    attempt.record.error = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ComfyUIUnreachableError):
+        attempt.unreachable = str(exc)
+    attempt.record.rejected_reason = describe_rejection(None, threshold)
+    log.warning("attempt %d failed: %s", attempt.record.attempt, exc)
+
+
+def _keep(
+    attempt: _Attempt,
+    batch: _Batch,
+    kept: int,
+    report: QualityReport,
+    images: Sequence[OutputImage],
+    threshold: float,
+) -> None:
+    """Record the kept image of the batch (its scores, its place in the batch) and why it falls short, if so."""
+    record = attempt.record
+    attempt.report, attempt.image, attempt.content_type = report, images[kept].data, images[kept].content_type
+    record.error = None
+    record.quality = QualityRecord.from_report(report)
+    if len(images) > 1:
+        record.parameters.batch_index = kept
+        record.batch_scores = batch.composites()
+    if not reaches_threshold(report.composite_score, report.grade is not None, threshold):
+        record.rejected_reason = describe_rejection(record.quality, threshold)
+
+
+def _grade_text(report: QualityReport) -> str:
+    return f"{report.composite_score:.2f} ({report.grade})" if report.grade is not None else report.grade_text()
 
 
 class Orchestrator:
@@ -105,8 +175,8 @@ class Orchestrator:
         self,
         scorer: Scorer,
         comfy: Comfy,
-        store: Any,
-        index: Any | None = None,
+        store: GenerationWriter,
+        index: GenerationIndex | None = None,
         settings: RefinementSettings | None = None,
         *,
         server_url: str | None = None,
@@ -180,10 +250,36 @@ class Orchestrator:
         metadata: GenerationMetadata,
         progress: _Progress,
     ) -> _Attempt:
-        params = _parameters(plan, request)
-        attempt = _Attempt(plan=plan, record=AttemptRecord(attempt=number, parameters=params))
-        timings = AttemptTimings()
-        await progress.update("generating", number, 0.0, f"attempt {number}/{request.max_attempts}: generating")
+        """One attempt: generate, score the batch, keep its best image, store it; every outcome is recorded."""
+        record = AttemptRecord(attempt=number, parameters=_parameters(plan, request), changes=list(plan.changes))
+        attempt = _Attempt(plan=plan, record=record)
+        label = f"attempt {number}/{request.max_attempts}"
+        await progress.update("generating", number, 0.0, f"{label}: generating")
+        run = await self._generate(attempt, workflow, request, progress)
+        if run is None:
+            return attempt
+        images = run.saved_images or run.images
+        if not images:
+            record.error = "the workflow produced no image (no SaveImage / PreviewImage output)"
+            return attempt
+        await progress.update("scoring", number, 0.85, f"{label}: scoring")
+        batch = await self._score(attempt, images, request.prompt)
+        best = batch.best()
+        if best is None:
+            return attempt
+        kept, report = best
+        _keep(attempt, batch, kept, report, images, request.quality_threshold)
+        if self.settings.store_attempt_images:
+            await progress.update("storing", number, 0.95, f"{label}: storing")
+            await self._store_image(attempt, images[kept], metadata)
+        await progress.update("attempt_done", number, 1.0, f"{label}: {_grade_text(report)}")
+        return attempt
+
+    async def _generate(
+        self, attempt: _Attempt, workflow: dict[str, Any], request: GenerationRequest, progress: _Progress
+    ) -> RunResult | None:
+        """Run the job on ComfyUI; a run-time error fails this attempt only (recorded, ``None`` returned)."""
+        number, record = attempt.record.attempt, attempt.record
         t0 = time.perf_counter()
         try:
             run = await self.comfy.run(
@@ -194,71 +290,41 @@ class Orchestrator:
         except FATAL_COMFY_ERRORS:
             raise
         except ComfyUIError as exc:
-            timings.generate_seconds = round(time.perf_counter() - t0, 4)
-            attempt.record.error = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, ComfyUIUnreachableError):
-                attempt.unreachable = str(exc)
-            attempt.record.timings = timings
-            attempt.record.rejected_reason = describe_rejection(None, request.quality_threshold)
-            log.warning("attempt %d failed: %s", number, exc)
+            record.timings.generate_seconds = round(time.perf_counter() - t0, 4)
+            _record_run_error(attempt, exc, request.quality_threshold)
             await progress.update("attempt_done", number, 1.0, f"attempt {number} failed: {exc}")
-            return attempt
-        timings.generate_seconds = round(time.perf_counter() - t0, 4)
-        attempt.record.prompt_id = run.prompt_id
-        images = run.saved_images or run.images
-        if not images:
-            attempt.record.error = "the workflow produced no image (no SaveImage / PreviewImage output)"
-            attempt.record.timings = timings
-            return attempt
+            return None
+        record.timings.generate_seconds = round(time.perf_counter() - t0, 4)
+        record.prompt_id = run.prompt_id
+        return run
 
-        await progress.update("scoring", number, 0.85, f"attempt {number}/{request.max_attempts}: scoring")
+    async def _score(self, attempt: _Attempt, images: Sequence[OutputImage], prompt: str) -> _Batch:
+        """Score every image of the job (in a worker thread); an image that cannot be scored is recorded."""
+        number, record = attempt.record.attempt, attempt.record
         t1 = time.perf_counter()
-        scored: list[tuple[QualityReport, int]] = []
+        reports: list[QualityReport | None] = []
         for i, img in enumerate(images):
             try:
                 report = await asyncio.to_thread(
-                    self.scorer.score, img.data, request.prompt, source_name=f"attempt {number} image {i}"
+                    self.scorer.score, img.data, prompt, source_name=f"attempt {number} image {i}"
                 )
             except Exception as exc:  # an unreadable output must not sink the run
-                attempt.record.error = f"scoring failed: {exc}"
+                record.error = f"scoring failed: {exc}"
+                reports.append(None)
                 continue
-            scored.append((report, i))
-        timings.score_seconds = round(time.perf_counter() - t1, 4)
-        if not scored:
-            attempt.record.timings = timings
-            return attempt
-        # a graded image beats an ungraded one whatever their composites (an ungraded composite is not a grade)
-        best_report, best_index = max(
-            scored, key=lambda item: (item[0].grade is not None, item[0].composite_score, -item[1])
-        )
-        attempt.report = best_report
-        attempt.image = images[best_index].data
-        attempt.content_type = images[best_index].content_type
-        attempt.record.error = None
-        attempt.record.quality = QualityRecord.from_report(best_report)
-        if len(images) > 1:
-            attempt.batch_scores = [round(r.composite_score, 4) for r, _ in sorted(scored, key=lambda x: x[1])]
-            attempt.record.parameters.batch_index = best_index  # type: ignore[attr-defined]
-            attempt.record.batch_scores = attempt.batch_scores  # type: ignore[attr-defined]
-        if not reaches_threshold(best_report.composite_score, best_report.grade is not None, request.quality_threshold):
-            attempt.record.rejected_reason = describe_rejection(attempt.record.quality, request.quality_threshold)
-        attempt.record.changes = list(plan.changes)  # type: ignore[attr-defined]
+            reports.append(report)
+        record.timings.score_seconds = round(time.perf_counter() - t1, 4)
+        return _Batch(reports)
 
-        if self.settings.store_attempt_images:
-            await progress.update("storing", number, 0.95, f"attempt {number}/{request.max_attempts}: storing")
-            t2 = time.perf_counter()
-            stored = await self.store.put_attempt_image(
-                metadata.generation_id, metadata.timestamp, number, attempt.image, content_type=attempt.content_type
-            )
-            timings.store_seconds = round(time.perf_counter() - t2, 4)
-            attempt.record.image_key, attempt.record.image_url = stored.key, stored.url
-        attempt.record.timings = timings
-        grade = (
-            f"{best_report.composite_score:.2f} ({best_report.grade})" if best_report.grade is not None
-            else best_report.grade_text()
+    async def _store_image(self, attempt: _Attempt, image: OutputImage, metadata: GenerationMetadata) -> None:
+        """Store the kept image of the attempt now, so that it survives a cancelled or crashed run."""
+        t2 = time.perf_counter()
+        stored = await self.store.put_attempt_image(
+            metadata.generation_id, metadata.timestamp, attempt.record.attempt, image.data,
+            content_type=image.content_type,
         )  # fmt: skip
-        await progress.update("attempt_done", number, 1.0, f"attempt {number}/{request.max_attempts}: {grade}")
-        return attempt
+        attempt.record.timings.store_seconds = round(time.perf_counter() - t2, 4)
+        attempt.record.image_key, attempt.record.image_url = stored.key, stored.url
 
     async def _finish(
         self,
@@ -287,7 +353,7 @@ class Orchestrator:
             metadata.quality = QualityRecord.from_report(best.report)
             best.record.rejected_reason = None
         if fatal:
-            metadata.refinement.error = fatal  # type: ignore[attr-defined]
+            metadata.refinement.error = fatal
         stored = await self.store.put_generation(
             best.image if best else None, metadata, content_type=best.content_type if best else None
         )
@@ -343,15 +409,8 @@ class Orchestrator:
             raise RequestError(str(exc)) from exc
 
     async def _preflight(self, workflow: dict[str, Any]) -> None:
-        if not self.settings.preflight:
-            return
-        client = self.comfy
-        pick = getattr(client, "pick", None)
-        if pick is not None:
-            client = await pick()
-        check = getattr(client, "preflight", None)
-        if check is not None:
-            await check(workflow)
+        if self.settings.preflight:
+            await self.comfy.preflight(workflow)
 
 
 def _dims(report: QualityReport | None) -> dict[str, float | None] | None:
@@ -384,7 +443,7 @@ def _parameters(plan: Plan, request: GenerationRequest) -> GenerationParameters:
 
 
 def _result(
-    stored: Any,
+    stored: StoredObject,
     metadata_url: str | None,
     attempts: Sequence[_Attempt],
     best: _Attempt | None,
@@ -474,7 +533,7 @@ class _Progress:
         except Exception:
             log.exception("progress callback failed (ignored)")
 
-    def comfy_callback(self, attempt: int, max_attempts: int) -> Any:
+    def comfy_callback(self, attempt: int, max_attempts: int) -> Callable[[ProgressEvent], Awaitable[None]]:
         async def on_event(event: ProgressEvent) -> None:
             if event.stage == "sampling" and event.value is not None and event.max:
                 frac = event.value / event.max

@@ -27,6 +27,7 @@ from storage.errors import (
     StorageIndexError,
     StorageUnavailableError,
 )
+from storage.factory import open_store
 from storage.index import (
     AttemptRow,
     DimensionAverages,
@@ -60,7 +61,7 @@ from storage.metadata import (
     new_generation_id,
 )
 from storage.settings import StorageSettings
-from storage.store import AttemptImage, FlushReport, Store, StoredObject, StoreHealth, open_store
+from storage.store import AttemptImage, FlushReport, Store, StoredObject, StoreHealth
 
 if TYPE_CHECKING:
     from storage.s3 import S3Store

@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 from storage.errors import StorageError
+from storage.factory import open_store
 from storage.index import Index, rebuild_index
 from storage.metadata import metadata_json_schema
 from storage.settings import StorageSettings
-from storage.store import open_store
 
 
 def schema_text() -> str:

@@ -124,21 +124,9 @@ class LocalStore(StoreBase):
             metadata=md,
         )
 
-    async def put_attempt_image(
-        self,
-        generation_id: str,
-        timestamp: datetime,
-        attempt: int,
-        image_bytes: bytes,
-        *,
-        content_type: str | None = None,
-    ) -> AttemptImage:
-        if not image_bytes:
-            raise ValueError(f"attempt {attempt}'s image is empty (0 bytes): nothing to store")
-        facts = layout.image_facts(image_bytes, content_type)
-        key = layout.attempt_key(generation_id, timestamp, attempt, facts.ext)
-        await asyncio.to_thread(atomic_write, self.path_for(key), image_bytes)
-        return AttemptImage(attempt=attempt, key=key, url=self.url_for(key), status="stored")
+    async def _write_attempt_image(self, generation_id: str, attempt: int, obj: ObjectWrite) -> AttemptImage:
+        await asyncio.to_thread(atomic_write, self.path_for(obj.key), obj.data)
+        return AttemptImage(attempt=attempt, key=obj.key, url=self.url_for(obj.key), status="stored")
 
     # -- reading -------------------------------------------------------------------------------------------
     def _read(self, key: str, max_bytes: int | None = None) -> bytes:

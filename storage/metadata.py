@@ -6,9 +6,13 @@ Top-level keys, exactly as in the design: ``schema_version``, ``timestamp``, ``g
 
 Compatibility rules
 - **Lossless**: ``GenerationMetadata.from_json(m.to_json()) == m`` for every document.
-- **Forward compatible**: every model allows unknown fields (``extra="allow"``) and keeps them, so a document
-  written by a newer version loads, and re-saving it does not drop what this version does not know. The nested
-  score blocks of :mod:`quality.report` are the exception: unknown fields there are ignored, not kept.
+- **Declared, strict on write**: every field this version writes is declared here (and so in the JSON Schema),
+  and the models forbid any other (``extra="forbid"``): building a document with an unknown field, or setting
+  one on a model, raises, so nothing undeclared reaches a stored document.
+- **Lenient on read**: :meth:`GenerationMetadata.from_json` / :meth:`~GenerationMetadata.from_dict` read what
+  the store holds. A document written by a newer version loads: the fields this version does not know are
+  ignored (logged with their paths) and are not written back if the document is saved again. The nested score
+  blocks of :mod:`quality.report` ignore unknown fields too.
 - **Backward compatible**: :func:`migrate` upgrades older documents before validation. Version 0 is the
   original design's document, which had no ``schema_version`` (``workflow`` a bare name,
   ``refinement.attempts`` a count, ``storage.size``).
@@ -42,7 +46,7 @@ Backend = Literal["local", "s3"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
 
 def new_generation_id() -> str:
@@ -101,6 +105,9 @@ class GenerationParameters(_Model):
     width: int | None = Field(None, ge=1, description="latent width in pixels")
     height: int | None = Field(None, ge=1, description="latent height in pixels")
     batch_size: int | None = Field(None, ge=1, description="images per job")
+    batch_index: int | None = Field(
+        None, ge=0, description="which image of the job's batch was kept (0-based); null when the job made one"
+    )
     denoise: float | None = Field(None, ge=0, le=1, description="denoise strength (1.0 = from noise)")
     loras: list[LoraSpec] = Field(default_factory=list, description="LoRAs applied, in order")
     prompt: str | None = Field(None, description="the prompt actually submitted (after enhancement)")
@@ -110,7 +117,7 @@ class GenerationParameters(_Model):
 class QualityRecord(QualityBlock):
     """The design's ``quality`` block plus what makes a score reproducible and honest."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     partial: bool = Field(False, description="the grade does not cover every applicable dimension")
     coverage: Coverage | None = Field(None, description="which dimensions and metrics were actually scored")
@@ -169,6 +176,11 @@ class AttemptRecord(_Model):
 
     attempt: int = Field(ge=1, description="attempt number, starting at 1")
     parameters: GenerationParameters = Field(description="the exact parameters of this attempt")
+    changes: list[str] = Field(
+        default_factory=list,
+        description="what the retry strategy changed for this attempt and why, one line per parameter "
+        "(e.g. 'steps 30 → 50: progressive schedule'); empty for the first attempt",
+    )
     quality: QualityRecord | None = Field(None, description="scores of this attempt; null when it failed")
     prompt_id: str | None = Field(None, description="ComfyUI prompt id of the job")
     timings: AttemptTimings = Field(default_factory=AttemptTimings, description="where the time went")
@@ -178,6 +190,11 @@ class AttemptRecord(_Model):
         None, description="why it was not accepted, e.g. 'composite 6.10 < threshold 7.00; weakest: detail 4.20'"
     )
     error: str | None = Field(None, description="what went wrong when the attempt produced no scored image")
+    batch_scores: list[float | None] = Field(
+        default_factory=list,
+        description="composite of each image of the job's batch, in batch order (null: that image could not be "
+        "scored); empty when the job made one image. parameters.batch_index names the one kept",
+    )
 
     @property
     def composite_score(self) -> float | None:
@@ -210,6 +227,11 @@ class RefinementInfo(_Model):
         description="composite of every scored attempt before the best one, in order (the design's field)",
     )
     attempts: list[AttemptRecord] = Field(default_factory=list, description="every attempt, in order")
+    error: str | None = Field(
+        None,
+        description="why the run stopped before its attempt budget was spent (a request no retry can fix, e.g. "
+        "a workflow ComfyUI refused); null otherwise",
+    )
 
     @classmethod
     def from_attempts(
@@ -331,15 +353,44 @@ class GenerationMetadata(_Model):
 
     @classmethod
     def from_dict(cls, raw: Any, *, source: str = "metadata") -> GenerationMetadata:
+        """Read a stored document (any known schema version; see "Lenient on read" in the module docs)."""
         if not isinstance(raw, dict):
             raise MetadataError(f"{source} must be a JSON object, got {type(raw).__name__}")
-        try:
-            return cls.model_validate(migrate(raw))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:5]
-            )
-            raise MetadataError(f"{source} does not follow the metadata schema: {problems}") from exc
+        doc = migrate(raw)
+        ignored: list[str] = []
+        while True:
+            try:
+                md = cls.model_validate(doc)
+                break
+            except ValidationError as exc:
+                unknown = [e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden"]
+                if unknown and _drop_fields(doc, unknown):
+                    ignored += [".".join(str(p) for p in loc) for loc in unknown]
+                    continue  # validate again without them: what remains is reported, or the document loads
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:5]
+                )
+                raise MetadataError(f"{source} does not follow the metadata schema: {problems}") from exc
+        if ignored:
+            shown = ", ".join(ignored[:8]) + (f" and {len(ignored) - 8} more" if len(ignored) > 8 else "")
+            log.info("%s: ignoring field(s) this version does not know: %s", source, shown)
+        return md
+
+
+def _drop_fields(doc: dict[str, Any], locations: list[tuple[int | str, ...]]) -> bool:
+    """Remove the fields at ``locations`` (validation error locations) from ``doc``; whether any was removed.
+    A location part naming no key of the document (a union member's tag) is skipped."""
+    removed = False
+    for loc in locations:
+        node: Any = doc
+        for part in loc[:-1]:
+            in_dict = isinstance(node, dict) and part in node
+            if in_dict or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+                node = node[part]
+        if isinstance(node, dict) and loc and loc[-1] in node:
+            del node[loc[-1]]
+            removed = True
+    return removed
 
 
 def migrate(raw: dict[str, Any]) -> dict[str, Any]:

@@ -324,22 +324,9 @@ class S3Store(StoreBase):
             metadata=md,
         )
 
-    async def put_attempt_image(
-        self,
-        generation_id: str,
-        timestamp: datetime,
-        attempt: int,
-        image_bytes: bytes,
-        *,
-        content_type: str | None = None,
-    ) -> AttemptImage:
+    async def _write_attempt_image(self, generation_id: str, attempt: int, obj: ObjectWrite) -> AttemptImage:
         self._ensure_flusher()
-        if not image_bytes:
-            raise ValueError(f"attempt {attempt}'s image is empty (0 bytes): nothing to store")
-        facts = layout.image_facts(image_bytes, content_type)
-        key = layout.attempt_key(generation_id, timestamp, attempt, facts.ext)
-        meta = {"generation-id": generation_id, "kind": "attempt", "attempt": str(attempt)}
-        obj = ObjectWrite(key, image_bytes, facts.content_type, "image", meta)
+        key = obj.key
         if time.monotonic() >= self._skip_until:
             try:
                 await asyncio.to_thread(self._upload, self.bucket, [obj])

@@ -1,8 +1,9 @@
-"""The :class:`Store` protocol, what it returns, the shared write plan and :func:`open_store`.
+"""The :class:`Store` protocol, what it returns, the shared write plan and the base both stores build on.
 
 A store keeps images and their metadata sidecars under the key layout of :mod:`storage.layout`. Two
 implementations: :class:`storage.local.LocalStore` (a folder, the default) and :class:`storage.s3.S3Store`
-(MinIO / S3 with a local spool so no image is lost while S3 is down). All I/O methods are async and do their
+(MinIO / S3 with a local spool so no image is lost while S3 is down); :func:`storage.factory.open_store` picks
+one from the settings (this module never imports them: they import it). All I/O methods are async and do their
 blocking work in threads; :meth:`Store.url_for` is a pure computation and stays sync.
 
 Typical use (the orchestrator, after the last attempt)::
@@ -23,16 +24,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self, TypeVar, runtime_checkable
+from typing import Protocol, Self, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, Field
 
 from storage import layout
-from storage.errors import StorageConfigError, StorageError
+from storage.errors import StorageError
 from storage.metadata import Backend, GenerationMetadata, StorageInfo, StorageStatus
-
-if TYPE_CHECKING:
-    from storage.settings import StorageSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -88,11 +86,8 @@ class FlushReport(BaseModel):
         return not self.failed
 
 
-@runtime_checkable
-class Store(Protocol):
-    """What the orchestrator, MCP server and dashboard use. See the module docstring."""
-
-    backend: Backend
+class GenerationWriter(Protocol):
+    """The part of a :class:`Store` that records generations: what the orchestrator needs of it."""
 
     async def put_generation(
         self,
@@ -120,6 +115,15 @@ class Store(Protocol):
         :meth:`put_generation` with the same ``generation_id`` and ``timestamp``)."""
         ...
 
+    def url_for(self, key: str, *, presigned: bool | None = None, expires: timedelta | None = None) -> str: ...
+
+
+@runtime_checkable
+class Store(GenerationWriter, Protocol):
+    """What the orchestrator, MCP server and dashboard use. See the module docstring."""
+
+    backend: Backend
+
     async def get_image(self, key: str) -> bytes: ...
 
     async def get_metadata(self, ref: str) -> GenerationMetadata:
@@ -129,10 +133,6 @@ class Store(Protocol):
     async def read_url(self, url: str, *, max_bytes: int | None = None) -> bytes:
         """The bytes of an object named by a URL of this store (file://, s3://, endpoint or public URL)."""
         ...
-
-    def url_for(
-        self, key: str, *, presigned: bool | None = None, expires: timedelta | None = None
-    ) -> str: ...
 
     def list_metadata_keys(self, prefix: str | None = None) -> AsyncIterator[str]: ...
 
@@ -201,15 +201,10 @@ def plan_generation(
     """Validate and lay out a generation's objects (images only; metadata is rendered by :func:`finish`)."""
     md = metadata.model_copy(deep=True)
     gid, ts = md.generation_id, md.timestamp
-    images: list[ObjectWrite] = []
-    for number, data in sorted((attempt_images or {}).items()):
-        if not data:
-            raise ValueError(f"attempt {number}'s image is empty")
-        facts = layout.image_facts(data)
-        key = layout.attempt_key(gid, ts, number, facts.ext)
-        images.append(
-            ObjectWrite(key, data, facts.content_type, "image", _object_meta(md, "attempt", number))
-        )
+    images = [
+        attempt_image_write(gid, ts, number, data, meta=_object_meta(md, "attempt", number))
+        for number, data in sorted((attempt_images or {}).items())
+    ]
     best: layout.ImageFacts | None = None
     best_key: str | None = None
     if image_bytes is not None:
@@ -223,6 +218,26 @@ def plan_generation(
             ObjectWrite(best_key, image_bytes, best.content_type, "image", _object_meta(md, "best"))
         )
     return GenerationPlan(md, images, best, best_key, layout.metadata_key(gid, ts))
+
+
+def attempt_image_write(
+    generation_id: str,
+    timestamp: datetime,
+    attempt: int,
+    image_bytes: bytes,
+    *,
+    content_type: str | None = None,
+    meta: dict[str, str] | None = None,
+) -> ObjectWrite:
+    """The one check and layout of an attempt's image, for :meth:`Store.put_attempt_image` and for the
+    ``attempt_images`` of :meth:`Store.put_generation`: it must not be empty; its key comes from its format."""
+    if not image_bytes:
+        raise ValueError(f"attempt {attempt}'s image is empty (0 bytes): nothing to store")
+    facts = layout.image_facts(image_bytes, content_type)
+    key = layout.attempt_key(generation_id, timestamp, attempt, facts.ext)
+    if meta is None:
+        meta = {"generation-id": generation_id, "kind": "attempt", "attempt": str(attempt)}
+    return ObjectWrite(key, image_bytes, facts.content_type, "image", meta)
 
 
 def finish(
@@ -329,6 +344,23 @@ class StoreBase:
     async def get_metadata(self, ref: str) -> GenerationMetadata:
         raise NotImplementedError
 
+    async def put_attempt_image(
+        self,
+        generation_id: str,
+        timestamp: datetime,
+        attempt: int,
+        image_bytes: bytes,
+        *,
+        content_type: str | None = None,
+    ) -> AttemptImage:
+        """Check and lay out the image (:func:`attempt_image_write`), then let the backend write it."""
+        obj = attempt_image_write(generation_id, timestamp, attempt, image_bytes, content_type=content_type)
+        return await self._write_attempt_image(generation_id, attempt, obj)
+
+    async def _write_attempt_image(self, generation_id: str, attempt: int, obj: ObjectWrite) -> AttemptImage:
+        """Write the checked attempt image ``obj`` (each backend's own part of :meth:`put_attempt_image`)."""
+        raise NotImplementedError
+
     async def list_metadata(self, prefix: str | None = None) -> AsyncIterator[GenerationMetadata]:
         batch: list[str] = []
         async for key in self.list_metadata_keys(prefix):
@@ -359,19 +391,3 @@ class StoreBase:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
-
-
-def open_store(settings: StorageSettings | None = None) -> Store:
-    """The store the settings describe (``StorageSettings()`` reads the environment)."""
-    from storage.settings import StorageSettings
-
-    settings = settings or StorageSettings()
-    if settings.backend == "local":
-        from storage.local import LocalStore
-
-        return LocalStore(settings.local_root, public_base_url=settings.public_base_url)
-    if settings.backend == "s3":
-        from storage.s3 import S3Store
-
-        return S3Store.from_settings(settings)
-    raise StorageConfigError(f"unknown storage backend {settings.backend!r}: use 'local' or 's3'")

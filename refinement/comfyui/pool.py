@@ -163,6 +163,10 @@ class ComfyUIPool:
         """The client a job would go to now (probes the servers)."""
         return (await self._pick(exclude=set())).client
 
+    async def preflight(self, workflow: Mapping[str, Any], *, refresh: bool = False) -> None:
+        """:meth:`ComfyUIClient.preflight` on the server a job would go to now."""
+        await (await self.pick()).preflight(workflow, refresh=refresh)
+
     async def status(self) -> list[ServerStatus]:
         """Probe every server and report its state."""
         await asyncio.gather(*(self._probe(m) for m in self._members))

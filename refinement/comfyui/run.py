@@ -28,7 +28,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from refinement.comfyui.errors import (
     ComfyUIError,
@@ -50,15 +50,52 @@ from refinement.comfyui.messages import (
     ServerMessage,
     Status,
 )
-from refinement.comfyui.models import OutputImage, ProgressEvent, ProgressStage, RunResult, RunTimings
+from refinement.comfyui.models import (
+    OutputImage,
+    ProgressEvent,
+    ProgressStage,
+    QueueState,
+    RunResult,
+    RunTimings,
+    SubmitResult,
+)
 from refinement.comfyui.transport import Closed, Socket
-
-if TYPE_CHECKING:
-    from refinement.comfyui.client import ComfyUIClient
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[ProgressEvent], Any]
+
+
+class RunServer(Protocol):
+    """What a :class:`RunSession` needs of the server it follows a prompt on (:class:`~.client.ComfyUIClient`
+    is one; this module never imports it, the client imports this module)."""
+
+    base_url: str
+    connect_timeout: float
+    poll_interval: float
+    silence_check_interval: float
+    reconnect_timeout: float
+    max_resubmissions: int
+
+    async def submit(
+        self,
+        workflow: Mapping[str, Any],
+        *,
+        client_id: str | None = None,
+        prompt_id: str | None = None,
+        extra_data: Mapping[str, Any] | None = None,
+        front: bool = False,
+    ) -> SubmitResult: ...
+
+    async def cancel(self, prompt_id: str) -> None: ...
+
+    async def queue(self) -> QueueState: ...
+
+    async def history(
+        self, prompt_id: str | None = None, *, max_items: int | None = None, offset: int | None = None
+    ) -> dict[str, Any]: ...
+
+    async def view(self, filename: str, subfolder: str = "", type: str = "output") -> tuple[bytes, str | None]: ...
 
 
 class _Lost(Exception):
@@ -70,7 +107,7 @@ class RunSession:
 
     def __init__(
         self,
-        client: ComfyUIClient,
+        client: RunServer,
         workflow: Mapping[str, Any],
         *,
         on_progress: ProgressCallback | None,

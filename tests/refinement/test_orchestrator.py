@@ -140,9 +140,37 @@ async def test_best_of_n_scores_every_image_of_the_batch(setup):
     latent = next(n for n in comfy.prompts_posted()[0]["prompt"].values() if n["class_type"] == "EmptyLatentImage")
     assert latent["inputs"]["batch_size"] == 3
     md = await store.get_metadata(result.generation_id)
-    scores = md.refinement.attempts[0].model_extra["batch_scores"]
-    assert len(scores) == 3 and result.composite_score == max(scores)
-    assert md.parameters.model_extra["batch_index"] == scores.index(max(scores))
+    scores = md.refinement.attempts[0].batch_scores
+    assert len(scores) == 3 and None not in scores and result.composite_score == max(s for s in scores if s)
+    assert md.parameters.batch_index == md.refinement.attempts[0].parameters.batch_index == scores.index(max(scores))
+
+
+class _UnreadableSecondImage:
+    """The offline scorer, except that image 1 of every batch cannot be scored."""
+
+    def __init__(self, scorer):
+        self.scorer = scorer
+
+    def score(self, image, prompt=None, *, source_name=None):
+        if source_name and source_name.endswith("image 1"):
+            raise ValueError("cannot decode the image")
+        return self.scorer.score(image, prompt, source_name=source_name)
+
+
+async def test_batch_scores_keep_their_place_when_an_image_cannot_be_scored(tmp_path, offline_scorer):
+    async with FakeComfyUI() as comfy:
+        pool = ComfyUIPool([comfy.url])
+        store = LocalStore(tmp_path / "s")
+        orch = Orchestrator(_UnreadableSecondImage(offline_scorer), pool, store, None,
+                            RefinementSettings(comfyui_urls=[comfy.url]))  # fmt: skip
+        result = await orch.generate(request(retry_strategy="best_of_n", best_of_n=3, max_attempts=1))
+        await pool.close()
+    record = (await store.get_metadata(result.generation_id)).refinement.attempts[0]
+    assert len(record.batch_scores) == 3 and record.batch_scores[1] is None
+    assert None not in (record.batch_scores[0], record.batch_scores[2]) and record.error is None
+    kept = record.parameters.batch_index
+    assert kept in (0, 2) and record.batch_scores[kept] == max(s for s in record.batch_scores if s is not None)
+    assert result.composite_score == record.batch_scores[kept]
 
 
 async def test_a_hanging_job_times_out_and_the_next_attempt_runs(tmp_path, offline_scorer):

@@ -13,10 +13,11 @@ import pytest
 
 from storage import local as local_module
 from storage.errors import InvalidKeyError, InvalidObjectURLError, ObjectNotFoundError, ObjectTooLargeError
+from storage.factory import open_store
 from storage.local import LocalStore, atomic_write
 from storage.metadata import GenerationMetadata
 from storage.settings import StorageSettings
-from storage.store import Store, open_store
+from storage.store import Store
 from tests.storage.factories import make_image, make_metadata
 
 

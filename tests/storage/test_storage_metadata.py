@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from quality.report import Coverage, ImageInfo, MetricResult, QualityReport
 from storage.__main__ import schema_text
@@ -139,18 +141,70 @@ def test_quality_record_from_report_keeps_reproducibility_fields() -> None:
     assert record.weakest() == ("detail", 6.0)
 
 
-def test_unknown_future_fields_are_kept() -> None:
+def test_a_newer_documents_unknown_fields_are_read_past_and_never_written(caplog: pytest.LogCaptureFixture) -> None:
     doc = json.loads(make_metadata().to_json())
     doc["schema_version"] = SCHEMA_VERSION + 5
     doc["lineage"] = {"parent": "abc"}
     doc["input"]["language"] = "fr"
     doc["refinement"]["attempts"][0]["energy_joules"] = 12.5
-    md = GenerationMetadata.from_dict(doc)
+    doc["refinement"]["attempts"][1]["parameters"]["sigma_shift"] = 3.0
+    with caplog.at_level(logging.INFO, logger="storage.metadata"):
+        md = GenerationMetadata.from_dict(doc, source="new/metadata.json")
     assert md.schema_version == SCHEMA_VERSION + 5
+    assert md.input.prompt == doc["input"]["prompt"]
+    assert len(md.refinement.attempts) == len(doc["refinement"]["attempts"])
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    for path in ("lineage", "input.language", "refinement.attempts.0.energy_joules",
+                 "refinement.attempts.1.parameters.sigma_shift"):  # fmt: skip
+        assert path in logged
     again = json.loads(md.to_json())
-    assert again["lineage"] == {"parent": "abc"}
-    assert again["input"]["language"] == "fr"
-    assert again["refinement"]["attempts"][0]["energy_joules"] == 12.5
+    assert "lineage" not in again and "language" not in again["input"]
+    assert "energy_joules" not in again["refinement"]["attempts"][0]
+    assert "sigma_shift" not in again["refinement"]["attempts"][1]["parameters"]
+    assert doc["lineage"] == {"parent": "abc"}  # the input is not modified
+
+
+def test_unknown_fields_and_real_errors_together_report_the_errors() -> None:
+    doc = json.loads(make_metadata().to_json())
+    doc["lineage"] = {"parent": "abc"}
+    doc["quality"]["grade"] = "Z"
+    with pytest.raises(MetadataError, match=r"quality\.grade") as err:
+        GenerationMetadata.from_dict(doc)
+    assert "lineage" not in str(err.value)
+
+
+def test_writing_an_undeclared_field_fails() -> None:
+    md = make_metadata()
+    with pytest.raises(ValueError, match="no field"):
+        md.refinement.attempts[0].energy_joules = 12.5  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="no field"):
+        md.parameters.sigma_shift = 3.0  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        RefinementInfo(status="failed", verdict="meh")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        GenerationMetadata.model_validate({**json.loads(md.to_json()), "lineage": {}})
+    assert "energy_joules" not in md.to_json().decode()
+
+
+def test_a_document_of_the_previous_version_with_its_then_undeclared_fields_loads() -> None:
+    # written before batch_scores, batch_index, changes and refinement.error were declared (same schema_version):
+    # they were kept as extra fields then, and mean the same now
+    doc = json.loads(make_metadata(attempts=[4.0, 8.0]).to_json())
+    first, second = doc["refinement"]["attempts"]
+    for record in (first, second):
+        del record["changes"], record["batch_scores"], record["parameters"]["batch_index"]
+    del doc["refinement"]["error"], doc["parameters"]["batch_index"]
+    second["changes"] = ["steps 30 → 50: progressive schedule"]
+    second["batch_scores"] = [6.1, 8.0]
+    second["parameters"]["batch_index"] = 1
+    doc["parameters"]["batch_index"] = 1
+    doc["refinement"]["error"] = "ComfyUI refused the workflow: missing node"
+    md = GenerationMetadata.from_dict(doc)
+    assert md.refinement.attempts[0].changes == [] and md.refinement.attempts[0].batch_scores == []
+    assert md.refinement.attempts[1].changes == ["steps 30 → 50: progressive schedule"]
+    assert md.refinement.attempts[1].batch_scores == [6.1, 8.0] and md.parameters.batch_index == 1
+    assert md.refinement.error == "ComfyUI refused the workflow: missing node"
+    assert GenerationMetadata.from_json(md.to_json()) == md
 
 
 def test_version_0_document_of_the_original_design_loads() -> None:

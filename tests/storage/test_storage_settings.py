@@ -9,9 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from storage.errors import StorageConfigError
+from storage.factory import open_store
 from storage.s3 import S3Store
 from storage.settings import StorageSettings
-from storage.store import open_store
 
 
 def test_environment_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
