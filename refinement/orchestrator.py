@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from comfy_quality.boundary import recorded_reason
 from quality.report import QualityBlock, QualityReport
 from refinement.api import (
     AttemptSummary,
@@ -219,8 +220,8 @@ class Orchestrator:
                 report = await asyncio.to_thread(
                     self.scorer.score, img.data, request.prompt, source_name=f"attempt {number} image {i}"
                 )
-            except Exception as exc:  # an unreadable output must not sink the run
-                attempt.record.error = f"scoring failed: {exc}"
+            except Exception as exc:  # an unreadable output must not sink the run; a bug is logged with its traceback
+                attempt.record.error = f"scoring failed: {recorded_reason(f'scoring attempt {number}', exc, log)}"
                 continue
             scored.append((report, i))
         timings.score_seconds = round(time.perf_counter() - t1, 4)

@@ -18,7 +18,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from storage import layout
-from storage.errors import InvalidKeyError, InvalidObjectURLError, ObjectNotFoundError, ObjectTooLargeError
+from storage.errors import (
+    EmptyImageError,
+    InvalidKeyError,
+    InvalidObjectURLError,
+    ObjectNotFoundError,
+    ObjectTooLargeError,
+)
 from storage.metadata import Backend, GenerationMetadata
 from storage.store import (
     AttemptImage,
@@ -134,7 +140,7 @@ class LocalStore(StoreBase):
         content_type: str | None = None,
     ) -> AttemptImage:
         if not image_bytes:
-            raise ValueError(f"attempt {attempt}'s image is empty (0 bytes): nothing to store")
+            raise EmptyImageError(f"attempt {attempt}'s image is empty (0 bytes): nothing to store")
         facts = layout.image_facts(image_bytes, content_type)
         key = layout.attempt_key(generation_id, timestamp, attempt, facts.ext)
         await asyncio.to_thread(atomic_write, self.path_for(key), image_bytes)

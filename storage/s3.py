@@ -37,6 +37,7 @@ from pydantic import SecretStr
 
 from storage import layout
 from storage.errors import (
+    EmptyImageError,
     InvalidObjectURLError,
     ObjectNotFoundError,
     ObjectTooLargeError,
@@ -335,7 +336,7 @@ class S3Store(StoreBase):
     ) -> AttemptImage:
         self._ensure_flusher()
         if not image_bytes:
-            raise ValueError(f"attempt {attempt}'s image is empty (0 bytes): nothing to store")
+            raise EmptyImageError(f"attempt {attempt}'s image is empty (0 bytes): nothing to store")
         facts = layout.image_facts(image_bytes, content_type)
         key = layout.attempt_key(generation_id, timestamp, attempt, facts.ext)
         meta = {"generation-id": generation_id, "kind": "attempt", "attempt": str(attempt)}

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol, Self, TypeVar, runtime_checkable
 from pydantic import BaseModel, Field
 
 from storage import layout
-from storage.errors import StorageConfigError, StorageError
+from storage.errors import EmptyImageError, StorageConfigError, StorageError
 from storage.metadata import Backend, GenerationMetadata, StorageInfo, StorageStatus
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ def plan_generation(
     images: list[ObjectWrite] = []
     for number, data in sorted((attempt_images or {}).items()):
         if not data:
-            raise ValueError(f"attempt {number}'s image is empty")
+            raise EmptyImageError(f"attempt {number}'s image is empty (0 bytes): nothing to store")
         facts = layout.image_facts(data)
         key = layout.attempt_key(gid, ts, number, facts.ext)
         images.append(
@@ -214,7 +214,7 @@ def plan_generation(
     best_key: str | None = None
     if image_bytes is not None:
         if not image_bytes:
-            raise ValueError("the image is empty (0 bytes): nothing to store")
+            raise EmptyImageError("the image is empty (0 bytes): nothing to store")
         best = layout.image_facts(image_bytes, content_type)
         best_key = layout.best_key(gid, ts, best.ext)
         if best.format is None:

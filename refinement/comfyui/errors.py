@@ -1,6 +1,7 @@
 """The ComfyUI client's exception tree.
 
-Every error the client raises is a :class:`ComfyUIError`; each message says what went wrong *and* what to do::
+Every error the client raises is a :class:`ComfyUIError` (a :class:`refinement.errors.RefinementError`); each
+message says what went wrong *and* what to do::
 
     ComfyUIError
     ├── ComfyUIUnreachableError     server down, connection refused, DNS failure, connection lost for too long
@@ -26,8 +27,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from refinement.errors import RefinementError
 
-class ComfyUIError(Exception):
+
+class ComfyUIError(RefinementError):
     """Base class of every error raised by :mod:`refinement.comfyui`."""
 
     def __init__(self, message: str, *, server: str | None = None) -> None:
