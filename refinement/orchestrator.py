@@ -49,6 +49,7 @@ from refinement.comfyui import (
     ComfyUIMissingNodesError,
     ComfyUIUnreachableError,
     ComfyUIValidationError,
+    ComfyUIWorkflowShapeError,
     ProgressEvent,
     RunResult,
     RunTimeout,
@@ -72,7 +73,9 @@ from storage.metadata import AttemptTimings
 
 log = logging.getLogger(__name__)
 
-FATAL_COMFY_ERRORS = (ComfyUIValidationError, ComfyUIMissingNodesError, ComfyUIMissingModelsError)
+FATAL_COMFY_ERRORS = (
+    ComfyUIValidationError, ComfyUIMissingNodesError, ComfyUIMissingModelsError, ComfyUIWorkflowShapeError
+)
 DEFAULT_STEPS = 30
 DEFAULT_CFG = 7.0
 

@@ -15,7 +15,9 @@ message says what went wrong *and* what to do::
     ├── ComfyUITimeoutError         the run did not finish within the caller's timeout (the job is cancelled)
     ├── ComfyUIMissingNodesError    pre-flight: class types the server does not have (custom nodes not
     installed)
-    └── ComfyUIMissingModelsError   pre-flight: model files the server does not list (checkpoints, LoRAs, ...)
+    ├── ComfyUIMissingModelsError   pre-flight: model files the server does not list (checkpoints, LoRAs, ...)
+    └── ComfyUIWorkflowShapeError   the workflow handed to the client is not API format (nothing was sent; also a
+                                    ValueError, as before)
 
 ``ComfyUIUnreachableError`` and ``ComfyUIServerError`` are the *transient* ones: a
 :class:`~.pool.ComfyUIPool` skips such a server and re-probes it later; everything else is about the job and
@@ -168,6 +170,10 @@ class ComfyUIMissingNodesError(ComfyUIError):
             "(e.g. with ComfyUI-Manager) and restart ComfyUI, or use a workflow without it.",
             server=server,
         )
+
+
+class ComfyUIWorkflowShapeError(ComfyUIError, ValueError):
+    """The workflow given to the client is not an API-format workflow; it was not sent."""
 
 
 class MissingModel:

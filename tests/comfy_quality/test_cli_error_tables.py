@@ -20,6 +20,13 @@ class Boom(RuntimeError):
     """A bug: a non-library exception whose text must not reach the user."""
 
 
+@pytest.fixture(autouse=True)
+def _no_stale_log_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start from a root logger without handlers: an earlier test's CLI may have left one writing to a stream its
+    capture has closed since (pytest adds its own capture handler for the test's call afterwards)."""
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+
+
 def _raiser(exc: BaseException) -> Callable[..., Any]:
     def raise_it(*_args: Any, **_kwargs: Any) -> Any:
         raise exc
