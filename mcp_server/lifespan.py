@@ -34,6 +34,8 @@ from typing import Any, cast
 import anyio
 from anyio.abc import TaskGroup
 
+from comfy_quality.boundary import log_unexpected
+from comfy_quality.errors import ComfyQualityError
 from mcp_server.errors import McpServerConfigError, ModelsLoadingError, ScoringError
 from mcp_server.generation_args import WorkflowResolver
 from mcp_server.jobs import JobManager
@@ -152,8 +154,11 @@ class ScorerHandle:
         try:
             self._scorer = await anyio.to_thread.run_sync(self._factory, abandon_on_cancel=True)
             log.info("scoring models loaded")
-        except Exception as exc:
-            log.exception("the scorer could not be loaded")
+        except ComfyQualityError as exc:  # e.g. weights that fail their checksum: the message says what to do
+            log.error("the scorer could not be loaded: %s", exc)
+            self._error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug: logged with its traceback
+            log_unexpected("loading the scoring models", exc, log)
             self._error = f"{type(exc).__name__}: {exc}"
         finally:
             self._ready.set()
