@@ -117,3 +117,16 @@ async def test_list_generations_index_errors(
         unexpected = await client.call_tool("list_generations", {})
     assert unexpected.is_error and "internal error (Boom)" in text(unexpected) and SECRET not in text(unexpected)
     assert _unexpected_logged(caplog)
+
+
+def test_every_package_root_has_a_row() -> None:
+    """A new package's errors reach the agent as a tool error of their kind, never as "internal error"."""
+    from dashboard.errors import DashboardError
+    from jobqueue.errors import JobQueueError
+    from quality.errors import QualityError
+    from refinement.errors import RefinementError
+    from storage.errors import StorageError
+
+    for root in (QualityError, StorageError, RefinementError, JobQueueError, DashboardError, ComfyQualityError):
+        kind = TOOL_ERRORS.lookup(root("x"))
+        assert kind is not None and issubclass(kind, McpServerError), root
