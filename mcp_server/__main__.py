@@ -52,11 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["install"]:
         from mcp_server.install import main as install_main
 
-        return install_main(argv[1:])
+        return ERRORS.run(lambda: install_main(argv[1:]))
     if argv[:1] == ["doctor"]:
         from mcp_server.doctor import main as doctor_main
 
-        return doctor_main(argv[1:])
+        return ERRORS.run(lambda: doctor_main(argv[1:]))
     args = parse_args(argv)
     overrides = {
         "transport": TRANSPORTS[args.transport] if args.transport else None,

@@ -209,3 +209,18 @@ def test_worker_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
     monkeypatch.setattr(worker, "serve", _async_raiser(Boom(SECRET)))
     code = worker.main([])
     _assert_unexpected_answered(code, capsys.readouterr().err, caplog)
+
+
+def test_mcp_server_subcommands_answer_unexpected_errors_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    import mcp_server.__main__ as entry
+    from mcp_server import doctor, install
+
+    monkeypatch.setattr(install, "main", _raiser(Boom(SECRET)))
+    code = entry.main(["install", "cursor"])
+    _assert_unexpected_answered(code, capsys.readouterr().err, caplog)
+    caplog.clear()
+    monkeypatch.setattr(doctor, "main", _raiser(Boom(SECRET)))
+    code = entry.main(["doctor"])
+    _assert_unexpected_answered(code, capsys.readouterr().err, caplog)
