@@ -8,7 +8,14 @@ store. See dashboard/README.md.
 """
 
 from dashboard.app import build_app
-from dashboard.errors import BadRequestError, DashboardConfigError, DashboardError, ImageError, NotFoundError
+from dashboard.errors import (
+    BadRequestError,
+    DashboardConfigError,
+    DashboardError,
+    DashboardImageError,
+    ImageError,
+    NotFoundError,
+)
 from dashboard.settings import DashboardSettings
 from dashboard.state import DashboardState
 
@@ -16,6 +23,7 @@ __all__ = [
     "BadRequestError",
     "DashboardConfigError",
     "DashboardError",
+    "DashboardImageError",
     "DashboardSettings",
     "DashboardState",
     "ImageError",

@@ -4,7 +4,8 @@
     python -m dashboard rebuild-index [--no-prune]         fill the index from every metadata.json in the store
 
 Settings: COMFY_QUALITY_DASHBOARD_* and COMFY_QUALITY_STORAGE_* (see dashboard/README.md); options override them.
-Exit codes: 0 ok, 1 rebuild skipped unreadable documents, 2 invalid settings or storage error.
+Exit codes: 0 ok, 1 rebuild skipped unreadable documents, 2 invalid settings or storage error, 70 internal error
+(a bug: its traceback is logged on stderr).
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dashboard.errors import DashboardError
+from comfy_quality.boundary import CliErrors, ErrorTable
+from comfy_quality.errors import ComfyQualityError
+from dashboard.errors import DashboardConfigError
 from dashboard.serve import configure_logging, run
 from dashboard.settings import DashboardSettings
-from storage.errors import StorageError
 from storage.factory import open_store
 from storage.index import Index, rebuild_index
+
+ERRORS = CliErrors(ErrorTable("python -m dashboard", [(ComfyQualityError, 2)]), default=2, prefix="dashboard: ")
+"""Every library error (settings, storage, the dashboard's own) → its message and exit code 2."""
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -82,11 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command != "rebuild-index":
             settings.check_serving()
     except ValidationError as exc:
-        print(f"dashboard: invalid settings:\n{exc}", file=sys.stderr)
-        return 2
-    except DashboardError as exc:
-        print(f"dashboard: {exc}", file=sys.stderr)
-        return 2
+        return ERRORS.answer(DashboardConfigError(f"invalid settings:\n{exc}"))
+    except Exception as exc:
+        return ERRORS.answer(exc)
     configure_logging(settings.log_level)
     try:
         if args.command == "rebuild-index":
@@ -94,9 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(serve(settings, rebuild_first=bool(getattr(args, "rebuild_index", False))))
     except KeyboardInterrupt:
         return 0
-    except (DashboardError, StorageError) as exc:
-        print(f"dashboard: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        return ERRORS.answer(exc)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any, ParamSpec, TypeVar
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from dashboard.errors import ImageError, NotFoundError
+from dashboard.errors import DashboardImageError, NotFoundError
 from dashboard.settings import DashboardSettings
 from dashboard.thumbs import ThumbnailCache
 from storage.errors import ObjectNotFoundError
@@ -175,7 +175,7 @@ class DashboardState:
                 "run `python -m dashboard rebuild-index` if the store was cleaned"
             ) from exc
         if len(data) > self.max_image_bytes:
-            raise ImageError(
+            raise DashboardImageError(
                 f"the image {key} is {len(data) / 2**20:.1f} MiB, over the dashboard's limit "
                 f"(COMFY_QUALITY_DASHBOARD_MAX_IMAGE_MB={self.settings.max_image_mb:g})"
             )

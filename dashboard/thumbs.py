@@ -26,7 +26,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from dashboard.errors import ImageError
+from dashboard.errors import DashboardImageError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,9 @@ def make_thumbnail(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXE
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.width * img.height > max_pixels:
-                raise ImageError(f"the image is {img.width}×{img.height} pixels, over the {max_pixels:,} pixel limit")
+                raise DashboardImageError(
+                    f"the image is {img.width}×{img.height} pixels, over the {max_pixels:,} pixel limit"
+                )
             img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale directly
             frame = ImageOps.exif_transpose(img)
             frame.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
@@ -71,7 +73,7 @@ def make_thumbnail(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXE
             frame.save(out, format="JPEG", quality=82, optimize=True, progressive=True)
             return out.getvalue()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"cannot make a thumbnail: the stored file is not a readable image ({exc})") from exc
+        raise DashboardImageError(f"cannot make a thumbnail: the stored file is not a readable image ({exc})") from exc
 
 
 class ThumbnailCache:

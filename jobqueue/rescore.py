@@ -30,6 +30,8 @@ from typing import IO, Any
 
 from pydantic import BaseModel
 
+from comfy_quality.boundary import recorded_reason
+from jobqueue.errors import RescoreSourceError
 from jobqueue.records import JobStore
 from jobqueue.settings import JobsSettings, wants_workers  # noqa: F401 (re-exported)
 
@@ -58,7 +60,7 @@ def split_s3(url: str) -> tuple[str, str]:
     rest = url.removeprefix("s3://")
     bucket, _, prefix = rest.partition("/")
     if not bucket:
-        raise ValueError(f"{url!r} names no bucket (s3://bucket/prefix)")
+        raise RescoreSourceError(f"{url!r} names no bucket (s3://bucket/prefix)")
     return bucket, prefix
 
 
@@ -70,7 +72,7 @@ def s3_client() -> Any:
 
     settings = StorageSettings()
     if not settings.s3_endpoint:
-        raise ValueError("s3:// sources need COMFY_QUALITY_STORAGE_S3_ENDPOINT (and the S3 access keys)")
+        raise RescoreSourceError("s3:// sources need COMFY_QUALITY_STORAGE_S3_ENDPOINT (and the S3 access keys)")
     netloc, secure = normalize_endpoint(settings.s3_endpoint, secure=settings.s3_secure)
     access = settings.s3_access_key.get_secret_value() if settings.s3_access_key else None
     secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
@@ -86,7 +88,7 @@ def list_source(source: str) -> list[str]:
         return sorted(n for n in names if n.lower().endswith(IMAGE_SUFFIXES))
     root = Path(source)
     if not root.is_dir():
-        raise ValueError(f"no such folder: {source}")
+        raise RescoreSourceError(f"no such folder: {source}")
     return sorted(str(p.relative_to(root)) for p in root.rglob("*")
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)  # fmt: skip
 
@@ -104,7 +106,7 @@ def read_item(source: str, name: str, client: Any = None) -> bytes:
     root = Path(source).resolve()
     path = (root / name).resolve()
     if not path.is_relative_to(root):
-        raise ValueError(f"{name!r} is outside {source}")
+        raise RescoreSourceError(f"{name!r} is outside {source}")
     return path.read_bytes()
 
 
@@ -141,8 +143,11 @@ class ChunkScorer:
             try:
                 data = read_item(spec.source, name, self._s3)
                 report = self.scorer.score(data, prompt, source_name=name)
-            except Exception as exc:  # one unreadable image must not sink the chunk
+            except OSError as exc:  # one unreadable image must not sink the chunk
                 rows.append({"file": name, "error": f"{type(exc).__name__}: {exc}"[:500]})
+                continue
+            except Exception as exc:  # a library error is the reason; a bug is logged with its traceback
+                rows.append({"file": name, "error": f"{type(exc).__name__}: {recorded_reason(name, exc, log)}"[:500]})
                 continue
             rows.append({"file": name, "report": report.model_dump(mode="json")})
         return rows
@@ -178,7 +183,7 @@ async def rescore(
         source = str(Path(source).resolve())
     names = list_source(source)
     if not names:
-        raise ValueError(f"no images in {source}")
+        raise RescoreSourceError(f"no images in {source}")
     size = settings.score_chunk
     chunks = [names[i : i + size] for i in range(0, len(names), size)]
     run_id = run_id_for(source, names, output, size)
@@ -305,7 +310,7 @@ def cli_score(args: Any, items: Sequence[str], prompt: str | None, out: IO[str])
     try:
         total, failures = asyncio.run(rescore(source, prompt=prompt, prompts=prompts, output=args.output, fmt=fmt,
                                               out=out, show_progress=show, settings=settings))  # fmt: skip
-    except ValueError as exc:
+    except RescoreSourceError as exc:
         _say(f"error: {exc}")
         return EXIT_USAGE
     except OSError as exc:  # Redis or S3 unreachable

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobqueue.errors import JobQueueConfigError
+
 ENV_PREFIX = "COMFY_QUALITY_JOBS_"
 
 
@@ -61,7 +63,7 @@ class JobsSettings(BaseSettings):
 
     def redis_url(self) -> str:
         if self.url is None:
-            raise ValueError("COMFY_QUALITY_JOBS_URL is not set")
+            raise JobQueueConfigError("COMFY_QUALITY_JOBS_URL is not set: set it to the Redis URL (redis://host:6379/0)")
         return self.url.get_secret_value()
 
     def display_url(self) -> str:

@@ -15,6 +15,9 @@
 * SIGTERM / SIGINT: the worker stops taking jobs; jobs it is running are interrupted, what they made is stored,
   and they are left to another worker (a graceful stop does not count as a failed delivery).
 * Redis away: the worker keeps its jobs running, reconnects by itself and writes their results when Redis is back.
+* A job that fails with a library error records its message; one that fails with anything else (a bug) is logged
+  with its traceback and recorded as an internal error. Exit codes: 0 stopped, 1 a component failed (the message
+  says which), 2 invalid settings or options, 70 internal error (its traceback is logged), 130 interrupted.
 
 ``COMFY_QUALITY_JOBS_WORKER_COMPONENTS=module:function`` replaces the built-in scorer / ComfyUI pool / store
 (an async context manager yielding :class:`WorkerComponents`); the tests and ``bench/fleet.py`` use it.
@@ -37,9 +40,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar, cast
 
+from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from comfy_quality.boundary import CliErrors, ErrorTable, log_unexpected
+from comfy_quality.errors import ComfyQualityError, SettingsError
+from jobqueue.errors import JobQueueConfigError
 from jobqueue.journal import CapturingStore, JournalComfy, result_from_stored
 from jobqueue.queue import open_docket, open_redis
 from jobqueue.records import JobEvent, JobRecord, JobStore
@@ -154,8 +161,11 @@ class WorkerRuntime:
             await asyncio.shield(comfy.flush())  # what was rendered is journaled before the job is let go
             await asyncio.shield(self._interrupted(record, store))
             raise
-        except Exception as exc:
-            log.exception("job %s failed", job_id)
+        except ComfyQualityError as exc:  # a library error: its message is the reason
+            log.warning("job %s failed: %s", job_id, exc)
+            record.state, record.error = "failed", f"generation failed: {exc}"
+        except Exception as exc:  # a plugged-in component's own error, or a bug: logged with its traceback too
+            log_unexpected(f"job {job_id}", exc, log)
             record.state, record.error = "failed", f"generation failed: {type(exc).__name__}: {exc}"
         else:
             record.result, record.state, record.error = result, result.status, result.error
@@ -360,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+ERRORS = CliErrors(
+    ErrorTable("comfy-quality-worker", [(SettingsError, 2)]), default=1, prefix="comfy-quality-worker: "
+)
+"""Invalid settings or options → 2; any other library error → 1; anything else is a bug (70)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: "
@@ -367,17 +383,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("docket", "quality", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
     try:
-        settings = JobsSettings(**({"worker_name": args.name} if args.name else {}))
-    except ValueError:
-        return 2
-    if not settings.enabled:
-        return 2
-    if args.concurrency is not None and args.concurrency < 1:
-        return 2
-    try:
+        try:
+            settings = JobsSettings(**({"worker_name": args.name} if args.name else {}))
+        except ValidationError as exc:
+            raise JobQueueConfigError(f"invalid settings:\n{exc}") from exc
+        if not settings.enabled:
+            raise JobQueueConfigError("COMFY_QUALITY_JOBS_URL is not set: set it to the Redis URL (redis://host:6379/0)")
+        if args.concurrency is not None and args.concurrency < 1:
+            raise JobQueueConfigError(f"--concurrency {args.concurrency}: give at least 1")
         asyncio.run(serve(settings, concurrency=args.concurrency))
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        return ERRORS.answer(exc)
     return 0
 
 

@@ -7,7 +7,8 @@
     python -m mcp_server doctor [--json]                  check ComfyUI, storage, index, weights and settings
 
 Settings come from COMFY_QUALITY_MCP_* / COMFY_QUALITY_* environment variables or .env (see the README); the
-options here override them. Exit codes: 0 stopped, 2 invalid settings.
+options here override them. Exit codes: 0 stopped, 1 a component failed (its message says which), 2 invalid
+settings, 70 internal error (a bug: its traceback is logged on stderr; stdout carries only the protocol).
 """
 
 from __future__ import annotations
@@ -19,9 +20,14 @@ from collections.abc import Sequence
 import anyio
 from pydantic import ValidationError
 
-from mcp_server.errors import ConfigError
+from comfy_quality.boundary import CliErrors, ErrorTable
+from comfy_quality.errors import SettingsError
+from mcp_server.errors import McpServerConfigError
 from mcp_server.serve import configure_logging, run
 from mcp_server.settings import McpSettings
+
+ERRORS = CliErrors(ErrorTable("comfy-quality-mcp", [(SettingsError, 2)]), default=1, prefix="comfy-quality-mcp: ")
+"""Invalid settings of any package → exit code 2; any other library error → 1; anything else is a bug (70)."""
 
 TRANSPORTS = {"stdio": "stdio", "sse": "sse", "http": "http", "streamable-http": "http"}
 
@@ -46,11 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["install"]:
         from mcp_server.install import main as install_main
 
-        return install_main(argv[1:])
+        return ERRORS.run(lambda: install_main(argv[1:]))
     if argv[:1] == ["doctor"]:
         from mcp_server.doctor import main as doctor_main
 
-        return doctor_main(argv[1:])
+        return ERRORS.run(lambda: doctor_main(argv[1:]))
     args = parse_args(argv)
     overrides = {
         "transport": TRANSPORTS[args.transport] if args.transport else None,
@@ -62,19 +68,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = McpSettings(**{k: v for k, v in overrides.items() if v is not None})
         settings.check_serving()
     except ValidationError as exc:
-        print(f"comfy-quality-mcp: invalid settings:\n{exc}", file=sys.stderr)
-        return 2
-    except ConfigError as exc:
-        print(f"comfy-quality-mcp: {exc}", file=sys.stderr)
-        return 2
+        return ERRORS.answer(McpServerConfigError(f"invalid settings:\n{exc}"))
+    except Exception as exc:
+        return ERRORS.answer(exc)
     configure_logging(settings.log_level)
     try:
         anyio.run(run, settings)
     except KeyboardInterrupt:
         pass
-    except ConfigError as exc:
-        print(f"comfy-quality-mcp: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        return ERRORS.answer(exc)
     return 0
 
 

@@ -407,7 +407,7 @@ def check_device(settings: Any) -> Check | None:
 
 # -- MCP input settings --------------------------------------------------------------------------------------
 def check_mcp(settings: Any) -> list[Check]:
-    from mcp_server.errors import ConfigError
+    from mcp_server.errors import McpServerConfigError
 
     checks = []
     roots = list(settings.roots)
@@ -448,7 +448,7 @@ def check_mcp(settings: Any) -> list[Check]:
         checks.append(Check(name="mcp URL allowlist", status="ok", detail=", ".join(settings.url_allowlist)))
     try:
         settings.check_serving()
-    except ConfigError as exc:
+    except McpServerConfigError as exc:
         checks.append(
             Check(
                 name="mcp transport",

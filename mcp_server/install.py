@@ -50,20 +50,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from mcp_server.errors import InstallError
+
 HOSTS = ("claude-desktop", "claude-code", "cursor", "vscode")
 DEFAULT_NAME = "comfy-quality"
 EXIT_OK, EXIT_USAGE, EXIT_FILE, EXIT_CLAUDE = 0, 2, 3, 4
 SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "ACCESS_KEY")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PREFIX = "COMFY_QUALITY_"
-
-
-class InstallError(Exception):
-    """A problem the user must fix; ``code`` is the exit code."""
-
-    def __init__(self, message: str, code: int = EXIT_FILE) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 # -- where and how each host keeps its servers ---------------------------------------------------------------

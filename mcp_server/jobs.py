@@ -27,6 +27,8 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
+from comfy_quality.boundary import log_unexpected
+from comfy_quality.errors import ComfyQualityError
 from mcp_server.errors import InvalidInputError, NotConfiguredError, UnknownJobError
 from mcp_server.excerpt import excerpt
 from mcp_server.limits import Gate
@@ -227,8 +229,12 @@ class JobManager:
             job.state = "cancelled"
             job.error = "cancelled: the server is shutting down"
             raise
-        except Exception as exc:
-            log.exception("generation job %s failed", job.id)
+        except ComfyQualityError as exc:  # a library error: its message is the reason
+            log.warning("generation job %s failed: %s", job.id, exc)
+            job.state = "failed"
+            job.error = "generation failed: " + redact_text(str(exc) or type(exc).__name__)
+        except Exception as exc:  # a plugged-in generator's own error, or a bug: logged with its traceback too
+            log_unexpected(f"generation job {job.id}", exc, log)
             job.state = "failed"
             job.error = "generation failed: " + redact_text(str(exc) or type(exc).__name__)
         finally:

@@ -34,7 +34,9 @@ from typing import Any, cast
 import anyio
 from anyio.abc import TaskGroup
 
-from mcp_server.errors import ConfigError, ModelsLoadingError, ScoringError
+from comfy_quality.boundary import log_unexpected
+from comfy_quality.errors import ComfyQualityError
+from mcp_server.errors import McpServerConfigError, ModelsLoadingError, ScoringError
 from mcp_server.generation_args import WorkflowResolver
 from mcp_server.jobs import JobManager
 from mcp_server.jobs_api import JobBackend
@@ -104,7 +106,7 @@ async def _custom_components(settings: McpSettings) -> AsyncIterator[Components]
     try:
         factory = getattr(importlib.import_module(module_name), attr or "components")
     except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(f"COMFY_QUALITY_MCP_COMPONENTS={target!r} cannot be imported: {exc}") from exc
+        raise McpServerConfigError(f"COMFY_QUALITY_MCP_COMPONENTS={target!r} cannot be imported: {exc}") from exc
     made = factory(settings)
     if isinstance(made, Components):
         yield made
@@ -112,7 +114,9 @@ async def _custom_components(settings: McpSettings) -> AsyncIterator[Components]
         async with cast(AbstractAsyncContextManager[Components], made) as components:
             yield components
     else:
-        raise ConfigError(f"{target} returned {type(made).__name__}, not Components or an async context manager")
+        raise McpServerConfigError(
+            f"{target} returned {type(made).__name__}, not Components or an async context manager"
+        )
 
 
 def start_now(factory: Callable[[], ImageScorer]) -> Callable[[], ImageScorer]:
@@ -150,8 +154,11 @@ class ScorerHandle:
         try:
             self._scorer = await anyio.to_thread.run_sync(self._factory, abandon_on_cancel=True)
             log.info("scoring models loaded")
-        except Exception as exc:
-            log.exception("the scorer could not be loaded")
+        except ComfyQualityError as exc:  # e.g. weights that fail their checksum: the message says what to do
+            log.error("the scorer could not be loaded: %s", exc)
+            self._error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug: logged with its traceback
+            log_unexpected("loading the scoring models", exc, log)
             self._error = f"{type(exc).__name__}: {exc}"
         finally:
             self._ready.set()
@@ -212,7 +219,7 @@ def _job_backend(settings: McpSettings, components: Components) -> Any:
     try:
         jobs_settings = JobsSettings()
     except ValueError as exc:
-        raise ConfigError(f"job queue settings: {exc}") from exc
+        raise McpServerConfigError(f"job queue settings: {exc}") from exc
     if jobs_settings.enabled:
         from mcp_server.jobs_redis import RedisJobBackend
 

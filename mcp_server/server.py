@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 
 from mcp_server import tools
+from mcp_server.boundary import translate
 from mcp_server.excerpt import excerpt
 from mcp_server.lifespan import AppState, Components, open_app_state
 from mcp_server.settings import McpSettings
@@ -72,13 +73,21 @@ def _shorten_sdk_logs() -> None:
 class QualityServer(MCPServer[AppState]):
     """The SDK server, with tool errors kept short: argument validation errors name the fields and problems but
     not the values (the SDK's text quotes the values), and no tool error message exceeds
-    :data:`MAX_ERROR_CHARS` characters."""
+    :data:`MAX_ERROR_CHARS` characters. Errors of the packages below and unexpected exceptions are answered by
+    :func:`mcp_server.boundary.translate` (one table for every tool)."""
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         try:
             return await super().call_tool(name, arguments, context)
-        except UnexpectedToolError:
-            raise
+        except UnexpectedToolError as exc:
+            cause = exc.__cause__
+            if cause is None or isinstance(cause, UnexpectedToolError):
+                raise
+            error = translate(name, cause)
+            message = str(error)
+            if len(message) > MAX_ERROR_CHARS:
+                error = type(error)(message[: MAX_ERROR_CHARS - 1] + "…")
+            raise error from cause
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(cause, ValidationError):

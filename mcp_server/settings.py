@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from mcp_server.errors import ConfigError
+from mcp_server.errors import McpServerConfigError
 from mcp_server.netguard import parse_host_pattern
 from serving import is_loopback_host, split_list
 
@@ -150,7 +150,7 @@ class McpSettings(BaseSettings):
     def check_serving(self) -> None:
         """Refuse settings that would expose the server unprotected (called before an HTTP transport starts)."""
         if self.transport != "stdio" and not is_loopback_host(self.host) and self.token() is None:
-            raise ConfigError(
+            raise McpServerConfigError(
                 f"binding to {self.host!r} (not loopback) requires a bearer token: set "
                 "COMFY_QUALITY_MCP_AUTH_TOKEN (a long random string, e.g. `openssl rand -hex 32`) and configure "
                 "your MCP client to send 'Authorization: Bearer <token>'; or bind to 127.0.0.1"

@@ -1,4 +1,5 @@
-"""The MCP tools: thin functions that validate, delegate, map errors and report progress.
+"""The MCP tools: thin functions that validate, delegate and report progress; their errors are translated in one
+place, :mod:`mcp_server.boundary`.
 
 Descriptions are written for the LLM that calls them: what each tool is for, which strategy to choose, what
 the grades mean, what to do when a job is still running.
@@ -15,16 +16,13 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from mcp_server.errors import ScoringError, ServiceError
 from mcp_server.generation_args import build_request, check_request, takes_request_fields
 from mcp_server.jobs_api import REQUEST_ID_PATTERN
 from mcp_server.lifespan import AppState
 from mcp_server.models import GenerationList, GenerationOutput, RecentQuery, ScoreResult
-from mcp_server.netguard import redact_text
 from mcp_server.outputs import generation_output, job_summary, preview_for, score_result, tool_result
 from mcp_server.urls import locator_of
 from quality.composite import Grade
-from quality.errors import QualityError
 from refinement.api import ProgressUpdate
 
 log = logging.getLogger(__name__)
@@ -148,15 +146,10 @@ async def score_image(
         scorer = await state.scorer.get(state.settings.max_wait_seconds - (anyio.current_time() - started))
         await progress.send(1, "scoring", total=3)
         t1 = anyio.current_time()
-        try:
-            report = await anyio.to_thread.run_sync(
-                functools.partial(scorer.score, loaded.data, prompt, source_name=loaded.name)
-            )
-        except QualityError as exc:
-            raise ScoringError(str(exc)) from exc
-        except Exception as exc:  # the scorer's contract is QualityError; anything else: report, log, stay up
-            log.exception("scoring %s failed unexpectedly", loaded.name)
-            raise ScoringError(f"{loaded.name} could not be scored: {type(exc).__name__}: {exc}") from exc
+        # a QualityError becomes a ScoringError, anything else is logged and answered briefly (mcp_server.boundary)
+        report = await anyio.to_thread.run_sync(
+            functools.partial(scorer.score, loaded.data, prompt, source_name=loaded.name)
+        )
         scored = anyio.current_time() - t1
     await progress.send(3, f"scored: grade {report.grade}" if report.grade else "scored: not graded", total=3)
     return score_result(report, fetch=fetched, queue=queued, score=scored, total=anyio.current_time() - started)
@@ -282,8 +275,5 @@ async def list_generations(
             note="this server has no generation index configured: only its running jobs are listed",
         )
     query = RecentQuery(limit=limit, grades=grades or [], statuses=statuses or [], text=text)
-    try:
-        recent = await state.index.recent(query)
-    except Exception as exc:
-        raise ServiceError(f"the generation index could not be queried: {redact_text(str(exc))}") from exc
+    recent = await state.index.recent(query)  # its StorageError becomes a ServiceError (mcp_server.boundary)
     return GenerationList(active=active, recent=recent[:limit], index_available=True)

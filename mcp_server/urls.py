@@ -20,6 +20,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
+from comfy_quality.boundary import recorded_reason
 from refinement.api import AttemptSummary, GenerationResult
 
 if TYPE_CHECKING:
@@ -64,8 +65,9 @@ class StoreUrls:
                 continue
             try:
                 out[key] = (self.store.url_for(key), False)
-            except Exception as exc:  # a URL is a courtesy: the answer must not fail for it
-                log.warning("no URL for %s: %s: %s", key, type(exc).__name__, exc)
+            except Exception as exc:  # a URL is a courtesy: the answer must not fail for it (a bug is logged)
+                reason = recorded_reason(f"URL of {key}", exc, log)
+                log.warning("no URL for %s: %s: %s", key, type(exc).__name__, reason)
                 out[key] = (None, False)
         return out
 

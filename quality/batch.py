@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from quality.errors import QualityError
+from comfy_quality.boundary import recorded_reason
 from quality.report import QualityReport
 from quality.settings import QualitySettings
 
@@ -42,8 +42,8 @@ def _score(item: tuple[str, str | None]) -> QualityReport | str:
     try:
         report: QualityReport = _worker.score(path, prompt)
         return report
-    except QualityError as exc:
-        return str(exc)
+    except Exception as exc:  # one file must not sink the batch; a bug is logged with its traceback
+        return recorded_reason(f"scoring {path}", exc)
 
 
 def score_files(

@@ -9,7 +9,8 @@
 
 Exit codes: 0 scored (and passed --min-grade/--min-score); 1 scored but below --min-grade/--min-score (an image
 that is not graded never passes them);
-2 usage error; 3 an image could not be read (in a batch: at least one); 4 settings or weights error.
+2 usage error; 3 an image could not be read (in a batch: at least one); 4 settings or weights error; 70 internal
+error (a bug: its traceback is logged on stderr). Errors are answered by one table, :data:`ERRORS`.
 """
 
 from __future__ import annotations
@@ -26,14 +27,36 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from comfy_quality.boundary import CliErrors, ErrorTable
+from comfy_quality.errors import SettingsError
+from quality.errors import ConfigError, ImageError, QualityError, WeightsError
+
 EXIT_OK, EXIT_BELOW, EXIT_USAGE, EXIT_IMAGE, EXIT_CONFIG = 0, 1, 2, 3, 4
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 GRADE_ORDER = "FDCBA"
 SUBCOMMANDS = ("weights", "metrics", "eval", "score")
 
 
-class UsageError(Exception):
-    pass
+class UsageError(QualityError):
+    """A command line that cannot be run as given (exit code 2); the message says what to change."""
+
+
+ERRORS = CliErrors(
+    ErrorTable(
+        "comfy-quality",
+        [
+            (UsageError, EXIT_USAGE),
+            (ConfigError, EXIT_CONFIG),
+            (SettingsError, EXIT_CONFIG),
+            (WeightsError, EXIT_CONFIG),
+            (ImageError, EXIT_IMAGE),
+            (QualityError, EXIT_IMAGE),  # a metric failed on this image
+        ],
+    ),
+    default=EXIT_CONFIG,  # another package's error (the store, the job queue): the setup, not the image
+)
+"""The command line's one error table: library error → its message and exit code; anything else → logged with
+its traceback, a short message and exit code 70."""
 
 
 # -- input expansion -----------------------------------------------------------------------------------------
@@ -212,11 +235,13 @@ def _settings(args: argparse.Namespace) -> Any:
         overrides["metrics"] = args.metrics
     if getattr(args, "no_calibration", False):
         overrides["calibration"] = False
-    return QualitySettings(**overrides)
+    try:
+        return QualitySettings(**overrides)
+    except ValueError as exc:  # pydantic refused a COMFY_QUALITY_* variable or an option
+        raise ConfigError(f"invalid settings: {exc}") from exc
 
 
 def cmd_score(args: argparse.Namespace, out: IO[str]) -> int:
-    from quality.errors import ConfigError, ImageError, WeightsError
     from quality.scorer import Scorer
 
     items = list(args.inputs)
@@ -242,18 +267,14 @@ def cmd_score(args: argparse.Namespace, out: IO[str]) -> int:
             if Path(item).is_dir() and labels.is_file():
                 with contextlib.suppress(UsageError):
                     prompts.update(read_prompts(labels))
+    settings = _settings(args)
     try:
-        scorer = Scorer(_settings(args))
-    except (ConfigError, WeightsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        scorer = Scorer(settings)
+    except ValueError as exc:  # a setting the scorer cannot use (weights, grades): ConfigError and WeightsError pass
+        raise ConfigError(f"invalid settings: {exc}") from exc
     single = len(paths) == 1 and not args.output and args.format is None
     if single:
-        try:
-            report = scorer.score(paths[0], prompts.get(paths[0].name, prompt))
-        except ImageError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_IMAGE
+        report = scorer.score(paths[0], prompts.get(paths[0].name, prompt))  # an ImageError: exit code 3 (ERRORS)
         out.write((report.model_dump_json(indent=2) if args.json else render_table(report)) + "\n")
         return EXIT_OK if _passes(report, args.min_grade, args.min_score) else EXIT_BELOW
     return _score_batch(scorer, paths, prompt, prompts, args, out)
@@ -602,10 +623,9 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
             return cmd_score(args, out)
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except BrokenPipeError:  # `... | head`: stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except Exception as exc:
+        return ERRORS.answer(exc)

@@ -3,7 +3,7 @@
 Every error carries a message that says what went wrong *and what to do about it*; callers (CLI, MCP tools)
 show ``str(err)`` to people and agents as is.
 
-    QualityError
+    QualityError (comfy_quality.errors.ComfyQualityError)
     ├── ImageError                 the input image cannot be used
     │   ├── ImageDecodeError       corrupt, truncated or not an image
     │   ├── UnsupportedImageError  a format or mode we do not read
@@ -14,13 +14,15 @@ show ``str(err)`` to people and agents as is.
     │   └── WeightsChecksumError      present but not the expected bytes
     ├── MetricError                a metric failed while computing (bug or unexpected input)
     │   └── PartialMetricError     a backend of several metrics produced some; each failed one has its reason
-    └── ConfigError                invalid settings (weights, thresholds, unknown metric names)
+    └── ConfigError                invalid settings (weights, thresholds, unknown metric names); a SettingsError
 """
 
 from __future__ import annotations
 
+from comfy_quality.errors import ComfyQualityError, SettingsError
 
-class QualityError(Exception):
+
+class QualityError(ComfyQualityError):
     """Base class of every error raised by :mod:`quality`."""
 
 
@@ -81,5 +83,5 @@ class PartialMetricError(MetricError):
         self.reasons = reasons
 
 
-class ConfigError(QualityError):
+class ConfigError(QualityError, SettingsError):
     """Settings are inconsistent or name unknown things."""

@@ -40,6 +40,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from comfy_quality.boundary import recorded_reason
 from quality.stats import bootstrap, krocc, pair_accuracy, plcc, selection_gain, srocc
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,8 @@ def _score_one(args: tuple[str, str | None]) -> tuple[dict[str, float | None] | 
     started = time.perf_counter()
     try:
         report = _worker_scorer.score(path, prompt)
-    except Exception as exc:
-        return None, None, time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a bug is logged with its traceback; either way the sample records why
+        return None, None, time.perf_counter() - started, f"{type(exc).__name__}: {recorded_reason(path, exc)}"
     return _values(report), report.grade, report.seconds, None
 
 

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from comfy_quality.boundary import recorded_reason
 from quality.distortions import KINDS, LEVELS, ladder
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -60,8 +61,8 @@ def _score_ladder(args: tuple[str, str, tuple[float, ...], int]) -> dict[str, An
     for arr in ladder(kind, rgb, levels, seed):
         try:
             report = _scorer.score(Image.fromarray(arr))
-        except Exception as exc:  # a failure is reported and counts as "did not fall"
-            errors.append(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a failure is reported and counts as "did not fall"; a bug is logged too
+            errors.append(f"{type(exc).__name__}: {recorded_reason(f'{kind} ladder of {path}', exc)}")
             for k in KEYS:
                 rungs[k].append(None)
             continue

@@ -8,7 +8,8 @@
 Progress goes to stderr; the summary (or ``--json``: the full result) to stdout. The image and its metadata are
 stored in the configured store (a local folder by default, MinIO/S3 when configured) and indexed.
 Exit codes: 0 success (threshold reached), 1 best effort (attempts used up, best image kept), 2 usage error,
-3 failed (no image), 4 configuration error (store, ComfyUI URL).
+3 failed (no image), 4 configuration error (store, ComfyUI URL), 70 internal error (a bug: its traceback is logged
+on stderr). Errors are answered by one table, :data:`ERRORS`.
 """
 
 from __future__ import annotations
@@ -24,9 +25,30 @@ from typing import IO, Any, Literal, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
+from comfy_quality.boundary import CliErrors, ErrorTable
+from comfy_quality.errors import SettingsError
 from refinement.api import CALLER_SET_FIELDS, GenerationRequest, GenerationResult, LoraRequest, ProgressUpdate
+from refinement.errors import RefinementConfigError, RefinementError, RequestError
+from refinement.workflows import WorkflowError
+from storage.errors import StorageError
 
 EXIT_SUCCESS, EXIT_BEST_EFFORT, EXIT_USAGE, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2, 3, 4
+
+ERRORS = CliErrors(
+    ErrorTable(
+        "comfy-quality-generate",
+        [
+            (RequestError, EXIT_USAGE),  # the request cannot be run as asked
+            (WorkflowError, EXIT_USAGE),  # the --workflow given cannot be used
+            (SettingsError, EXIT_CONFIG),  # settings of any package (ComfyUI URLs, the store, the scorer)
+            (StorageError, EXIT_CONFIG),  # the store or the index cannot be opened
+            (RefinementError, EXIT_FAILED),  # ComfyUI or the orchestrator failed: no image
+        ],
+    ),
+    default=EXIT_FAILED,
+)
+"""The command line's one error table: library error → ``error: <message>`` and its exit code; anything else →
+logged with its traceback, a short message and exit code 70."""
 
 
 def _lora(text: str) -> LoraRequest:
@@ -146,13 +168,11 @@ def render(result: GenerationResult) -> str:
 async def run_generate(args: argparse.Namespace, out: IO[str]) -> int:
     from refinement.factory import open_orchestrator
     from refinement.settings import RefinementSettings
-    from storage import StorageError
 
     try:
         request = request_of(args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except ValueError as exc:  # pydantic refused an option
+        raise RequestError(str(exc)) from exc
 
     def progress(update: ProgressUpdate) -> None:
         if not args.quiet:
@@ -163,8 +183,7 @@ async def run_generate(args: argparse.Namespace, out: IO[str]) -> int:
             settings = RefinementSettings(**({"comfyui_urls": args.comfyui} if args.comfyui else {}))
             parts = await stack.enter_async_context(open_orchestrator(settings))
         except (ValueError, StorageError, OSError) as exc:
-            print(f"error: configuration: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
+            raise RefinementConfigError(f"configuration: {exc}") from exc
         result = await parts.orchestrator.generate(request, on_progress=progress)
         if args.output and result.image_url and result.best_attempt is not None:
             md = await parts.store.get_metadata(result.generation_id)
@@ -196,12 +215,14 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
         return EXIT_SUCCESS if exc.code in (0, None) else EXIT_USAGE
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("quality").setLevel(logging.ERROR)
-    if args.command == "workflows":
-        return list_workflows(out)
     try:
+        if args.command == "workflows":
+            return list_workflows(out)
         return asyncio.run(run_generate(args, out))
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
         return 130
+    except Exception as exc:
+        return ERRORS.answer(exc)
 
 

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from comfy_quality.boundary import recorded_reason
 from quality.report import QualityBlock, QualityReport
 from refinement.api import (
     AttemptSummary,
@@ -48,6 +49,7 @@ from refinement.comfyui import (
     ComfyUIMissingNodesError,
     ComfyUIUnreachableError,
     ComfyUIValidationError,
+    ComfyUIWorkflowShapeError,
     OutputImage,
     ProgressEvent,
     RunResult,
@@ -73,7 +75,9 @@ from storage.store import GenerationWriter, StoredObject
 
 log = logging.getLogger(__name__)
 
-FATAL_COMFY_ERRORS = (ComfyUIValidationError, ComfyUIMissingNodesError, ComfyUIMissingModelsError)
+FATAL_COMFY_ERRORS = (
+    ComfyUIValidationError, ComfyUIMissingNodesError, ComfyUIMissingModelsError, ComfyUIWorkflowShapeError
+)
 DEFAULT_STEPS = 30
 DEFAULT_CFG = 7.0
 
@@ -308,8 +312,8 @@ class Orchestrator:
                 report = await asyncio.to_thread(
                     self.scorer.score, img.data, prompt, source_name=f"attempt {number} image {i}"
                 )
-            except Exception as exc:  # an unreadable output must not sink the run
-                record.error = f"scoring failed: {exc}"
+            except Exception as exc:  # an unreadable output must not sink the run; a bug is logged with its traceback
+                record.error = f"scoring failed: {recorded_reason(f'scoring attempt {number}', exc, log)}"
                 reports.append(None)
                 continue
             reports.append(report)

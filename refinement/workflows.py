@@ -44,6 +44,7 @@ from refinement.comfyui.wiring import (
     clip_source,
     encoder_text_inputs,
 )
+from refinement.errors import RefinementError
 from refinement.params import GenerationParams, LoraSpec
 
 __all__ = [
@@ -69,7 +70,7 @@ KNOWN_OUTPUT_CLASSES = frozenset(
 )  # fmt: skip
 
 
-class WorkflowError(ValueError):
+class WorkflowError(RefinementError, ValueError):
     """A workflow that cannot be used as asked. The message names the problem and what to do."""
 
 

@@ -4,6 +4,9 @@ python -m storage schema                 print the metadata JSON Schema
 python -m storage health                 check the configured store (COMFY_QUALITY_STORAGE_* variables)
 python -m storage flush-spool            upload what waits in the S3 spool now
 python -m storage rebuild-index [--index PATH] [--no-prune]
+
+Exit codes: 0 ok, 1 unhealthy / some documents or uploads failed, 2 a storage error or invalid settings (the
+message says which), 70 internal error (a bug: its traceback is logged on stderr).
 """
 
 from __future__ import annotations
@@ -15,11 +18,19 @@ import logging
 import sys
 from pathlib import Path
 
-from storage.errors import StorageError
+from pydantic import ValidationError
+
+from comfy_quality.boundary import CliErrors, ErrorTable
+from comfy_quality.errors import ComfyQualityError
 from storage.factory import open_store
 from storage.index import Index, rebuild_index
 from storage.metadata import metadata_json_schema
 from storage.settings import StorageSettings
+
+ERRORS = CliErrors(
+    ErrorTable("python -m storage", [(ComfyQualityError, 2), (ValidationError, 2)]), default=2
+)
+"""A storage error, or settings pydantic refuses (COMFY_QUALITY_STORAGE_*) → the message and exit code 2."""
 
 
 def schema_text() -> str:
@@ -72,9 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "flush-spool":
             return asyncio.run(_flush())
         return asyncio.run(_rebuild(args.index, not args.no_prune))
-    except StorageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        return ERRORS.answer(exc)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from storage import layout
-from storage.errors import InvalidKeyError, InvalidObjectURLError, ObjectNotFoundError, ObjectTooLargeError
+from storage.errors import (
+    InvalidKeyError,
+    InvalidObjectURLError,
+    ObjectNotFoundError,
+    ObjectTooLargeError,
+)
 from storage.metadata import Backend, GenerationMetadata
 from storage.store import (
     AttemptImage,

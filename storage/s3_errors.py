@@ -5,6 +5,8 @@ from __future__ import annotations
 import urllib3
 from minio.error import InvalidResponseError, S3Error, ServerError
 
+from storage.errors import UploadVerificationError
+
 TRANSIENT_CODES = frozenset(
     {
         "InternalError",
@@ -15,11 +17,9 @@ TRANSIENT_CODES = frozenset(
         "XMinioServerNotInitialized",
     }
 )
+__all__ = ["UploadVerificationError", "describe_error", "is_not_found", "is_transient"]
+
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound"})
-
-
-class UploadVerificationError(Exception):
-    """The server acknowledged a write whose ETag and size do not match what was sent (retried)."""
 
 
 def is_transient(exc: BaseException) -> bool:

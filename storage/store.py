@@ -29,7 +29,7 @@ from typing import Protocol, Self, TypeVar, runtime_checkable
 from pydantic import BaseModel, Field
 
 from storage import layout
-from storage.errors import StorageError
+from storage.errors import EmptyImageError, StorageError
 from storage.metadata import Backend, GenerationMetadata, StorageInfo, StorageStatus
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ def plan_generation(
     best_key: str | None = None
     if image_bytes is not None:
         if not image_bytes:
-            raise ValueError("the image is empty (0 bytes): nothing to store")
+            raise EmptyImageError("the image is empty (0 bytes): nothing to store")
         best = layout.image_facts(image_bytes, content_type)
         best_key = layout.best_key(gid, ts, best.ext)
         if best.format is None:
@@ -232,7 +232,7 @@ def attempt_image_write(
     """The one check and layout of an attempt's image, for :meth:`Store.put_attempt_image` and for the
     ``attempt_images`` of :meth:`Store.put_generation`: it must not be empty; its key comes from its format."""
     if not image_bytes:
-        raise ValueError(f"attempt {attempt}'s image is empty (0 bytes): nothing to store")
+        raise EmptyImageError(f"attempt {attempt}'s image is empty (0 bytes): nothing to store")
     facts = layout.image_facts(image_bytes, content_type)
     key = layout.attempt_key(generation_id, timestamp, attempt, facts.ext)
     if meta is None:

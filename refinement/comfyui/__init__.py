@@ -25,6 +25,7 @@ from refinement.comfyui.errors import (
     ComfyUITimeoutError,
     ComfyUIUnreachableError,
     ComfyUIValidationError,
+    ComfyUIWorkflowShapeError,
     MissingModel,
 )
 from refinement.comfyui.models import (
@@ -57,6 +58,7 @@ __all__ = [
     "ComfyUITimeoutError",
     "ComfyUIUnreachableError",
     "ComfyUIValidationError",
+    "ComfyUIWorkflowShapeError",
     "MissingModel",
     "OutputImage",
     "ProgressEvent",

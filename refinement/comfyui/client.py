@@ -33,6 +33,7 @@ from refinement.comfyui.errors import (
     ComfyUIProtocolError,
     ComfyUITimeoutError,
     ComfyUIValidationError,
+    ComfyUIWorkflowShapeError,
     MissingModel,
 )
 from refinement.comfyui.graph import MODEL_INPUTS, looks_like_model_file
@@ -360,12 +361,16 @@ def _combo_choices(spec: Mapping[str, Any], name: str) -> list[str] | None:
 
 def _check_workflow_shape(workflow: Any) -> None:
     if not isinstance(workflow, Mapping) or not workflow:
-        raise ValueError(
-            "a ComfyUI workflow must be a non-empty dict {node_id: {class_type, inputs}} (API format)"
+        raise ComfyUIWorkflowShapeError(
+            "a ComfyUI workflow must be a non-empty dict {node_id: {class_type, inputs}} (API format): export it "
+            "with 'Save (API Format)'"
         )
     for node_id, node in workflow.items():
         if not isinstance(node, Mapping) or ("inputs" not in node and "class_type" not in node):
-            raise ValueError(f"workflow node {node_id!r} is not an API-format node (class_type + inputs)")
+            raise ComfyUIWorkflowShapeError(
+                f"workflow node {node_id!r} is not an API-format node (class_type + inputs): export the workflow "
+                "with 'Save (API Format)'"
+            )
 
 
 def _expect_dict(data: Any, what: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The ComfyUI client's exception tree.
 
-Every error the client raises is a :class:`ComfyUIError`; each message says what went wrong *and* what to do::
+Every error the client raises is a :class:`ComfyUIError` (a :class:`refinement.errors.RefinementError`); each
+message says what went wrong *and* what to do::
 
     ComfyUIError
     ├── ComfyUIUnreachableError     server down, connection refused, DNS failure, connection lost for too long
@@ -14,7 +15,9 @@ Every error the client raises is a :class:`ComfyUIError`; each message says what
     ├── ComfyUITimeoutError         the run did not finish within the caller's timeout (the job is cancelled)
     ├── ComfyUIMissingNodesError    pre-flight: class types the server does not have (custom nodes not
     installed)
-    └── ComfyUIMissingModelsError   pre-flight: model files the server does not list (checkpoints, LoRAs, ...)
+    ├── ComfyUIMissingModelsError   pre-flight: model files the server does not list (checkpoints, LoRAs, ...)
+    └── ComfyUIWorkflowShapeError   the workflow handed to the client is not API format (nothing was sent; also a
+                                    ValueError, as before)
 
 ``ComfyUIUnreachableError`` and ``ComfyUIServerError`` are the *transient* ones: a
 :class:`~.pool.ComfyUIPool` skips such a server and re-probes it later; everything else is about the job and
@@ -26,8 +29,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from refinement.errors import RefinementError
 
-class ComfyUIError(Exception):
+
+class ComfyUIError(RefinementError):
     """Base class of every error raised by :mod:`refinement.comfyui`."""
 
     def __init__(self, message: str, *, server: str | None = None) -> None:
@@ -165,6 +170,10 @@ class ComfyUIMissingNodesError(ComfyUIError):
             "(e.g. with ComfyUI-Manager) and restart ComfyUI, or use a workflow without it.",
             server=server,
         )
+
+
+class ComfyUIWorkflowShapeError(ComfyUIError, ValueError):
+    """The workflow given to the client is not an API-format workflow; it was not sent."""
 
 
 class MissingModel:

@@ -31,6 +31,7 @@ from refinement.comfyui.client import ComfyUIClient
 from refinement.comfyui.errors import ComfyUIError, ComfyUIServerError, ComfyUIUnreachableError
 from refinement.comfyui.models import USE_CLIENT_DEFAULT, RunResult, RunTimeout
 from refinement.comfyui.run import ProgressCallback
+from refinement.errors import RefinementConfigError
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,9 @@ class ComfyUIPool:
         **client_kwargs: Any,
     ) -> None:
         if not servers:
-            raise ValueError("ComfyUIPool needs at least one server URL")
+            raise RefinementConfigError("ComfyUIPool needs at least one server URL")
         if max_in_flight is not None and max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
+            raise RefinementConfigError("max_in_flight must be at least 1")
         self.max_in_flight = max_in_flight
         self._slot_freed = asyncio.Event()
         self.backoff_initial = backoff_initial
@@ -99,7 +100,7 @@ class ComfyUIPool:
         ]
         urls = [m.client.base_url for m in self._members]
         if len(set(urls)) != len(urls):
-            raise ValueError(f"ComfyUIPool got the same server twice: {urls}")
+            raise RefinementConfigError(f"ComfyUIPool got the same server twice: {urls}")
         self._rotation = itertools.count()
 
     @property

@@ -22,6 +22,7 @@ from refinement.comfyui.errors import (
     ComfyUIUnreachableError,
 )
 from refinement.comfyui.messages import ServerMessage, Status, parse_message
+from refinement.errors import RefinementConfigError
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,9 @@ def normalize_base_url(base_url: str) -> str:
         base_url = "http://" + base_url
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https"):
-        raise ValueError(f"ComfyUI base URL must be http(s)://host:port, got {base_url!r}")
+        raise RefinementConfigError(f"ComfyUI base URL must be http(s)://host:port, got {base_url!r}")
     if not parts.netloc:
-        raise ValueError(f"ComfyUI base URL has no host: {base_url!r}")
+        raise RefinementConfigError(f"ComfyUI base URL has no host: {base_url!r}")
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
