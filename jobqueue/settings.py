@@ -1,4 +1,5 @@
-"""Settings of the distributed job backend and its workers (``COMFY_QUALITY_JOBS_*`` environment variables).
+"""Settings of the distributed job backend and its workers (``COMFY_QUALITY_JOBS_*`` environment variables or
+the ``.env`` file; the rules shared by every section are :mod:`comfy_quality.config`'s).
 
 * ``COMFY_QUALITY_JOBS_URL`` (none): ``redis://host:6379/0`` (or ``rediss://``, ``redis://user:pw@host``). Unset:
   the MCP server runs generations in its own process (the embedded default; no Redis needed).
@@ -23,13 +24,16 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-ENV_PREFIX = "COMFY_QUALITY_JOBS_"
+from comfy_quality.config import ENV_PREFIX as PROJECT_PREFIX
+from comfy_quality.config import SectionSettings
+
+ENV_PREFIX = f"{PROJECT_PREFIX}JOBS_"
 
 
-class JobsSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
+class JobsSettings(SectionSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
     url: SecretStr | None = Field(None, description="redis://host:6379/0; unset: in-process jobs (no Redis)")
     name: str = Field("comfy-quality", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -79,13 +83,16 @@ def redact_redis_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"***@{host}", query=""))
 
 
-def wants_workers(items: Sequence[str], local: bool) -> bool:
+def wants_workers(items: Sequence[str], local: bool, settings: JobsSettings | None = None) -> bool:
     """``python -m quality score`` hands the work to the workers for an ``s3://`` source, or for one folder when
-    ``COMFY_QUALITY_JOBS_URL`` is set (unless ``--local``)."""
-    import os
-
+    ``COMFY_QUALITY_JOBS_URL`` is set (environment or ``.env``, like every setting; unless ``--local``)."""
     if any(item.startswith("s3://") for item in items):
         return True
-    return bool(os.environ.get("COMFY_QUALITY_JOBS_URL", "").strip()) and not local and len(items) == 1 and (
-        Path(items[0]).is_dir()
-    )
+    if local or len(items) != 1 or not Path(items[0]).is_dir():
+        return False
+    if settings is None:
+        try:
+            settings = JobsSettings()
+        except ValueError:  # set but invalid: the workers' path names the problem (cli_score)
+            return True
+    return settings.enabled
