@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from comfy_quality.settings import Settings, report_unknown_variables
 from dashboard.errors import DashboardError
 from dashboard.serve import configure_logging, run
 from dashboard.settings import DashboardSettings
@@ -77,8 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "allow_unauthenticated_remote": getattr(args, "allow_unauthenticated_remote", None),
         "log_level": getattr(args, "log_level", None),
     }
+    tree = Settings(dashboard={k: v for k, v in overrides.items() if v is not None})
     try:
-        settings = DashboardSettings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = tree.dashboard
         if args.command != "rebuild-index":
             settings.check_serving()
     except ValidationError as exc:
@@ -88,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dashboard: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    report_unknown_variables(tree)
     try:
         if args.command == "rebuild-index":
             return asyncio.run(rebuild(settings, prune=not getattr(args, "no_prune", False)))

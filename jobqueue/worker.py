@@ -366,6 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "%(message)s")  # fmt: skip
     for noisy in ("docket", "quality", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
+    from comfy_quality.settings import report_unknown_variables
+
+    report_unknown_variables()
     try:
         settings = JobsSettings(**({"worker_name": args.name} if args.name else {}))
     except ValueError:

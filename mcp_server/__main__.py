@@ -19,9 +19,9 @@ from collections.abc import Sequence
 import anyio
 from pydantic import ValidationError
 
+from comfy_quality.settings import Settings, report_unknown_variables
 from mcp_server.errors import ConfigError
 from mcp_server.serve import configure_logging, run
-from mcp_server.settings import McpSettings
 
 TRANSPORTS = {"stdio": "stdio", "sse": "sse", "http": "http", "streamable-http": "http"}
 
@@ -58,8 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "port": args.port,
         "log_level": args.log_level,
     }
+    tree = Settings(mcp={k: v for k, v in overrides.items() if v is not None})
     try:
-        settings = McpSettings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = tree.mcp
         settings.check_serving()
     except ValidationError as exc:
         print(f"comfy-quality-mcp: invalid settings:\n{exc}", file=sys.stderr)
@@ -68,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"comfy-quality-mcp: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    report_unknown_variables(tree)
     try:
         anyio.run(run, settings)
     except KeyboardInterrupt:

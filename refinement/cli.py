@@ -152,6 +152,9 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     logging.getLogger("quality").setLevel(logging.ERROR)
     if args.command == "workflows":
         return list_workflows(out)
+    from comfy_quality.settings import report_unknown_variables
+
+    report_unknown_variables()
     try:
         return asyncio.run(run_generate(args, out))
     except KeyboardInterrupt:
