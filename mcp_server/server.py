@@ -22,7 +22,10 @@ from mcp_server import tools
 from mcp_server.excerpt import excerpt
 from mcp_server.lifespan import AppState, Components, open_app_state
 from mcp_server.settings import McpSettings
+from quality.composite import CompositeConfig
 from serving import is_loopback_host
+
+log = logging.getLogger(__name__)
 
 SERVER_NAME = "comfy-quality"
 INSTRUCTIONS = (
@@ -113,15 +116,30 @@ def _version() -> str:
         return "0.1.0"
 
 
+def configured_grading() -> CompositeConfig:
+    """The scorer's composite configuration (grade thresholds, coverage), which the tool descriptions explain.
+    Settings that do not parse give the defaults here: the scorer refuses them when the server starts."""
+    from quality.settings import QualitySettings
+
+    try:
+        return QualitySettings().composite
+    except ValueError as exc:
+        log.debug("tool descriptions use the default grading (scorer settings invalid: %s)", exc)
+        return CompositeConfig()
+
+
 def build_server(
     settings: McpSettings | None = None,
     *,
     state: AppState | None = None,
     components: Components | None = None,
+    grading: CompositeConfig | None = None,
 ) -> MCPServer[AppState]:
     """The MCP server. With ``state``, every connection shares that (already open) state; without it, the SDK
-    lifespan opens one per run (from ``components``, or :func:`~mcp_server.lifespan.build_components`)."""
+    lifespan opens one per run (from ``components``, or :func:`~mcp_server.lifespan.build_components`). The tool
+    descriptions explain the grades of ``grading`` (default: :func:`configured_grading`)."""
     settings = settings or McpSettings()
+    grading = grading or configured_grading()
     _shorten_sdk_logs()
 
     @asynccontextmanager
@@ -147,13 +165,13 @@ def build_server(
     server.add_tool(
         tools.score_image,
         title="Score an image",
-        description=tools.SCORE_IMAGE_DESCRIPTION,
+        description=tools.describe(tools.SCORE_IMAGE_DESCRIPTION, grading),
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True, idempotent_hint=True),
     )
     server.add_tool(
         tools.generate_quality,
         title="Generate a quality-checked image",
-        description=tools.GENERATE_DESCRIPTION,
+        description=tools.describe(tools.GENERATE_DESCRIPTION, grading),
         annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True),
     )
     server.add_tool(

@@ -23,18 +23,43 @@ from mcp_server.models import GenerationList, GenerationOutput, RecentQuery, Sco
 from mcp_server.netguard import redact_text
 from mcp_server.outputs import generation_output, job_summary, preview_for, score_result, tool_result
 from mcp_server.urls import locator_of
-from quality.composite import Grade
+from quality.composite import CompositeConfig, Grade
 from quality.errors import QualityError
+from quality.grade_text import coverage_share, grade_scale
 from refinement.api import GenerationRequest, LoraRequest, ProgressUpdate, Strategy
 
 log = logging.getLogger(__name__)
 
-GRADES_TEXT = (
-    "Grades: A ≥ 8 excellent, B ≥ 6.5 good, C ≥ 5 acceptable, D ≥ 3 poor, F failed (e.g. blank or broken). "
-    "grade null (grade_status 'insufficient') means NOT GRADED: the technical metrics did not run or less than "
-    "half of the weight was scored; grade_reasons says why, composite_score is then null and the number in "
-    "ungraded_composite is not a grade. Images under 32 px on the short side are refused. "
-)
+GRADES_TEXT = "{grades}"
+"""Where a description explains the grades: :func:`describe` renders it from the server's configuration."""
+THRESHOLD_TEXT = "{threshold}"
+"""Where generate_quality's description explains its default threshold (rendered by :func:`describe`)."""
+
+
+def grades_text(grading: CompositeConfig) -> str:
+    return (
+        f"Grades: {grade_scale(grading)} (e.g. blank or broken). "
+        "grade null (grade_status 'insufficient') means NOT GRADED: the technical metrics did not run or less than "
+        f"{coverage_share(grading)} of the weight was scored; grade_reasons says why, composite_score is then null "
+        "and the number in ungraded_composite is not a grade. Images under 32 px on the short side are refused. "
+    )
+
+
+def threshold_text(grading: CompositeConfig) -> str:
+    default = float(GenerationRequest.model_fields["quality_threshold"].default)
+    top = grading.grades["A"]
+    return (
+        f"The default threshold {default:g} asks for grade {grading.grade(default)} or better; above {top:g} "
+        "(grade A) rarely succeeds within 3 attempts.\n"
+    )
+
+
+def describe(text: str, grading: CompositeConfig | None = None) -> str:
+    """A tool description with its grade texts rendered from ``grading`` (the scorer's composite
+    configuration: ``COMFY_QUALITY_GRADES_JSON``, ``COMFY_QUALITY_MIN_GRADED_COVERAGE``)."""
+    grading = grading or CompositeConfig()
+    return text.replace(GRADES_TEXT, grades_text(grading)).replace(THRESHOLD_TEXT, threshold_text(grading))
+
 
 SCORE_IMAGE_DESCRIPTION = (
     "Score an image's quality on four dimensions, each 0–10: technical (artifacts, noise, blur: BRISQUE, NIQE), "
@@ -54,8 +79,8 @@ GENERATE_DESCRIPTION = (
     "returns the best image as a URL (with a small preview), its grade and scores, and every attempt's exact "
     "parameters. "
     + GRADES_TEXT
-    + "The default threshold 7.0 asks for a solid B; above 8 rarely succeeds within 3 attempts.\n"
-    "Strategies: 'progressive' (default, good general choice: more steps and cfg each attempt), 'seed_search' "
+    + THRESHOLD_TEXT
+    + "Strategies: 'progressive' (default, good general choice: more steps and cfg each attempt), 'seed_search' "
     "(same settings, new seeds: when the composition or content is off), 'prompt_enhance' (adds quality terms "
     "to the prompt: when aesthetic or detail is weak), 'adaptive' (changes whatever the weakest dimension of the "
     "last attempt calls for), 'best_of_n' (renders best_of_n seeds per attempt and keeps the best: most "
