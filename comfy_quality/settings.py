@@ -54,6 +54,12 @@ SECTIONS: dict[str, str] = {
     "jobs": "jobqueue.settings:JobsSettings",
 }
 
+#: Variables with our prefix that are not settings (never reported as unknown): the ``./run`` script's virtual
+#: environment, and the folders the test suite reads.
+NOT_SETTINGS = frozenset(
+    {"COMFY_QUALITY_VENV", "COMFY_QUALITY_SHARED", "COMFY_QUALITY_TEST_STORE", "COMFY_QUALITY_INSPECTOR_DIR"}
+)
+
 _UNSET: Any = object()
 
 
@@ -91,7 +97,7 @@ def find_unknown_variables(
 ) -> list[UnknownVariable]:
     """``COMFY_QUALITY_*`` variables (environment and ``.env``) that no section reads, with the closest names."""
     path = SectionSettings.env_file() if env_file is _UNSET else env_file
-    return unknown_variables(known_variables(), environ=environ, env_file=path)
+    return unknown_variables([*known_variables(), *NOT_SETTINGS], environ=environ, env_file=path)
 
 
 class Settings:

@@ -12,6 +12,8 @@ the ``.env`` file; the rules shared by every section are :mod:`comfy_quality.con
   drives (the worker takes ``servers × this`` jobs from the queue at most).
 * ``COMFY_QUALITY_JOBS_WORKER_NAME`` (host#pid): the worker's name in job records and logs.
 * ``COMFY_QUALITY_JOBS_SCORE_CHUNK`` (``32``): images per chunk of a distributed re-scoring.
+* ``COMFY_QUALITY_JOBS_WORKER_COMPONENTS`` (built-in): ``module:function`` yielding the worker's components.
+* ``COMFY_QUALITY_JOBS_LOG_LEVEL`` (``INFO``): the worker's log level (``--log-level`` wins).
 
 Retention of finished jobs is the MCP server's ``COMFY_QUALITY_MCP_JOB_RETENTION_SECONDS``: the replica that
 accepts a job writes it into the job record, and the worker that finishes the job sets the record's expiry.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -42,6 +45,10 @@ class JobsSettings(SectionSettings):
     per_server_concurrency: int = Field(1, ge=1, le=64, description="jobs at once per ComfyUI server per worker")
     worker_name: str | None = Field(None, max_length=200)
     score_chunk: int = Field(32, ge=1, le=10_000, description="images per re-scoring chunk")
+    worker_components: str | None = Field(
+        None, description="'module:function' yielding WorkerComponents (custom scorer / pool / store)"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="the worker's log level")
 
     @field_validator("url", mode="before")
     @classmethod

@@ -89,7 +89,7 @@ async def default_components(settings: JobsSettings) -> AsyncIterator[WorkerComp
 
 
 def _components(settings: JobsSettings) -> AbstractAsyncContextManager[WorkerComponents]:
-    target = os.environ.get("COMFY_QUALITY_JOBS_WORKER_COMPONENTS", "").strip()
+    target = (settings.worker_components or "").strip()
     if not target:
         return default_components(settings)
     module_name, _, attr = target.partition(":")
@@ -355,23 +355,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=None, help="jobs at once (default: servers × "
                         "COMFY_QUALITY_JOBS_PER_SERVER_CONCURRENCY)")  # fmt: skip
     parser.add_argument("--name", default=None, help="worker name in job records (default: host#pid)")
-    parser.add_argument("--log-level", default=os.environ.get("COMFY_QUALITY_JOBS_LOG_LEVEL", "INFO"),
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])  # fmt: skip
+    parser.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="default: COMFY_QUALITY_JOBS_LOG_LEVEL or INFO")  # fmt: skip
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: "
+    try:
+        settings: JobsSettings | None = JobsSettings(**({"worker_name": args.name} if args.name else {}))
+    except ValueError as exc:
+        sys.stderr.write(f"comfy-quality-worker: invalid settings: {exc}\n")
+        settings = None
+    level = args.log_level or (settings.log_level if settings is not None else "INFO")
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")  # fmt: skip
     for noisy in ("docket", "quality", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     from comfy_quality.settings import report_unknown_variables
 
     report_unknown_variables()
-    try:
-        settings = JobsSettings(**({"worker_name": args.name} if args.name else {}))
-    except ValueError:
+    if settings is None:
         return 2
     if not settings.enabled:
         return 2

@@ -293,3 +293,49 @@ def test_the_tree_refuses_an_unknown_section() -> None:
     with pytest.raises(TypeError, match="unknown settings section"):
         Settings(storge={"backend": "s3"})
     assert Settings(storage={"backend": "s3"}, env_file=None).dashboard.storage.backend == "s3"
+
+
+def test_the_scorer_section_needs_no_other_package_of_ours() -> None:
+    """quality depends on nothing of ours: its settings import only the foundation."""
+    code = (
+        "import sys\n"
+        "from quality.settings import QualitySettings\n"
+        "QualitySettings(_env_file=None)\n"
+        "ours = {'refinement', 'storage', 'mcp_server', 'dashboard', 'jobqueue', 'serving'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ours))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMFY_QUALITY_")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
+def test_every_variable_the_docs_and_code_name_is_a_setting() -> None:
+    """A documented or read ``COMFY_QUALITY_*`` name that no section declares would be reported as a typo (and a
+    documented typo would mislead): README, docs/, examples/, package READMEs and the packages' code."""
+    import re
+
+    known = set(known_variables()) | tree_module.NOT_SETTINGS | {"COMFY_QUALITY_STORAGE_BAKEND"}  # README's typo
+    files = [REPO / "README.md", REPO / "run", *REPO.glob("*/README.md"), *REPO.glob("docs/**/*.md")]
+    files += [p for p in REPO.glob("examples/**/*") if p.is_file()]
+    for package in ("comfy_quality", "quality", "refinement", "storage", "mcp_server", "dashboard", "jobqueue"):
+        files += list((REPO / package).rglob("*.py"))
+    stale = set()
+    for path in files:
+        for name in re.findall(r"COMFY_QUALITY_[A-Z0-9_]*[A-Z0-9]\b(?!_)", path.read_text(errors="replace")):
+            if name not in known and not any(k.startswith(name + "_") for k in known):  # a prefix: MCP, STORAGE
+                stale.add(f"{path.relative_to(REPO)}: {name}")
+    assert sorted(stale) == []
+
+
+def test_worker_variables_are_settings_now(monkeypatch) -> None:
+    """Read from os.environ by the worker before, they were invisible to .env and to the unknown-name check."""
+    monkeypatch.setenv("COMFY_QUALITY_JOBS_WORKER_COMPONENTS", "my.module:parts")
+    monkeypatch.setenv("COMFY_QUALITY_JOBS_LOG_LEVEL", "DEBUG")
+    jobs = JobsSettings()
+    assert (jobs.worker_components, jobs.log_level) == ("my.module:parts", "DEBUG")
+    assert find_unknown_variables() == []
+    monkeypatch.setenv("COMFY_QUALITY_JOBS_LOG_LEVEL", "LOUD")
+    with pytest.raises(ValidationError):
+        JobsSettings()
