@@ -20,12 +20,11 @@ from starlette.applications import Starlette
 
 from mcp_server import tools
 from mcp_server.excerpt import excerpt
+from mcp_server.grade_texts import configured_grading, describe
 from mcp_server.lifespan import AppState, Components, open_app_state
 from mcp_server.settings import McpSettings
 from quality.composite import CompositeConfig
 from serving import is_loopback_host
-
-log = logging.getLogger(__name__)
 
 SERVER_NAME = "comfy-quality"
 INSTRUCTIONS = (
@@ -116,18 +115,6 @@ def _version() -> str:
         return "0.1.0"
 
 
-def configured_grading() -> CompositeConfig:
-    """The scorer's composite configuration (grade thresholds, coverage), which the tool descriptions explain.
-    Settings that do not parse give the defaults here: the scorer refuses them when the server starts."""
-    from quality.settings import QualitySettings
-
-    try:
-        return QualitySettings().composite
-    except ValueError as exc:
-        log.debug("tool descriptions use the default grading (scorer settings invalid: %s)", exc)
-        return CompositeConfig()
-
-
 def build_server(
     settings: McpSettings | None = None,
     *,
@@ -165,13 +152,13 @@ def build_server(
     server.add_tool(
         tools.score_image,
         title="Score an image",
-        description=tools.describe(tools.SCORE_IMAGE_DESCRIPTION, grading),
+        description=describe(tools.SCORE_IMAGE_DESCRIPTION, grading),
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True, idempotent_hint=True),
     )
     server.add_tool(
         tools.generate_quality,
         title="Generate a quality-checked image",
-        description=tools.describe(tools.GENERATE_DESCRIPTION, grading),
+        description=describe(tools.GENERATE_DESCRIPTION, grading),
         annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True),
     )
     server.add_tool(

@@ -23,43 +23,17 @@ from mcp_server.models import GenerationList, GenerationOutput, RecentQuery, Sco
 from mcp_server.netguard import redact_text
 from mcp_server.outputs import generation_output, job_summary, preview_for, score_result, tool_result
 from mcp_server.urls import locator_of
-from quality.composite import CompositeConfig, Grade
+from quality.composite import Grade
 from quality.errors import QualityError
-from quality.grade_text import coverage_share, grade_scale
 from refinement.api import GenerationRequest, LoraRequest, ProgressUpdate, Strategy
 
 log = logging.getLogger(__name__)
 
 GRADES_TEXT = "{grades}"
-"""Where a description explains the grades: :func:`describe` renders it from the server's configuration."""
+"""Where a description explains the grades, rendered from the server's configuration by
+:func:`mcp_server.grade_texts.describe`."""
 THRESHOLD_TEXT = "{threshold}"
-"""Where generate_quality's description explains its default threshold (rendered by :func:`describe`)."""
-
-
-def grades_text(grading: CompositeConfig) -> str:
-    return (
-        f"Grades: {grade_scale(grading)} (e.g. blank or broken). "
-        "grade null (grade_status 'insufficient') means NOT GRADED: the technical metrics did not run or less than "
-        f"{coverage_share(grading)} of the weight was scored; grade_reasons says why, composite_score is then null "
-        "and the number in ungraded_composite is not a grade. Images under 32 px on the short side are refused. "
-    )
-
-
-def threshold_text(grading: CompositeConfig) -> str:
-    default = float(GenerationRequest.model_fields["quality_threshold"].default)
-    top = grading.grades["A"]
-    return (
-        f"The default threshold {default:g} asks for grade {grading.grade(default)} or better; above {top:g} "
-        "(grade A) rarely succeeds within 3 attempts.\n"
-    )
-
-
-def describe(text: str, grading: CompositeConfig | None = None) -> str:
-    """A tool description with its grade texts rendered from ``grading`` (the scorer's composite
-    configuration: ``COMFY_QUALITY_GRADES_JSON``, ``COMFY_QUALITY_MIN_GRADED_COVERAGE``)."""
-    grading = grading or CompositeConfig()
-    return text.replace(GRADES_TEXT, grades_text(grading)).replace(THRESHOLD_TEXT, threshold_text(grading))
-
+"""Where generate_quality's description explains its default threshold (rendered the same way)."""
 
 SCORE_IMAGE_DESCRIPTION = (
     "Score an image's quality on four dimensions, each 0–10: technical (artifacts, noise, blur: BRISQUE, NIQE), "
