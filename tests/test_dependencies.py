@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("quality", "refinement", "storage", "mcp_server", "dashboard", "serving", "jobqueue")
+PACKAGES = ("comfy_quality", "quality", "refinement", "storage", "mcp_server", "dashboard", "serving", "jobqueue")
 #: modules that may import a package of an optional extra (fit-time tools, not the run-time path)
 EXTRA_ONLY = {"quality/calibration/fit.py": {"sklearn"}}
 
