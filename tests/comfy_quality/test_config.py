@@ -339,3 +339,20 @@ def test_worker_variables_are_settings_now(monkeypatch) -> None:
     monkeypatch.setenv("COMFY_QUALITY_JOBS_LOG_LEVEL", "LOUD")
     with pytest.raises(ValidationError):
         JobsSettings()
+
+
+def test_a_command_warns_of_a_misspelled_variable_in_the_environment_and_dotenv(tmp_path) -> None:
+    """What a user sees: ``python -m storage health`` with one typo in the environment and one in ``.env``."""
+    (tmp_path / ENV_FILE).write_text("COMFY_QUALITY_STORAGE_LOCAL_ROOTT=/somewhere\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMFY_QUALITY_")}
+    env |= {"PYTHONPATH": str(REPO), "XDG_DATA_HOME": str(tmp_path / "data"), "COMFY_QUALITY_STORAGE_BAKEND": "s3"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "storage", "health"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["backend"] == "local"  # the typo changed nothing, and said so:
+    assert "COMFY_QUALITY_STORAGE_BAKEND (from environment) is not a comfy-quality setting" in proc.stderr
+    assert "did you mean COMFY_QUALITY_STORAGE_BACKEND?" in proc.stderr
+    assert "COMFY_QUALITY_STORAGE_LOCAL_ROOTT (from .env)" in proc.stderr
+    assert "did you mean COMFY_QUALITY_STORAGE_LOCAL_ROOT?" in proc.stderr
