@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from comfy_quality.boundary import CliErrors, ErrorTable
 from comfy_quality.errors import ComfyQualityError
+from comfy_quality.settings import Settings, report_unknown_variables
 from dashboard.errors import DashboardConfigError
 from dashboard.serve import configure_logging, run
 from dashboard.settings import DashboardSettings
@@ -82,8 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "allow_unauthenticated_remote": getattr(args, "allow_unauthenticated_remote", None),
         "log_level": getattr(args, "log_level", None),
     }
+    tree = Settings(dashboard={k: v for k, v in overrides.items() if v is not None})
     try:
-        settings = DashboardSettings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = tree.dashboard
         if args.command != "rebuild-index":
             settings.check_serving()
     except ValidationError as exc:
@@ -91,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         return ERRORS.answer(exc)
     configure_logging(settings.log_level)
+    report_unknown_variables(tree)
     try:
         if args.command == "rebuild-index":
             return asyncio.run(rebuild(settings, prune=not getattr(args, "no_prune", False)))

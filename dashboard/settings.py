@@ -1,4 +1,10 @@
-"""Dashboard settings, from arguments or ``COMFY_QUALITY_DASHBOARD_*`` environment variables.
+"""Dashboard settings, from arguments, ``COMFY_QUALITY_DASHBOARD_*`` environment variables or the ``.env`` file
+(the rules shared by every section are :mod:`comfy_quality.config`'s).
+
+Sizes are bytes (``COMFY_QUALITY_DASHBOARD_MAX_IMAGE_BYTES=67108864`` or ``64MiB``), like every size setting.
+The MiB variables of earlier versions (``COMFY_QUALITY_DASHBOARD_MAX_IMAGE_MB``,
+``COMFY_QUALITY_DASHBOARD_THUMBNAIL_CACHE_MAX_MB``) are still accepted: they set the byte value (×1048576),
+unless the ``*_BYTES`` variable is set too.
 
 Where the generations live (folder or S3, the index file) is :class:`storage.StorageSettings`
 (``COMFY_QUALITY_STORAGE_*``), nested here as ``storage``. The token is a :class:`pydantic.SecretStr`: it never
@@ -9,24 +15,28 @@ from __future__ import annotations
 
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
+from comfy_quality.config import ENV_PREFIX as PROJECT_PREFIX
+from comfy_quality.config import ByteCount, Flag, SectionSettings, StrList
 from dashboard.errors import DashboardConfigError
-from serving import is_loopback_host, split_list
+from serving import is_loopback_host
 from storage.settings import StorageSettings, data_home
 
-ENV_PREFIX = "COMFY_QUALITY_DASHBOARD_"
+ENV_PREFIX = f"{PROJECT_PREFIX}DASHBOARD_"
+MIB = 2**20
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
 
-class DashboardSettings(BaseSettings):
+class DashboardSettings(SectionSettings):
     """How the dashboard is served and what it reads."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
+    nested_sections: ClassVar[tuple[str, ...]] = ("storage",)
 
     host: str = Field("127.0.0.1", description="bind address; anything but loopback needs a token (or the flag)")
     port: int = Field(8766, ge=0, le=65535, description="port (0: any free port, logged at start)")
@@ -35,11 +45,11 @@ class DashboardSettings(BaseSettings):
         description="access token: sent as 'Authorization: Bearer <token>' or opened once as ?token=<token> "
         "(then kept in a cookie); required for a non-loopback bind",
     )
-    allow_unauthenticated_remote: bool = Field(
+    allow_unauthenticated_remote: Flag = Field(
         False,
         description="serve a non-loopback bind without a token (only behind a proxy that authenticates)",
     )
-    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+    allowed_hosts: StrList = Field(
         default_factory=list,
         description="extra Host header values accepted (DNS-rebinding protection), e.g. 'dash.example.com'; "
         "'*' accepts any",
@@ -52,15 +62,23 @@ class DashboardSettings(BaseSettings):
     thumbnail_cache_dir: Path = Field(
         default_factory=lambda: data_home() / "dashboard-thumbnails", description="thumbnail disk cache"
     )
-    thumbnail_cache_max_mb: float = Field(256.0, gt=0, description="size bound of the thumbnail cache (MiB)")
-    max_image_mb: float = Field(64.0, gt=0, description="largest image served or thumbnailed (MiB)")
+    thumbnail_cache_max_bytes: ByteCount = Field(256 * MIB, gt=0, description="size bound of the thumbnail cache")
+    max_image_bytes: ByteCount = Field(64 * MIB, gt=0, description="largest image served or thumbnailed")
+    thumbnail_cache_max_mb: float | None = Field(
+        None, gt=0, description="deprecated: thumbnail_cache_max_bytes in MiB (still accepted)"
+    )
+    max_image_mb: float | None = Field(None, gt=0, description="deprecated: max_image_bytes in MiB (still accepted)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     storage: StorageSettings = Field(default_factory=StorageSettings, description="COMFY_QUALITY_STORAGE_*")
 
-    @field_validator("allowed_hosts", mode="before")
-    @classmethod
-    def _lists(cls, value: Any) -> Any:
-        return split_list(value)
+    @model_validator(mode="after")
+    def _mib_aliases(self) -> DashboardSettings:
+        """The MiB settings of earlier versions set the byte ones (the byte ones win when both are given)."""
+        if self.max_image_mb is not None and "max_image_bytes" not in self.model_fields_set:
+            self.max_image_bytes = int(self.max_image_mb * MIB)
+        if self.thumbnail_cache_max_mb is not None and "thumbnail_cache_max_bytes" not in self.model_fields_set:
+            self.thumbnail_cache_max_bytes = int(self.thumbnail_cache_max_mb * MIB)
+        return self
 
     @field_validator("thumbnail_cache_dir")
     @classmethod

@@ -104,7 +104,7 @@ class DashboardState:
                 raise
             owns.append(store)
         thumbnails = ThumbnailCache(
-            settings.thumbnail_cache_dir, max_bytes=int(settings.thumbnail_cache_max_mb * 2**20)
+            settings.thumbnail_cache_dir, max_bytes=settings.thumbnail_cache_max_bytes
         )
         return cls(settings=settings, index=index, store=store, thumbnails=thumbnails, owns=owns)
 
@@ -118,7 +118,7 @@ class DashboardState:
 
     @property
     def max_image_bytes(self) -> int:
-        return int(self.settings.max_image_mb * 2**20)
+        return self.settings.max_image_bytes
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run an index call in a worker thread (aggregates over 100k rows take tens of milliseconds)."""
@@ -176,8 +176,8 @@ class DashboardState:
             ) from exc
         if len(data) > self.max_image_bytes:
             raise DashboardImageError(
-                f"the image {key} is {len(data) / 2**20:.1f} MiB, over the dashboard's limit "
-                f"(COMFY_QUALITY_DASHBOARD_MAX_IMAGE_MB={self.settings.max_image_mb:g})"
+                f"the image {key} is {len(data) / 2**20:.1f} MiB, over the dashboard's limit of "
+                f"{self.max_image_bytes / 2**20:g} MiB (COMFY_QUALITY_DASHBOARD_MAX_IMAGE_BYTES)"
             )
         return data
 

@@ -1,4 +1,5 @@
-"""Settings of the distributed job backend and its workers (``COMFY_QUALITY_JOBS_*`` environment variables).
+"""Settings of the distributed job backend and its workers (``COMFY_QUALITY_JOBS_*`` environment variables or
+the ``.env`` file; the rules shared by every section are :mod:`comfy_quality.config`'s).
 
 * ``COMFY_QUALITY_JOBS_URL`` (none): ``redis://host:6379/0`` (or ``rediss://``, ``redis://user:pw@host``). Unset:
   the MCP server runs generations in its own process (the embedded default; no Redis needed).
@@ -11,6 +12,8 @@
   drives (the worker takes ``servers × this`` jobs from the queue at most).
 * ``COMFY_QUALITY_JOBS_WORKER_NAME`` (host#pid): the worker's name in job records and logs.
 * ``COMFY_QUALITY_JOBS_SCORE_CHUNK`` (``32``): images per chunk of a distributed re-scoring.
+* ``COMFY_QUALITY_JOBS_WORKER_COMPONENTS`` (built-in): ``module:function`` yielding the worker's components.
+* ``COMFY_QUALITY_JOBS_LOG_LEVEL`` (``INFO``): the worker's log level (``--log-level`` wins).
 
 Retention of finished jobs is the MCP server's ``COMFY_QUALITY_MCP_JOB_RETENTION_SECONDS``: the replica that
 accepts a job writes it into the job record, and the worker that finishes the job sets the record's expiry.
@@ -20,18 +23,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from comfy_quality.config import ENV_PREFIX as PROJECT_PREFIX
+from comfy_quality.config import SectionSettings
 from jobqueue.errors import JobQueueConfigError
 
-ENV_PREFIX = "COMFY_QUALITY_JOBS_"
+ENV_PREFIX = f"{PROJECT_PREFIX}JOBS_"
 
 
-class JobsSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
+class JobsSettings(SectionSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
     url: SecretStr | None = Field(None, description="redis://host:6379/0; unset: in-process jobs (no Redis)")
     name: str = Field("comfy-quality", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -40,6 +46,10 @@ class JobsSettings(BaseSettings):
     per_server_concurrency: int = Field(1, ge=1, le=64, description="jobs at once per ComfyUI server per worker")
     worker_name: str | None = Field(None, max_length=200)
     score_chunk: int = Field(32, ge=1, le=10_000, description="images per re-scoring chunk")
+    worker_components: str | None = Field(
+        None, description="'module:function' yielding WorkerComponents (custom scorer / pool / store)"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="the worker's log level")
 
     @field_validator("url", mode="before")
     @classmethod
@@ -81,13 +91,16 @@ def redact_redis_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"***@{host}", query=""))
 
 
-def wants_workers(items: Sequence[str], local: bool) -> bool:
+def wants_workers(items: Sequence[str], local: bool, settings: JobsSettings | None = None) -> bool:
     """``python -m quality score`` hands the work to the workers for an ``s3://`` source, or for one folder when
-    ``COMFY_QUALITY_JOBS_URL`` is set (unless ``--local``)."""
-    import os
-
+    ``COMFY_QUALITY_JOBS_URL`` is set (environment or ``.env``, like every setting; unless ``--local``)."""
     if any(item.startswith("s3://") for item in items):
         return True
-    return bool(os.environ.get("COMFY_QUALITY_JOBS_URL", "").strip()) and not local and len(items) == 1 and (
-        Path(items[0]).is_dir()
-    )
+    if local or len(items) != 1 or not Path(items[0]).is_dir():
+        return False
+    if settings is None:
+        try:
+            settings = JobsSettings()
+        except ValueError:  # set but invalid: the workers' path names the problem (cli_score)
+            return True
+    return settings.enabled

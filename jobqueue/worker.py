@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar, cast
 
-from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -96,7 +95,7 @@ async def default_components(settings: JobsSettings) -> AsyncIterator[WorkerComp
 
 
 def _components(settings: JobsSettings) -> AbstractAsyncContextManager[WorkerComponents]:
-    target = os.environ.get("COMFY_QUALITY_JOBS_WORKER_COMPONENTS", "").strip()
+    target = (settings.worker_components or "").strip()
     if not target:
         return default_components(settings)
     module_name, _, attr = target.partition(":")
@@ -365,8 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=None, help="jobs at once (default: servers × "
                         "COMFY_QUALITY_JOBS_PER_SERVER_CONCURRENCY)")  # fmt: skip
     parser.add_argument("--name", default=None, help="worker name in job records (default: host#pid)")
-    parser.add_argument("--log-level", default=os.environ.get("COMFY_QUALITY_JOBS_LOG_LEVEL", "INFO"),
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])  # fmt: skip
+    parser.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="default: COMFY_QUALITY_JOBS_LOG_LEVEL or INFO")  # fmt: skip
     return parser
 
 
@@ -378,15 +377,22 @@ ERRORS = CliErrors(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: "
+    settings_error: ValueError | None = None
+    try:
+        settings: JobsSettings | None = JobsSettings(**({"worker_name": args.name} if args.name else {}))
+    except ValueError as exc:  # pydantic's ValidationError, or a value the settings source could not parse
+        settings, settings_error = None, exc
+    level = args.log_level or (settings.log_level if settings is not None else "INFO")
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")  # fmt: skip
     for noisy in ("docket", "quality", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    from comfy_quality.settings import report_unknown_variables
+
+    report_unknown_variables()
     try:
-        try:
-            settings = JobsSettings(**({"worker_name": args.name} if args.name else {}))
-        except ValidationError as exc:
-            raise JobQueueConfigError(f"invalid settings:\n{exc}") from exc
+        if settings is None:
+            raise JobQueueConfigError(f"invalid settings:\n{settings_error}")
         if not settings.enabled:
             raise JobQueueConfigError("COMFY_QUALITY_JOBS_URL is not set: set it to the Redis URL (redis://host:6379/0)")
         if args.concurrency is not None and args.concurrency < 1:

@@ -22,9 +22,9 @@ from pydantic import ValidationError
 
 from comfy_quality.boundary import CliErrors, ErrorTable
 from comfy_quality.errors import SettingsError
+from comfy_quality.settings import Settings, report_unknown_variables
 from mcp_server.errors import McpServerConfigError
 from mcp_server.serve import configure_logging, run
-from mcp_server.settings import McpSettings
 
 ERRORS = CliErrors(ErrorTable("comfy-quality-mcp", [(SettingsError, 2)]), default=1, prefix="comfy-quality-mcp: ")
 """Invalid settings of any package → exit code 2; any other library error → 1; anything else is a bug (70)."""
@@ -64,14 +64,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "port": args.port,
         "log_level": args.log_level,
     }
+    tree = Settings(mcp={k: v for k, v in overrides.items() if v is not None})
     try:
-        settings = McpSettings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = tree.mcp
         settings.check_serving()
     except ValidationError as exc:
         return ERRORS.answer(McpServerConfigError(f"invalid settings:\n{exc}"))
     except Exception as exc:
         return ERRORS.answer(exc)
     configure_logging(settings.log_level)
+    report_unknown_variables(tree)
     try:
         anyio.run(run, settings)
     except KeyboardInterrupt:

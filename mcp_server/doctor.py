@@ -7,7 +7,9 @@
 It reads the same environment (``COMFY_QUALITY_*``, ``.env``) as the server, so run it where the server runs
 (for a host's server: ``env K=V ... comfy-quality-mcp doctor`` with the entry's variables). Checks:
 
-* **settings**: every settings group parses (an invalid value stops the server from starting).
+* **settings**: every settings group parses (an invalid value stops the server from starting); each
+  ``COMFY_QUALITY_*`` variable no setting reads (environment or ``.env``: a typo) is a warning naming the closest
+  known variable.
 * **comfyui URL** (each of ``COMFY_QUALITY_COMFYUI_URLS``): reachable (``/object_info``, ``/system_stats``), and the
   default workflow's node classes and model files exist there: the check the orchestrator runs before a job
   (:func:`refinement.comfyui.client.check_against_object_info`).
@@ -94,6 +96,21 @@ class Settings:
                 )
             )
             return None
+
+    def unknown(self) -> list[Check]:
+        """A warning per ``COMFY_QUALITY_*`` variable (environment or ``.env``) that no setting reads."""
+        from comfy_quality.settings import find_unknown_variables
+
+        return [
+            Check(
+                name=f"settings (unknown {item.name})",
+                status="warn",
+                detail=f"set in {item.source} but no setting reads it: it has no effect",
+                fix=f"rename it to {item.suggestion}" if item.suggestion else "remove it (see the README's "
+                "configuration table for the names)",
+            )
+            for item in find_unknown_variables()
+        ]
 
 
 # -- ComfyUI -------------------------------------------------------------------------------------------------
@@ -464,7 +481,7 @@ def check_mcp(settings: Any) -> list[Check]:
 async def run_checks(*, timeout: float = 5.0, hash_weights: bool = False) -> Report:
     """Every check, from the environment. ComfyUI servers are asked concurrently; nothing is left running."""
     settings = Settings()
-    checks = list(settings.checks)
+    checks = list(settings.checks) + settings.unknown()
 
     async def blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)

@@ -158,29 +158,11 @@ def import_path(python: str) -> str | None:
 
 
 # -- --env ---------------------------------------------------------------------------------------------------
-def _settings_classes() -> list[tuple[str, Any]]:
-    from dashboard.settings import DashboardSettings
-    from mcp_server.settings import McpSettings
-    from quality.settings import QualitySettings
-    from refinement.settings import RefinementSettings
-    from storage.settings import StorageSettings
-
-    return [
-        ("COMFY_QUALITY_MCP_", McpSettings),
-        ("COMFY_QUALITY_STORAGE_", StorageSettings),
-        ("COMFY_QUALITY_DASHBOARD_", DashboardSettings),
-        (_PREFIX, QualitySettings),
-        (_PREFIX, RefinementSettings),
-    ]
-
-
 def known_settings() -> dict[str, tuple[Any, str]]:
     """Every ``COMFY_QUALITY_*`` variable the packages read → (settings class, field name)."""
-    known: dict[str, tuple[Any, str]] = {}
-    for prefix, cls in _settings_classes():
-        for name in cls.model_fields:
-            known.setdefault(f"{prefix}{name.upper()}", (cls, name))
-    return known
+    from comfy_quality.settings import known_variables
+
+    return dict(known_variables())
 
 
 def _is_path_field(cls: Any, name: str) -> bool:
@@ -224,10 +206,10 @@ def check_env(pairs: Iterable[str], *, cwd: Path | None = None) -> EnvCheck:
         if key in known:
             cls, name = known[key]
             if _is_path_field(cls, name) and value.strip():
-                from serving import split_list
+                from comfy_quality.config import parse_list
 
                 try:
-                    items = split_list(value) if name == "roots" else [value.strip()]
+                    items = parse_list(value) if name == "roots" else [value.strip()]
                 except ValueError:
                     raise InstallError(f"--env {key}: not a JSON list nor comma-separated paths", EXIT_USAGE) from None
                 paths = [_absolute(str(item), base) for item in items]

@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from quality.composite import Grade
+from quality.grade_text import DEFAULT as DEFAULT_GRADING
+from quality.grade_text import grade_scale
 from quality.grading import GradeStatus
 from quality.report import CalibrationInfo, Coverage, ImageInfo, MetricStatus, QualityBlock
 from refinement.api import AttemptSummary, JobState, ProgressStage, Status
@@ -39,12 +41,13 @@ class ScoreResult(BaseModel):
         description="0–10, weighted over the dimensions that were scored; null when the image is not graded"
     )
     grade: Grade | None = Field(
-        description="A ≥ 8 excellent, B ≥ 6.5 good, C ≥ 5 acceptable, D ≥ 3 poor, F failed/unusable; null: NOT "
-        "GRADED (see grade_reasons)"
+        description=f"{grade_scale()}/unusable (default thresholds; the tool description gives this server's); "
+        "null: NOT GRADED (see grade_reasons)"
     )
     grade_status: GradeStatus = Field(
         description="'graded', or 'insufficient': the technical dimension was not scored or less than the "
-        "minimum share (default 50 %) of the applicable weight was, so there is no grade"
+        f"minimum share (default {DEFAULT_GRADING.min_graded_coverage * 100:g} %) of the applicable weight was, so "
+        "there is no grade"
     )
     grade_reasons: list[str] = Field(default_factory=list, description="why the image is not graded")
     ungraded_composite: float | None = Field(

@@ -21,8 +21,10 @@ from starlette.applications import Starlette
 from mcp_server import tools
 from mcp_server.boundary import translate
 from mcp_server.excerpt import excerpt
+from mcp_server.grade_texts import configured_grading, describe
 from mcp_server.lifespan import AppState, Components, open_app_state
 from mcp_server.settings import McpSettings
+from quality.composite import CompositeConfig
 from serving import is_loopback_host
 
 SERVER_NAME = "comfy-quality"
@@ -127,10 +129,13 @@ def build_server(
     *,
     state: AppState | None = None,
     components: Components | None = None,
+    grading: CompositeConfig | None = None,
 ) -> MCPServer[AppState]:
     """The MCP server. With ``state``, every connection shares that (already open) state; without it, the SDK
-    lifespan opens one per run (from ``components``, or :func:`~mcp_server.lifespan.build_components`)."""
+    lifespan opens one per run (from ``components``, or :func:`~mcp_server.lifespan.build_components`). The tool
+    descriptions explain the grades of ``grading`` (default: :func:`configured_grading`)."""
     settings = settings or McpSettings()
+    grading = grading or configured_grading()
     _shorten_sdk_logs()
 
     @asynccontextmanager
@@ -156,13 +161,13 @@ def build_server(
     server.add_tool(
         tools.score_image,
         title="Score an image",
-        description=tools.SCORE_IMAGE_DESCRIPTION,
+        description=describe(tools.SCORE_IMAGE_DESCRIPTION, grading),
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True, idempotent_hint=True),
     )
     server.add_tool(
         tools.generate_quality,
         title="Generate a quality-checked image",
-        description=tools.GENERATE_DESCRIPTION,
+        description=describe(tools.GENERATE_DESCRIPTION, grading),
         annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True),
     )
     server.add_tool(

@@ -2,7 +2,8 @@
 
 The scorer's own settings (weights folder, device, offline mode…) are :class:`quality.settings.QualitySettings`
 (prefix ``COMFY_QUALITY_``); the table in the README lists both. List values take commas
-(``COMFY_QUALITY_MCP_ROOTS=/data/images,/home/me/Pictures``) or JSON.
+(``COMFY_QUALITY_MCP_ROOTS=/data/images,/home/me/Pictures``) or JSON; sizes are bytes (``33554432`` or
+``32MiB``). The rules shared by every section are :mod:`comfy_quality.config`'s.
 
 Secrets (``auth_token``) are :class:`pydantic.SecretStr`: they print as ``**********`` and never reach a tool
 result or a log line.
@@ -11,20 +12,21 @@ result or a log line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from comfy_quality.config import ENV_PREFIX, ByteCount, Flag, PathList, SectionSettings, StrList
 from mcp_server.errors import McpServerConfigError
 from mcp_server.netguard import parse_host_pattern
-from serving import is_loopback_host, split_list
+from serving import is_loopback_host
 
 Transport = Literal["stdio", "sse", "http"]
 
 
-class McpSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="COMFY_QUALITY_MCP_", env_file=".env", extra="ignore")
+class McpSettings(SectionSettings):
+    model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}MCP_")
 
     # -- transport ----------------------------------------------------------------------------------------
     transport: Transport = Field("stdio", description="stdio (default), sse or http (streamable HTTP)")
@@ -33,52 +35,52 @@ class McpSettings(BaseSettings):
     auth_token: SecretStr | None = Field(
         None, description="bearer token HTTP clients must send (required for a non-loopback bind)"
     )
-    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+    allowed_hosts: StrList = Field(
         default_factory=list,
         description="extra Host header values accepted over HTTP (DNS-rebinding protection), e.g. 'myhost:*'",
     )
-    allowed_origins: Annotated[list[str], NoDecode] = Field(
+    allowed_origins: StrList = Field(
         default_factory=list, description="extra Origin header values accepted over HTTP, e.g. 'https://app:*'"
     )
     http_path: str = Field("/mcp", description="streamable HTTP endpoint path")
     sse_path: str = Field("/sse", description="SSE endpoint path (messages go to /messages/)")
-    stateless_http: bool = Field(
+    stateless_http: Flag = Field(
         False,
         description="streamable HTTP without sessions: every request stands alone, so replicas behind a load "
         "balancer need no sticky routing (with COMFY_QUALITY_JOBS_URL, jobs are shared by all replicas)",
     )
-    dashboard: bool = Field(
+    dashboard: Flag = Field(
         True, description="serve the quality dashboard at /dashboard next to the SSE / streamable HTTP endpoint"
     )
 
     # -- input safety -------------------------------------------------------------------------------------
-    roots: Annotated[list[Path], NoDecode] = Field(
+    roots: PathList = Field(
         default_factory=list, description="folders whose images score_image may read; none: local paths refused"
     )
-    url_allowlist: Annotated[list[str], NoDecode] = Field(
+    url_allowlist: StrList = Field(
         default_factory=list,
         description="hosts score_image may download from: 'example.com', '*.example.com', 'host:8080', or '*'",
     )
-    allow_private_networks: bool = Field(
+    allow_private_networks: Flag = Field(
         False, description="allow downloads from private/loopback addresses (link-local and metadata: never)"
     )
-    download_max_bytes: int = Field(32 * 1024 * 1024, gt=0, description="largest image download")
+    download_max_bytes: ByteCount = Field(32 * 1024 * 1024, gt=0, description="largest image download")
     download_timeout_seconds: float = Field(20.0, gt=0, le=600, description="whole download, redirects included")
     max_redirects: int = Field(3, ge=0, le=10)
-    base64_max_bytes: int = Field(16 * 1024 * 1024, gt=0, description="largest decoded base64 / data: image")
-    s3_buckets: Annotated[list[str], NoDecode] = Field(
+    base64_max_bytes: ByteCount = Field(16 * 1024 * 1024, gt=0, description="largest decoded base64 / data: image")
+    s3_buckets: StrList = Field(
         default_factory=list,
         description="buckets s3:// images may be read from; none: only the object store's own bucket",
     )
-    allow_hardlinks: bool = Field(
+    allow_hardlinks: Flag = Field(
         False, description="read files under the roots that have several hard links (one may lead outside)"
     )
-    workflow_roots: Annotated[list[Path], NoDecode] = Field(
+    workflow_roots: PathList = Field(
         default_factory=list,
         description="folders whose workflow files generate_quality(workflow=...) may name; none: templates and "
         "inline JSON only",
     )
-    workflow_max_bytes: int = Field(4 * 1024 * 1024, gt=0, description="largest workflow (file or inline JSON)")
+    workflow_max_bytes: ByteCount = Field(4 * 1024 * 1024, gt=0, description="largest workflow (file or inline JSON)")
 
     # -- concurrency --------------------------------------------------------------------------------------
     score_concurrency: int = Field(2, ge=1, le=64, description="images scored at once")
@@ -93,8 +95,8 @@ class McpSettings(BaseSettings):
     max_jobs_kept: int = Field(200, ge=1, description="finished jobs kept at most (oldest dropped first)")
 
     # -- results ------------------------------------------------------------------------------------------
-    preview: bool = Field(True, description="attach a small JPEG preview of generated images")
-    preview_max_bytes: int = Field(100_000, ge=2_000, le=100_000, description="preview size bound (base64 bytes)")
+    preview: Flag = Field(True, description="attach a small JPEG preview of generated images")
+    preview_max_bytes: ByteCount = Field(100_000, ge=2_000, le=100_000, description="preview size bound (base64 bytes)")
     preview_max_side: int = Field(384, ge=32, le=1024, description="preview long side in pixels")
 
     # -- wiring and logging -------------------------------------------------------------------------------
@@ -104,13 +106,6 @@ class McpSettings(BaseSettings):
         "of the built-in wiring; see mcp_server.lifespan",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-
-    @field_validator(
-        "allowed_hosts", "allowed_origins", "roots", "url_allowlist", "s3_buckets", "workflow_roots", mode="before"
-    )
-    @classmethod
-    def _lists(cls, value: Any) -> Any:
-        return split_list(value)
 
     @field_validator("url_allowlist", mode="after")
     @classmethod

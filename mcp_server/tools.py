@@ -27,12 +27,11 @@ from refinement.api import ProgressUpdate
 
 log = logging.getLogger(__name__)
 
-GRADES_TEXT = (
-    "Grades: A ≥ 8 excellent, B ≥ 6.5 good, C ≥ 5 acceptable, D ≥ 3 poor, F failed (e.g. blank or broken). "
-    "grade null (grade_status 'insufficient') means NOT GRADED: the technical metrics did not run or less than "
-    "half of the weight was scored; grade_reasons says why, composite_score is then null and the number in "
-    "ungraded_composite is not a grade. Images under 32 px on the short side are refused. "
-)
+GRADES_TEXT = "{grades}"
+"""Where a description explains the grades, rendered from the server's configuration by
+:func:`mcp_server.grade_texts.describe`."""
+THRESHOLD_TEXT = "{threshold}"
+"""Where generate_quality's description explains its default threshold (rendered the same way)."""
 
 SCORE_IMAGE_DESCRIPTION = (
     "Score an image's quality on four dimensions, each 0–10: technical (artifacts, noise, blur: BRISQUE, NIQE), "
@@ -52,8 +51,8 @@ GENERATE_DESCRIPTION = (
     "returns the best image as a URL (with a small preview), its grade and scores, and every attempt's exact "
     "parameters. "
     + GRADES_TEXT
-    + "The default threshold 7.0 asks for a solid B; above 8 rarely succeeds within 3 attempts.\n"
-    "Strategies: 'progressive' (default, good general choice: more steps and cfg each attempt), 'seed_search' "
+    + THRESHOLD_TEXT
+    + "Strategies: 'progressive' (default, good general choice: more steps and cfg each attempt), 'seed_search' "
     "(same settings, new seeds: when the composition or content is off), 'prompt_enhance' (adds quality terms "
     "to the prompt: when aesthetic or detail is weak), 'adaptive' (changes whatever the weakest dimension of the "
     "last attempt calls for), 'best_of_n' (renders best_of_n seeds per attempt and keeps the best: most "

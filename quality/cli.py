@@ -620,6 +620,9 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
 
             return eval_main(args.rest, out=out)
         if args.command == "score":
+            from comfy_quality.settings import report_unknown_variables  # names every section: a typo is warned of
+
+            report_unknown_variables()
             return cmd_score(args, out)
         parser.print_help(sys.stderr)
         return EXIT_USAGE

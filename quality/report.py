@@ -23,6 +23,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from quality.composite import Grade
+from quality.grade_text import DEFAULT as DEFAULT_GRADING
+from quality.grade_text import grade_bounds
 from quality.grading import GradeStatus, not_graded_text
 from quality.specs import Dimension
 
@@ -61,12 +63,13 @@ class QualityBlock(BaseModel):
         "is NOT a grade (too little was scored): never compare it with a threshold"
     )
     grade: Grade | None = Field(
-        description="A ≥ 8.0, B ≥ 6.5, C ≥ 5.0, D ≥ 3.0, else F (configurable); null: not graded (see grade_reasons)"
+        description=f"{grade_bounds()} (configurable); null: not graded (see grade_reasons)"
     )
     grade_status: GradeStatus = Field(
         "graded",
         description="'graded', or 'insufficient': the technical dimension was not scored or less than the minimum "
-        "share (default 50 %) of the applicable weight was, so there is no letter grade",
+        f"share (default {DEFAULT_GRADING.min_graded_coverage * 100:g} %) of the applicable weight was, so there is "
+        "no letter grade",
     )
     grade_reasons: list[str] = Field(
         default_factory=list, description="why there is no grade, e.g. 'technical not scored', 'coverage 20% < 50%'"

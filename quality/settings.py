@@ -1,32 +1,35 @@
 """Scorer settings, from arguments, environment variables (prefix ``COMFY_QUALITY_``) or a ``.env`` file.
 
+The rules shared by every section (sources, booleans, lists, sizes, unknown names) are
+:mod:`comfy_quality.config`'s.
+
 | variable | default | meaning |
 | --- | --- | --- |
 | ``COMFY_QUALITY_WEIGHTS_DIR`` | ``~/.cache/comfy-quality/weights`` | model weights (download target) |
-| ``COMFY_QUALITY_OFFLINE`` | ``false`` (``true`` when ``HF_HUB_OFFLINE=1``) | never try to download weights |
+| ``COMFY_QUALITY_OFFLINE`` | ``false`` (``true`` when ``HF_HUB_OFFLINE`` is 1/true/yes/on) | never download weights |
 | ``COMFY_QUALITY_DEVICE`` | ``auto`` | ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps`` |
-| ``COMFY_QUALITY_METRICS`` | all | comma-separated subset of metrics to run (e.g. ``brisque,niqe,edge_density``) |
+| ``COMFY_QUALITY_METRICS`` | all | subset of metrics to run, comma-separated or a JSON list (``brisque,niqe``) |
 | ``COMFY_QUALITY_WEIGHTS_JSON`` | 0.30/0.25/0.25/0.20 | composite weights as JSON, e.g. ``{"technical":0.4,...}`` |
 | ``COMFY_QUALITY_GRADES_JSON`` | A 8.0, B 6.5, C 5.0, D 3.0 | grade lower bounds as JSON |
 | ``COMFY_QUALITY_MIN_GRADED_COVERAGE`` | 0.5 | least scored share of the applicable weight for a letter grade |
 | ``COMFY_QUALITY_CALIBRATION`` | ``true`` | use the shipped calibration model for the technical and detail scores |
-| ``COMFY_QUALITY_MAX_IMAGE_BYTES`` | 67108864 (64 MB) | largest encoded image accepted |
+| ``COMFY_QUALITY_MAX_IMAGE_BYTES`` | 67108864 (64 MiB) | largest encoded image accepted (bytes, or ``64MiB``) |
 | ``COMFY_QUALITY_MAX_IMAGE_PIXELS`` | 50000000 | largest pixel count accepted (decompression-bomb guard) |
 | ``COMFY_QUALITY_SCORING_MAX_PIXELS`` | 8388608 | pixel budget: larger images are downscaled before scoring |
-| ``COMFY_QUALITY_MAX_IMAGE_MEMORY`` | 1610612736 | per-image memory estimate limit in bytes (from the header) |
+| ``COMFY_QUALITY_MAX_IMAGE_MEMORY`` | 1610612736 | per-image memory estimate limit (bytes, or ``1.5GiB``) |
 | ``COMFY_QUALITY_WORKERS`` | 2 | threads used to run independent metrics of one image concurrently |
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from comfy_quality.config import ENV_PREFIX, ByteCount, Flag, SectionSettings, hf_offline, parse_list
 from quality.budget import DEFAULT_MAX_IMAGE_MEMORY, DEFAULT_SCORING_MAX_PIXELS
 from quality.composite import CompositeConfig
 from quality.image_io import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
@@ -34,15 +37,11 @@ from quality.specs import METRICS
 from quality.weights import default_weights_dir
 
 
-def _env_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-
-
-class QualitySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="COMFY_QUALITY_", env_file=".env", extra="ignore")
+class QualitySettings(SectionSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
     weights_dir: Path = Field(default_factory=default_weights_dir)
-    offline: bool = Field(default_factory=_env_offline)
+    offline: Flag = Field(default_factory=hf_offline)
     device: str = "auto"
     metrics: Annotated[list[str] | None, NoDecode] = Field(None, description="subset of metrics to run; None = all")
     composite: CompositeConfig = Field(default_factory=CompositeConfig)
@@ -51,13 +50,13 @@ class QualitySettings(BaseSettings):
     min_graded_coverage: float | None = Field(
         None, ge=0.0, le=1.0, description="share of the applicable weight needed for a grade (default 0.5)"
     )
-    calibration: bool = True
-    max_image_bytes: int = Field(DEFAULT_MAX_BYTES, gt=0)
+    calibration: Flag = True
+    max_image_bytes: ByteCount = Field(DEFAULT_MAX_BYTES, gt=0)
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
     scoring_max_pixels: int = Field(
         DEFAULT_SCORING_MAX_PIXELS, ge=0, description="pixel budget for scoring (see quality.budget); 0 = off"
     )
-    max_image_memory: int = Field(
+    max_image_memory: ByteCount = Field(
         DEFAULT_MAX_IMAGE_MEMORY, ge=0, description="per-image memory estimate limit in bytes; 0 = off"
     )
     workers: int = Field(2, ge=1, le=32)
@@ -65,8 +64,7 @@ class QualitySettings(BaseSettings):
     @field_validator("metrics", mode="before")
     @classmethod
     def _split_metrics(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        value = parse_list(value)
         if value is not None:
             unknown = [v for v in value if v not in METRICS]
             if unknown:

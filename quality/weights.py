@@ -9,7 +9,8 @@ or the same tensors as an open_clip safetensors file on the Hugging Face hub). A
 2. ``<weights_dir>/<filename>`` of the entry, then of each alternate (``COMFY_QUALITY_WEIGHTS_DIR``; default
    ``~/.cache/comfy-quality/weights``);
 3. a download into that folder, trying each URL of the entry and then of each alternate, unless offline
-   (``COMFY_QUALITY_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``).
+   (``COMFY_QUALITY_OFFLINE=1``, or ``HF_HUB_OFFLINE`` set to 1, true, yes or on in any case: huggingface_hub's
+   reading, :func:`comfy_quality.config.hf_offline`).
 
 Integrity: a file with a known ``size`` is checked for it (after every download, and before hashing a local file:
 a truncated or wrong-size download is removed with an error saying so); a file with a pinned ``sha256`` is verified
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from comfy_quality.config import hf_offline
 from quality.errors import WeightsChecksumError, WeightsError, WeightsUnavailableError
 
 log = logging.getLogger(__name__)
@@ -224,7 +226,7 @@ class WeightsStore:
     ) -> None:
         self.dir = Path(weights_dir) if weights_dir else default_weights_dir()
         if offline is None:
-            offline = os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "TRUE", "yes")
+            offline = hf_offline()
         self.offline = offline
         self.registry = dict(WEIGHT_FILES if registry is None else registry)
         self.download_timeout = download_timeout

@@ -215,6 +215,9 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
         return EXIT_SUCCESS if exc.code in (0, None) else EXIT_USAGE
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("quality").setLevel(logging.ERROR)
+    from comfy_quality.settings import report_unknown_variables
+
+    report_unknown_variables()
     try:
         if args.command == "workflows":
             return list_workflows(out)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import socket
 from collections.abc import Iterable
-from typing import Any
 
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 
@@ -20,16 +18,6 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def split_list(value: Any) -> Any:
-    """An environment value for a list setting: a JSON list, or comma-separated items."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [v.strip() for v in text.split(",") if v.strip()]
-    return value
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     rebuild.add_argument("--no-prune", action="store_true", help="keep rows of generations not in the store")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if args.command != "schema":
+        from comfy_quality.settings import report_unknown_variables
+
+        report_unknown_variables()
     try:
         if args.command == "schema":
             sys.stdout.write(schema_text())

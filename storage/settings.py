@@ -1,4 +1,5 @@
-"""Storage settings, read from ``COMFY_QUALITY_STORAGE_*`` environment variables (see storage/README.md).
+"""Storage settings, read from ``COMFY_QUALITY_STORAGE_*`` environment variables or the ``.env`` file (see
+storage/README.md; the rules shared by every section are :mod:`comfy_quality.config`'s).
 
 Secrets are :class:`pydantic.SecretStr`: they never show in ``repr``, logs or ``model_dump_json``.
 The S3 keys fall back to the usual ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``.
@@ -11,9 +12,12 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-ENV_PREFIX = "COMFY_QUALITY_STORAGE_"
+from comfy_quality.config import ENV_PREFIX as PROJECT_PREFIX
+from comfy_quality.config import Flag, SectionSettings
+
+ENV_PREFIX = f"{PROJECT_PREFIX}STORAGE_"
 
 
 def data_home() -> Path:
@@ -26,10 +30,10 @@ def _secret(name: str, fallback: str) -> AliasChoices:
     return AliasChoices(f"{ENV_PREFIX}{name}", fallback)
 
 
-class StorageSettings(BaseSettings):
+class StorageSettings(SectionSettings):
     """Where images, metadata and the index live."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
     backend: Literal["local", "s3"] = Field("local", description="'local' (a folder) or 's3' (MinIO / S3)")
     local_root: Path = Field(default_factory=lambda: data_home() / "store", description="local store folder")
@@ -46,9 +50,9 @@ class StorageSettings(BaseSettings):
         None, validation_alias=_secret("S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY")
     )
     s3_bucket: str = Field("comfy-quality", description="bucket (created if missing)")
-    s3_secure: bool = Field(False, description="use HTTPS (an 'https://' endpoint implies it)")
+    s3_secure: Flag = Field(False, description="use HTTPS (an 'https://' endpoint implies it)")
     s3_region: str = Field("us-east-1", description="S3 region (MinIO accepts any)")
-    s3_presign: bool = Field(True, description="give presigned GET URLs (when no public_base_url is set)")
+    s3_presign: Flag = Field(True, description="give presigned GET URLs (when no public_base_url is set)")
     s3_presign_expiry_seconds: int = Field(7 * 24 * 3600, ge=1, le=7 * 24 * 3600, description="≤ 7 days")
     s3_retries: int = Field(3, ge=0, le=20, description="retries of a transient S3 error before spooling")
     s3_backoff_seconds: float = Field(0.5, ge=0, description="first retry delay (doubles each retry)")

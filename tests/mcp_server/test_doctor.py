@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from comfy_quality.config import SectionSettings
 from mcp_server.__main__ import main as mcp_main
 from mcp_server.doctor import Report, render, run_checks
 from storage import Index
@@ -141,6 +142,23 @@ async def test_invalid_settings_fail_by_group(monkeypatch):
     assert not report.ok
     assert c["settings (mcp)"].status == "fail" and "port" in c["settings (mcp)"].detail
     assert c["settings (storage)"].status == "fail" and "COMFY_QUALITY_STORAGE_*" in c["settings (storage)"].fix
+
+
+async def test_misspelled_variables_are_listed_with_the_closest_name(comfy, monkeypatch, env):
+    monkeypatch.setenv("COMFY_QUALITY_STORAGE_BAKEND", "s3")
+    (env / ".env").write_text("COMFY_QUALITY_MCP_TRANSPROT=sse\n")
+    monkeypatch.setitem(SectionSettings.model_config, "env_file", ".env")  # this test reads the folder's .env
+    report, c = await checks()
+    assert report.ok  # a typo warns, it does not stop the server
+    typo = c["settings (unknown COMFY_QUALITY_STORAGE_BAKEND)"]
+    assert typo.status == "warn" and "environment" in typo.detail
+    assert typo.fix == "rename it to COMFY_QUALITY_STORAGE_BACKEND"
+    in_file = c["settings (unknown COMFY_QUALITY_MCP_TRANSPROT)"]
+    assert in_file.status == "warn" and ".env" in in_file.detail
+    assert in_file.fix == "rename it to COMFY_QUALITY_MCP_TRANSPORT"
+    assert not any("COMFY_QUALITY_MCP_ROOTS" in name for name in c)  # known names are not listed
+    code, text = await cli()
+    assert code == 0 and "WARN  settings (unknown COMFY_QUALITY_STORAGE_BAKEND)" in text
 
 
 async def test_mcp_settings_that_refuse_common_inputs_warn(comfy, monkeypatch):
