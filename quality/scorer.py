@@ -8,6 +8,10 @@ Flow per image: decode (limits, EXIF, alpha…; memory estimate and pixel budget
 flat-image check → every backend in a thread pool (independent
 metrics run concurrently; torch and numpy release the GIL) → raw values → 0–10 per metric (spec table) →
 dimension scores (weighted mean of the dimension's metrics that ran) → composite over the scored dimensions.
+The scorer runs the steps that need its loaded models (backends, calibration) and gathers what they find in one
+:class:`~quality.assembly.ImageScoring`; :func:`quality.assembly.assemble` turns that into the report. Which
+backends exist and which metrics each computes comes from the metric registry (:mod:`quality.specs`,
+:mod:`quality.registry`).
 
 A metric whose weights are absent is *unavailable* (with the reason) and its dimension is left out of the
 composite, which then says its coverage; nothing is ever filled in with a made-up value.
@@ -49,10 +53,9 @@ log = logging.getLogger(__name__)
 #: an unused family costs nothing
 BACKENDS: dict[str, BackendTarget] = default_backends()
 
-__all__ = ["BACKENDS", "WEIGHT_OPTIONS", "Scorer"]
-
 #: luma standard deviation (8-bit units) below which an image counts as one flat colour
 FLAT_STD = 1.0
+
 
 @functools.cache
 def _package_versions() -> dict[str, str]:
