@@ -123,6 +123,10 @@ class MetricSpec:
     reference: str = ""
 
     def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ConfigError(f"metric name {self.name!r} must be a Python identifier (it is a report field)")
+        if self.dimension not in DIMENSION_SPECS:
+            raise ConfigError(f"metric {self.name!r}: unknown dimension {self.dimension!r}; one of {DIMENSIONS}")
         module, sep, cls = self.implementation.partition(":")
         if not (module and sep and cls.isidentifier()):
             raise ConfigError(f"metric {self.name!r}: implementation must be 'package.module:Class'")

@@ -229,3 +229,12 @@ def test_adding_a_metric_is_one_spec_row_and_one_backend_module(tmp_path):
     assert got["dashboard_values"]["dummy_contrast"] == got["report_block"]["dummy_contrast"]
     assert got["schema"] == ["score", "topiq", "edge_density", "dummy_contrast"]
     assert got["settings_subset"] == ["dummy_contrast", "brisque"]
+
+
+def test_a_spec_with_an_unknown_dimension_or_a_non_identifier_name_is_refused():
+    base = {"description": "", "mapping": METRICS["topiq"].mapping, "plausible": (0.0, 1.0),
+            "implementation": "quality.backends.topiq:TopiqBackend"}  # fmt: skip
+    with pytest.raises(ConfigError, match="unknown dimension 'sharpness'"):
+        MetricSpec(name="x", dimension="sharpness", **base)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="identifier"):
+        MetricSpec(name="edge-density", dimension="detail", **base)
