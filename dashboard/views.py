@@ -12,28 +12,22 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from quality.specs import DIMENSION_SPECS, DIMENSIONS, metrics_of
 from storage.index import AttemptRow, GenerationRow
-from storage.metadata import DIMENSION_NAMES, AttemptRecord, GenerationMetadata
+from storage.metadata import AttemptRecord, GenerationMetadata
 
-SCORES = ("composite", *DIMENSION_NAMES)
-SCORE_LABELS = {
+SCORES = ("composite", *DIMENSIONS)
+SCORE_LABELS: dict[str, str] = {
     "composite": "Composite",
-    "technical": "Technical",
-    "aesthetic": "Aesthetic",
-    "prompt_adherence": "Prompt adherence",
-    "detail": "Detail",
+    **{d: spec.label.capitalize() for d, spec in DIMENSION_SPECS.items()},
     "gain": "Refinement gain",
 }
 PARAMETER_ORDER = (
     "prompt", "negative_prompt", "seed", "steps", "cfg", "guidance", "sampler", "scheduler",
     "width", "height", "denoise", "batch_size", "loras",
 )  # fmt: skip
-RAW_METRICS = {
-    "technical": ("brisque", "niqe"),
-    "aesthetic": ("laion_aesthetic", "nima_mean"),
-    "prompt_adherence": ("clip_score",),
-    "detail": ("topiq", "edge_density"),
-}
+#: dimension → its raw metrics, the columns of the metrics table (from the metric registry)
+RAW_METRICS = {dim: tuple(spec.name for spec in metrics_of(dim)) for dim in DIMENSIONS}
 
 
 class Change(BaseModel):

@@ -16,16 +16,11 @@ from mcp_server.protocols import ObjectStore
 from mcp_server.settings import McpSettings
 from mcp_server.urls import PENDING_MESSAGE, UrlLocator, resolve_result
 from quality.report import QualityReport
-from quality.specs import DIMENSIONS
+from quality.specs import DIMENSION_SPECS, DIMENSIONS
 
 log = logging.getLogger(__name__)
 
-DIMENSION_LABELS: Mapping[str, str] = {
-    "technical": "technical",
-    "aesthetic": "aesthetic",
-    "prompt_adherence": "prompt adherence",
-    "detail": "detail",
-}
+DIMENSION_LABELS: Mapping[str, str] = {d: spec.label for d, spec in DIMENSION_SPECS.items()}
 
 
 def summary_line(report: QualityReport) -> str:

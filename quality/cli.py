@@ -30,6 +30,7 @@ from typing import IO, Any
 from comfy_quality.boundary import CliErrors, ErrorTable
 from comfy_quality.errors import SettingsError
 from quality.errors import ConfigError, ImageError, QualityError, WeightsError
+from quality.specs import DIMENSION_SPECS, DIMENSIONS, metrics_of
 
 EXIT_OK, EXIT_BELOW, EXIT_USAGE, EXIT_IMAGE, EXIT_CONFIG = 0, 1, 2, 3, 4
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -124,7 +125,7 @@ def _first_sentence(text: str) -> str:
 
 
 def render_table(report: Any) -> str:
-    from quality.specs import DIMENSIONS, METRICS
+    from quality.specs import METRICS
 
     info = report.image
     lines = [
@@ -147,7 +148,7 @@ def render_table(report: Any) -> str:
                 if r.status != "not_applicable":
                     problems.setdefault(_first_sentence(r.reason or r.status), []).append(name)
         score = report.dimension_score(dim)
-        label = dim.replace("_", " ")
+        label = DIMENSION_SPECS[dim].label
         shown = _fmt(score) if status == "scored" else "–"
         suffix = "" if status == "scored" else f"   ({status.replace('_', ' ')})"
         lines.append(f"  {label:<18}{shown:>7}  " + " · ".join(parts) + suffix)
@@ -180,11 +181,12 @@ def render_table(report: Any) -> str:
     return "\n".join(lines)
 
 
+#: the CSV columns of a batch: each dimension followed by its metrics' raw values, from the metric registry
 FLAT_COLUMNS = [
     "file", "prompt", "composite_score", "grade", "grade_status", "grade_reasons", "ungraded_composite", "partial",
     "coverage",
-    "technical", "brisque", "niqe", "aesthetic", "laion_aesthetic", "nima_mean",
-    "prompt_adherence", "clip_score", "detail", "topiq", "edge_density", "seconds", "error",
+    *(col for dim in DIMENSIONS for col in (dim, *(spec.name for spec in metrics_of(dim)))),
+    "seconds", "error",
 ]  # fmt: skip
 
 
@@ -205,7 +207,7 @@ def flat_row(file: str, report: Any | None, error: str | None = None) -> dict[st
         coverage=report.coverage.coverage,
         seconds=report.seconds,
     )
-    for dim in ("technical", "aesthetic", "prompt_adherence", "detail"):
+    for dim in DIMENSIONS:
         block = getattr(report, dim)
         for key, value in block.model_dump().items():
             row[dim if key == "score" else key] = "" if value is None else value
@@ -306,7 +308,9 @@ def _dim(report: Any, name: str) -> str:
 class BatchTable:
     """The batch output on stdout by default: one line per image as it is scored, then a summary."""
 
-    HEADER = f"{'grade':<6}{'score':>6}{'tech':>7}{'aesth':>7}{'prompt':>7}{'detail':>7}{'cover':>7}{'sec':>7}"
+    HEADER = f"{'grade':<6}{'score':>6}" + "".join(f"{DIMENSION_SPECS[d].abbrev:>7}" for d in DIMENSIONS) + (
+        f"{'cover':>7}{'sec':>7}"
+    )
 
     def __init__(self, paths: Sequence[Path], sink: IO[str]) -> None:
         self.width = max(12, min(60, max(len(str(p)) for p in paths)))
@@ -329,10 +333,10 @@ class BatchTable:
         self.grades[grade] = self.grades.get(grade, 0) + 1
         self.composites.append(report.composite_score)
         cover = f"{report.coverage.coverage:.0%}" + ("*" if report.partial else "")
+        dims = "".join(f"{_dim(report, d):>7}" for d in DIMENSIONS)
         self._write(
             f"{_short(path, self.width):<{self.width}}  {grade:<6}{report.composite_score:>6.2f}"
-            f"{_dim(report, 'technical'):>7}{_dim(report, 'aesthetic'):>7}{_dim(report, 'prompt_adherence'):>7}"
-            f"{_dim(report, 'detail'):>7}{cover:>7}{report.seconds:>7.2f}"
+            f"{dims}{cover:>7}{report.seconds:>7.2f}"
         )
 
     def error(self, path: Path, message: str) -> None:

@@ -41,19 +41,32 @@ from typing import IO, Any
 import numpy as np
 
 from comfy_quality.boundary import recorded_reason
+from quality.specs import DIMENSION_SPECS, DIMENSIONS, METRICS, MetricSpec
 from quality.stats import bootstrap, krocc, pair_accuracy, plcc, selection_gain, srocc
 
 log = logging.getLogger(__name__)
 
-#: predictors whose within-group agreement is reported (the scores refinement chooses by)
+
+def _judges_prompt(spec: MetricSpec) -> bool:
+    return spec.needs_prompt or DIMENSION_SPECS[spec.dimension].needs_prompt
+
+
+#: predictors whose within-group agreement is reported (the scores refinement chooses by): a chosen subset of the
+#: composite, dimensions and metrics, each a name of the registry (tests/quality/test_registry.py checks it)
 WITHIN_GROUP_PREDICTORS = ("composite_score", "technical", "detail", "aesthetic", "brisque", "niqe", "edge_density")
 #: within-group pairs count when their human scores differ by at least this much
 PAIR_MIN_DELTA = 0.5
+#: predictors checked against mos_quality: the composite, then every dimension and raw metric that does not judge
+#: the prompt (from the metric registry); those that do are checked against mos_align
 QUALITY_PREDICTORS = (
-    "composite_score", "technical", "aesthetic", "detail",
-    "brisque", "niqe", "laion_aesthetic", "nima_mean", "topiq", "edge_density",
-)  # fmt: skip
-ALIGN_PREDICTORS = ("prompt_adherence", "clip_score")
+    "composite_score",
+    *(d for d in DIMENSIONS if not DIMENSION_SPECS[d].needs_prompt),
+    *(name for name, spec in METRICS.items() if not _judges_prompt(spec)),
+)
+ALIGN_PREDICTORS = (
+    *(d for d in DIMENSIONS if DIMENSION_SPECS[d].needs_prompt),
+    *(name for name, spec in METRICS.items() if _judges_prompt(spec)),
+)
 GRADES = ("F", "D", "C", "B", "A")
 FALSE_POSITIVE_COMPOSITE = 7.0
 
@@ -124,7 +137,7 @@ def _init_worker(settings_json: str) -> None:
 
 def _values(report: Any) -> dict[str, float | None]:
     out: dict[str, float | None] = {"composite_score": report.composite_score}
-    for dim in ("technical", "aesthetic", "prompt_adherence", "detail"):
+    for dim in DIMENSIONS:
         block = getattr(report, dim).model_dump()
         out[dim] = block.pop("score")
         out.update(block)

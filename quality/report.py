@@ -18,41 +18,54 @@ timings. This module imports nothing heavy (no torch), so storage and the MCP la
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from quality.composite import Grade
 from quality.grade_text import DEFAULT as DEFAULT_GRADING
 from quality.grade_text import grade_bounds
 from quality.grading import GradeStatus, not_graded_text
-from quality.specs import Dimension
+from quality.specs import DIMENSION_SPECS, Dimension, DimensionSpec, metrics_of
 
 MetricStatus = Literal["ok", "unavailable", "not_applicable", "error"]
 DimensionStatus = Literal["scored", "unavailable", "not_applicable"]
 
 
-class TechnicalScores(BaseModel):
-    score: float | None = Field(None, description="0–10; artifacts, noise, blur")
-    brisque: float | None = Field(None, description="raw BRISQUE (lower is better, ~0–100)")
-    niqe: float | None = Field(None, description="raw NIQE (lower is better, ~2–20)")
+class DimensionScores(BaseModel):
+    """A dimension's block: its 0–10 ``score`` and the raw value of each of its metrics. One subclass per
+    dimension (``TechnicalScores``…) is built from the metric registry (:mod:`quality.specs`): a metric's field
+    appears in its dimension's block, and so in the metadata JSON Schema, by its spec row alone."""
+
+    score: float | None = None
+
+    if TYPE_CHECKING:  # the metric fields are built at import time: to a type checker each is a float or None
+
+        def __getattr__(self, name: str) -> float | None: ...
 
 
-class AestheticScores(BaseModel):
-    score: float | None = Field(None, description="0–10; composition, colour, appeal")
-    laion_aesthetic: float | None = Field(None, description="raw LAION aesthetic predictor (1–10)")
-    nima_mean: float | None = Field(None, description="raw NIMA mean rating (1–10)")
+def _score_block(dim: DimensionSpec) -> type[DimensionScores]:
+    fields: dict[str, Any] = {"score": (float | None, Field(None, description=dim.description))}
+    for spec in metrics_of(dim.name):
+        fields[spec.name] = (float | None, Field(None, description=spec.report_description))
+    block: type[DimensionScores] = create_model(dim.block_name, __base__=DimensionScores, __module__=__name__,
+                                                **fields)  # fmt: skip
+    return block
 
 
-class PromptAdherenceScores(BaseModel):
-    score: float | None = Field(None, description="0–10; how well the image matches the prompt")
-    clip_score: float | None = Field(None, description="raw CLIP cosine similarity of image and prompt")
+#: dimension → the model of its block in the report (and the metadata's ``quality`` block)
+SCORE_BLOCKS: dict[Dimension, type[DimensionScores]] = {d: _score_block(spec) for d, spec in DIMENSION_SPECS.items()}
 
-
-class DetailScores(BaseModel):
-    score: float | None = Field(None, description="0–10; fine detail and sharpness")
-    topiq: float | None = Field(None, description="raw TOPIQ-NR (0–1)")
-    edge_density: float | None = Field(None, description="raw share of edge pixels (0–1)")
+if TYPE_CHECKING:
+    TechnicalScores: TypeAlias = DimensionScores
+    AestheticScores: TypeAlias = DimensionScores
+    PromptAdherenceScores: TypeAlias = DimensionScores
+    DetailScores: TypeAlias = DimensionScores
+else:
+    TechnicalScores = SCORE_BLOCKS["technical"]
+    AestheticScores = SCORE_BLOCKS["aesthetic"]
+    PromptAdherenceScores = SCORE_BLOCKS["prompt_adherence"]
+    DetailScores = SCORE_BLOCKS["detail"]
 
 
 class QualityBlock(BaseModel):
@@ -182,5 +195,5 @@ class QualityReport(QualityBlock):
         return QualityBlock.model_validate(self.model_dump(include=set(QualityBlock.model_fields)))
 
     def dimension_score(self, dimension: Dimension) -> float | None:
-        block: TechnicalScores | AestheticScores | PromptAdherenceScores | DetailScores = getattr(self, dimension)
+        block: DimensionScores = getattr(self, dimension)
         return block.score

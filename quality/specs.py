@@ -1,8 +1,18 @@
-"""The metric table: every metric is *data*, resolved by one registry.
+"""The metric registry: every metric is *data*, one row of :data:`METRICS`, and everything else is derived.
 
-A :class:`MetricSpec` says which dimension a metric feeds, which way is better, its real raw range, and how a
-raw value becomes a 0–10 score. :mod:`quality.normalize` uses nothing but this table, and the README's metric
-table is generated from it (``python -m quality metrics``).
+A :class:`MetricSpec` says which dimension a metric feeds, which way is better, its real raw range, how a raw
+value becomes a 0–10 score, and which backend class computes it (``implementation``: ``"module:Class"``,
+imported only when a scorer first needs it, by :func:`quality.registry.backend_class`). From this table come:
+the scorer's backends and the metrics each one produces (:mod:`quality.registry`), the report's score blocks and
+so the metadata JSON Schema (:mod:`quality.report`), the CLI's columns, the eval predictors and the dashboard's
+raw-metric columns; :mod:`quality.normalize` uses nothing but this table, and the README's metric table is
+generated from it (``python -m quality metrics``). ``tests/quality/test_registry.py`` ties them together.
+
+Adding a metric: one :class:`MetricSpec` row here and one backend module (a :class:`quality.backends.base.Backend`
+subclass returning the metric's raw value by name), plus its line in the README's metric table.
+
+The four dimensions are defined once, in :data:`DIMENSION_SPECS` (order, labels, report texts); every other
+module imports :data:`DIMENSIONS` instead of writing the tuple again.
 
 Mapping: ``score = 10 * clamp((raw - worst) / (best - worst), 0, 1)``. ``worst``/``best`` are the raw values
 that map to 0 and 10. They are taken from each metric's real distribution (for BRISQUE/NIQE: the published
@@ -16,13 +26,50 @@ trapezoid in log space: see :func:`quality.normalize.edge_density_score`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from quality.errors import ConfigError
 
 Dimension = Literal["technical", "aesthetic", "prompt_adherence", "detail"]
-DIMENSIONS: tuple[Dimension, ...] = ("technical", "aesthetic", "prompt_adherence", "detail")
+
+
+@dataclass(frozen=True)
+class DimensionSpec:
+    name: Dimension
+    label: str
+    """How people read it ("prompt adherence"); the dashboard capitalises it."""
+    abbrev: str
+    """A column head of at most 6 characters (the CLI's batch table)."""
+    description: str
+    """What its 0–10 score means (the report's ``score`` field description, and so the JSON Schema's)."""
+    needs_prompt: bool = False
+    """Not applicable without a prompt."""
+
+    @property
+    def block_name(self) -> str:
+        """The report model of its block: ``prompt_adherence`` → ``PromptAdherenceScores``."""
+        return "".join(part.title() for part in self.name.split("_")) + "Scores"
+
+
+DIMENSION_SPECS: dict[Dimension, DimensionSpec] = {
+    spec.name: spec
+    for spec in (
+        DimensionSpec("technical", "technical", "tech", "0–10; artifacts, noise, blur"),
+        DimensionSpec("aesthetic", "aesthetic", "aesth", "0–10; composition, colour, appeal"),
+        DimensionSpec(
+            "prompt_adherence", "prompt adherence", "prompt", "0–10; how well the image matches the prompt",
+            needs_prompt=True,
+        ),
+        DimensionSpec("detail", "detail", "detail", "0–10; fine detail and sharpness"),
+    )
+}
+DIMENSIONS: tuple[Dimension, ...] = tuple(DIMENSION_SPECS)
+"""The dimensions in report order: the one definition every module imports."""
+PROMPT_DIMENSIONS: tuple[Dimension, ...] = tuple(d for d, spec in DIMENSION_SPECS.items() if spec.needs_prompt)
+if get_args(Dimension) != DIMENSIONS:  # the Literal is for type checkers; the table must say the same
+    raise ConfigError(f"DIMENSION_SPECS {DIMENSIONS} disagrees with the Dimension type {get_args(Dimension)}")
 
 
 @dataclass(frozen=True)
@@ -63,14 +110,35 @@ class MetricSpec:
     description: str
     mapping: LinearMap | BandMap
     plausible: tuple[float, float]
-    backend: str
-    """Which backend computes it (several metrics can share one backend and one forward pass)."""
+    implementation: str
+    """The backend class that computes it, ``"package.module:Class"``. Several metrics naming the same class share
+    one loaded instance and one forward pass; the module's last name is the backend's name (timings, options)."""
+    raw_description: str = ""
+    """The report's description of the raw value (the JSON Schema's too), e.g. "raw NIQE (lower is better)"."""
     weight: float = 1.0
     """Weight of this metric inside its dimension (the dimension score is the weighted mean of its metrics)."""
     needs_prompt: bool = False
     weights_files: tuple[str, ...] = field(default_factory=tuple)
     """Names of :mod:`quality.weights` entries this metric needs (empty: works with no download)."""
     reference: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ConfigError(f"metric name {self.name!r} must be a Python identifier (it is a report field)")
+        if self.dimension not in DIMENSION_SPECS:
+            raise ConfigError(f"metric {self.name!r}: unknown dimension {self.dimension!r}; one of {DIMENSIONS}")
+        module, sep, cls = self.implementation.partition(":")
+        if not (module and sep and cls.isidentifier()):
+            raise ConfigError(f"metric {self.name!r}: implementation must be 'package.module:Class'")
+
+    @property
+    def backend(self) -> str:
+        """The backend's name: its module's last name (``quality.backends.nss:NSSBackend`` → ``nss``)."""
+        return self.implementation.partition(":")[0].rpartition(".")[2]
+
+    @property
+    def report_description(self) -> str:
+        return self.raw_description or f"raw {self.name}"
 
 
 METRICS: dict[str, MetricSpec] = {
@@ -82,7 +150,8 @@ METRICS: dict[str, MetricSpec] = {
             description="BRISQUE: natural-scene statistics of MSCN coefficients + SVR (lower is better)",
             mapping=LinearMap(worst=80.0, best=5.0),
             plausible=(-20.0, 150.0),
-            backend="nss",
+            implementation="quality.backends.nss:NSSBackend",
+            raw_description="raw BRISQUE (lower is better, ~0–100)",
             weights_files=("brisque_svm",),
             reference="Mittal, Moorthy, Bovik, IEEE TIP 2012",
         ),
@@ -92,7 +161,8 @@ METRICS: dict[str, MetricSpec] = {
             description="NIQE: distance to a pristine multivariate Gaussian of NSS features (lower is better)",
             mapping=LinearMap(worst=12.0, best=2.5),
             plausible=(0.0, 100.0),
-            backend="nss",
+            implementation="quality.backends.nss:NSSBackend",
+            raw_description="raw NIQE (lower is better, ~2–20)",
             weights_files=("niqe_pristine",),
             reference="Mittal, Soundararajan, Bovik, IEEE SPL 2013",
         ),
@@ -102,7 +172,8 @@ METRICS: dict[str, MetricSpec] = {
             description="LAION aesthetic predictor v2: MLP on CLIP ViT-L/14 image embeddings (1–10)",
             mapping=LinearMap(worst=3.0, best=7.5),
             plausible=(0.0, 11.0),
-            backend="clip",
+            implementation="quality.backends.clip:ClipBackend",
+            raw_description="raw LAION aesthetic predictor (1–10)",
             weights_files=("clip_vit_l14", "laion_aesthetic_head"),
             reference="Schuhmann, improved-aesthetic-predictor (sac+logos+ava1-l14-linearMSE)",
         ),
@@ -112,7 +183,8 @@ METRICS: dict[str, MetricSpec] = {
             description="NIMA (Inception-ResNet-v2, AVA): mean of the predicted 1–10 rating distribution",
             mapping=LinearMap(worst=3.5, best=6.5),
             plausible=(1.0, 10.0),
-            backend="nima",
+            implementation="quality.backends.nima:NIMABackend",
+            raw_description="raw NIMA mean rating (1–10)",
             weights_files=("nima_inception_resnet_v2_ava",),
             reference="Talebi, Milanfar, IEEE TIP 2018",
         ),
@@ -122,7 +194,8 @@ METRICS: dict[str, MetricSpec] = {
             description="CLIP score: cosine similarity of CLIP ViT-L/14 image and prompt embeddings",
             mapping=LinearMap(worst=0.12, best=0.34),
             plausible=(-1.0, 1.0),
-            backend="clip",
+            implementation="quality.backends.clip:ClipBackend",
+            raw_description="raw CLIP cosine similarity of image and prompt",
             needs_prompt=True,
             weights_files=("clip_vit_l14",),
             reference="Hessel et al., CLIPScore, EMNLP 2021",
@@ -133,7 +206,8 @@ METRICS: dict[str, MetricSpec] = {
             description="TOPIQ-NR (ResNet-50, KonIQ): top-down semantic-to-distortion quality (0–1)",
             mapping=LinearMap(worst=0.15, best=0.75),
             plausible=(-0.5, 1.5),
-            backend="topiq",
+            implementation="quality.backends.topiq:TopiqBackend",
+            raw_description="raw TOPIQ-NR (0–1)",
             weights_files=("topiq_nr_koniq_res50",),
             reference="Chen et al., IEEE TIP 2024",
         ),
@@ -143,7 +217,8 @@ METRICS: dict[str, MetricSpec] = {
             description="Edge density: Canny edge pixels / area at a fixed working size (too few or too many is bad)",
             mapping=BandMap(zero_low=0.003, ideal_low=0.025, ideal_high=0.12, zero_high=0.40),
             plausible=(0.0, 1.0),
-            backend="edges",
+            implementation="quality.backends.edges:EdgeBackend",
+            raw_description="raw share of edge pixels (0–1)",
         ),
     )
 }
@@ -159,3 +234,32 @@ def metric(name: str) -> MetricSpec:
 
 def metrics_of(dimension: Dimension) -> list[MetricSpec]:
     return [spec for spec in METRICS.values() if spec.dimension == dimension]
+
+
+def metrics_by_backend(names: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """Backend name → its metrics (of ``names``, default all), in table order."""
+    out: dict[str, list[str]] = {}
+    for name in METRICS if names is None else names:
+        out.setdefault(metric(name).backend, []).append(name)
+    return out
+
+
+def implementations() -> dict[str, str]:
+    """Backend name → ``"module:Class"``; one class per backend name (checked)."""
+    out: dict[str, str] = {}
+    for spec in METRICS.values():
+        seen = out.setdefault(spec.backend, spec.implementation)
+        if seen != spec.implementation:
+            raise ConfigError(f"backend {spec.backend!r} is named by both {seen} and {spec.implementation}")
+    return out
+
+
+#: weights entry → the backend option that may name another entry instead (see each backend's docstring); the
+#: scorer resolves a metric's weights *before* importing its backend, so a metric without weights costs no import
+#: of torch, open_clip, timm or pyiqa
+WEIGHT_OPTIONS: Mapping[str, str] = {
+    "clip_vit_l14": "clip.weights",
+    "laion_aesthetic_head": "clip.head",
+    "nima_inception_resnet_v2_ava": "nima.weights",
+    "topiq_nr_koniq_res50": "topiq.weights",
+}

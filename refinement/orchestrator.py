@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from comfy_quality.boundary import recorded_reason
 from quality.report import QualityBlock, QualityReport
+from quality.specs import DIMENSIONS
 from refinement.api import (
     AttemptSummary,
     DimensionScores,
@@ -420,7 +421,7 @@ class Orchestrator:
 def _dims(report: QualityReport | None) -> dict[str, float | None] | None:
     if report is None:
         return None
-    return {d: report.dimension_score(d) for d in ("technical", "aesthetic", "prompt_adherence", "detail")}
+    return {d: report.dimension_score(d) for d in DIMENSIONS}
 
 
 def _plan_fields(plan: Plan, request: GenerationRequest) -> dict[str, Any]:

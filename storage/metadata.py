@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from quality.report import Coverage, Dimension, Grade, QualityBlock, QualityReport
+from quality.specs import DIMENSIONS
 from storage.errors import MetadataError
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ SCHEMA_VERSION = 1
 """Bumped when a field changes meaning or is removed; adding optional fields does not need a bump."""
 
 GENERATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-DIMENSION_NAMES: tuple[Dimension, ...] = ("technical", "aesthetic", "prompt_adherence", "detail")
+DIMENSION_NAMES: tuple[Dimension, ...] = DIMENSIONS
 
 Source = Literal["mcp", "cli", "api"]
 RefinementStatus = Literal["success", "best_effort", "failed"]

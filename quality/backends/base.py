@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from quality.image_io import PreparedImage
+from quality.specs import METRICS
 from quality.weights import WeightsStore
 
 
@@ -25,15 +26,26 @@ class LoadContext:
 
 
 class Backend(ABC):
-    #: registry key, e.g. "nss"
-    name: str = ""
-    #: metric names this backend produces (keys of quality.specs.METRICS)
-    metrics: tuple[str, ...] = ()
-    #: metrics that need a prompt (they are skipped, "not applicable", when there is none)
-    prompt_metrics: tuple[str, ...] = ()
+    """A backend does not list its metrics: the metric table (:data:`quality.specs.METRICS`) names the backend
+    class of each metric, and :attr:`metrics` is derived from it, as is which metrics need a prompt
+    (``MetricSpec.needs_prompt``: the scorer skips them, "not applicable", when there is none)."""
+
+    #: registry key, e.g. "nss": by default the name of the module that defines the class (the name
+    #: :attr:`quality.specs.MetricSpec.backend` derives from ``implementation``)
+    name: ClassVar[str] = ""
     #: False for numpy/OpenCV backends: the scorer then loads them without resolving ``device="auto"`` (which
     #: imports torch to ask for CUDA)
     uses_torch: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__dict__.get("name"):
+            cls.name = cls.__module__.rpartition(".")[2]
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics this backend produces: the rows of the metric table that name this backend."""
+        return tuple(spec.name for spec in METRICS.values() if spec.backend == self.name)
 
     def __init__(self) -> None:
         #: metrics this backend cannot produce although it loaded (e.g. CLIP loaded, aesthetic head absent),

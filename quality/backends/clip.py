@@ -53,9 +53,6 @@ class AestheticHead(nn.Module):
 
 
 class ClipBackend(Backend):
-    name = "clip"
-    metrics = ("laion_aesthetic", "clip_score")
-    prompt_metrics = ("clip_score",)
     TEXT_CACHE_SIZE = 256
 
     def __init__(self) -> None:

@@ -43,8 +43,6 @@ def edge_density(rgb: np.ndarray) -> float:
 
 
 class EdgeBackend(Backend):
-    name = "edges"
-    metrics = ("edge_density",)
     uses_torch = False
 
     def load(self, ctx: LoadContext) -> None:

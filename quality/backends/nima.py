@@ -56,9 +56,6 @@ class NIMANet(nn.Module):
 
 
 class NIMABackend(Backend):
-    name = "nima"
-    metrics = ("nima_mean",)
-
     def __init__(self) -> None:
         super().__init__()
         self.net: NIMANet | None = None

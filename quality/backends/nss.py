@@ -370,8 +370,6 @@ class NSSBackend(Backend):
     ``compute`` keeps no per-call state, so it can be called from several threads at once.
     """
 
-    name = "nss"
-    metrics = ("brisque", "niqe")
     uses_torch = False
 
     def __init__(self) -> None:

@@ -36,9 +36,6 @@ def build_cfanet(backbone: str) -> torch.nn.Module:
 
 
 class TopiqBackend(Backend):
-    name = "topiq"
-    metrics = ("topiq",)
-
     def __init__(self) -> None:
         super().__init__()
         self.net: Any = None

@@ -24,7 +24,6 @@ class RefusingNSS(Backend):
     """The technical metrics as they behaved in the incident: they refuse the size."""
 
     name = "nss"
-    metrics = ("brisque", "niqe")
 
     def load(self, ctx: LoadContext) -> None:
         pass
@@ -37,7 +36,6 @@ class PerfectEdges(Backend):
     """Edge density at the top of its scale (the incident's 10.00)."""
 
     name = "edges"
-    metrics = ("edge_density",)
 
     def load(self, ctx: LoadContext) -> None:
         pass

@@ -74,7 +74,6 @@ def test_models_load_once_per_process(tiny_weights, tiny_options, fresh_models):
 
 class Exploding(Backend):
     name = "edges"
-    metrics = ("edge_density",)
 
     def load(self, ctx: LoadContext) -> None:
         pass
@@ -85,7 +84,6 @@ class Exploding(Backend):
 
 class Missing(Backend):
     name = "topiq"
-    metrics = ("topiq",)
 
     def load(self, ctx: LoadContext) -> None:
         raise WeightsUnavailableError("weights file x.pth is not in /nowhere", file="x.pth")
@@ -96,7 +94,6 @@ class Missing(Backend):
 
 class Constant(Backend):
     name = "nss"
-    metrics = ("brisque", "niqe")
 
     def load(self, ctx: LoadContext) -> None:
         pass
@@ -166,7 +163,6 @@ import sys; sys.stderr.write(json.dumps(r.coverage.metrics_ran))
 
 class Chatty(Backend):
     name = "edges"
-    metrics = ("edge_density",)
 
     def load(self, ctx: LoadContext) -> None:
         print("Loading pretrained model Chatty from /somewhere")  # what pyiqa does
