@@ -101,15 +101,26 @@ def find_unknown_variables(
 
 
 class Settings:
-    """The composed tree. ``overrides`` give a section's arguments (``Settings(mcp={"port": 0})``);
-    ``env_file`` replaces the ``.env`` file for every section (None: read none)."""
+    """The composed tree. ``overrides`` give a section's arguments (``Settings(mcp={"port": 0})``) or the section
+    itself, already built (``Settings(storage=StorageSettings(root=...))``: used as is, everywhere the process
+    reads that section); ``env_file`` replaces the ``.env`` file for every section built here (None: read none).
 
-    def __init__(self, *, env_file: Path | str | Any | None = _UNSET, **overrides: dict[str, Any]) -> None:
+    An entry point builds one tree and passes it (or its sections) down; nothing below it builds a section of its
+    own (see :func:`tree_of`)."""
+
+    def __init__(
+        self, *, env_file: Path | str | Any | None = _UNSET, **overrides: dict[str, Any] | SectionSettings
+    ) -> None:
         unknown = set(overrides) - set(SECTIONS)
         if unknown:
             raise TypeError(f"unknown settings section(s): {', '.join(sorted(unknown))}")
         self._env_file = env_file
-        self._overrides = overrides
+        self._overrides: dict[str, dict[str, Any]] = {}
+        for name, value in overrides.items():
+            if isinstance(value, SectionSettings):
+                self.__dict__[name] = value  # the cached_property's slot: this section is not built again
+            else:
+                self._overrides[name] = value
 
     def _build(self, name: str, **extra: Any) -> Any:
         cls = section_class(name)
@@ -168,6 +179,18 @@ def report_unknown_variables(
                 _reported.add(item.name)
                 (logger or log).warning("%s", item.message())
     return found
+
+
+def tree_of(settings: Settings | SectionSettings | None, section: str) -> Settings:
+    """The tree an API that takes "a tree or one section" works on: ``settings`` itself when it is a tree, a new
+    tree holding it as section ``section`` when it is a section, a new tree when None."""
+    if settings is None:
+        return Settings()
+    if isinstance(settings, Settings):
+        return settings
+    if not isinstance(settings, SectionSettings):
+        raise TypeError(f"expected a Settings tree or a {section} settings section, got {type(settings).__name__}")
+    return Settings(**{section: settings})
 
 
 def load_settings(*, env_file: Path | str | Any | None = _UNSET, **overrides: dict[str, Any]) -> Settings:

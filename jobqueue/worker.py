@@ -45,6 +45,7 @@ from redis.exceptions import RedisError
 
 from comfy_quality.boundary import CliErrors, ErrorTable, log_unexpected
 from comfy_quality.errors import ComfyQualityError, SettingsError
+from comfy_quality.settings import Settings, tree_of
 from jobqueue.errors import JobQueueConfigError
 from jobqueue.journal import CapturingStore, JournalComfy, result_from_stored
 from jobqueue.queue import open_docket, open_redis
@@ -83,21 +84,24 @@ class WorkerComponents:
 
 
 @asynccontextmanager
-async def default_components(settings: JobsSettings) -> AsyncIterator[WorkerComponents]:
+async def default_components(settings: Settings | JobsSettings) -> AsyncIterator[WorkerComponents]:
     """The scorer (loaded now), the ComfyUI pool (``per_server_concurrency`` jobs per server), the store and the
-    index (:func:`refinement.factory.open_orchestrator`); each job gets its own orchestrator on them."""
+    index (:func:`refinement.factory.open_orchestrator`), from the worker's settings tree (or its ``jobs``
+    section alone); each job gets its own orchestrator on them."""
     from refinement.factory import open_orchestrator
 
-    async with open_orchestrator(max_in_flight=settings.per_server_concurrency) as parts:
+    tree = tree_of(settings, "jobs")
+    async with open_orchestrator(tree, max_in_flight=tree.jobs.per_server_concurrency) as parts:
         yield WorkerComponents(
             parts.scorer, parts.pool, parts.store, parts.index, parts.settings, len(parts.settings.comfyui_urls)
         )
 
 
-def _components(settings: JobsSettings) -> AbstractAsyncContextManager[WorkerComponents]:
+def _components(tree: Settings) -> AbstractAsyncContextManager[WorkerComponents]:
+    settings = tree.jobs
     target = (settings.worker_components or "").strip()
     if not target:
-        return default_components(settings)
+        return default_components(tree)
     module_name, _, attr = target.partition(":")
     factory = getattr(importlib.import_module(module_name), attr or "components")
     return cast(AbstractAsyncContextManager[WorkerComponents], factory(settings))
@@ -302,11 +306,15 @@ def worker_name(settings: JobsSettings) -> str:
     return settings.worker_name or f"{socket.gethostname()}#{os.getpid()}"
 
 
-async def serve(settings: JobsSettings, *, concurrency: int | None = None) -> None:
+async def serve(settings: Settings | JobsSettings, *, concurrency: int | None = None) -> None:
+    """Run jobs until stopped. ``settings``: the worker's settings tree (``main`` loads it once), or its ``jobs``
+    section alone (the other sections are then read from the environment, once)."""
     from docket import Worker
 
+    tree = tree_of(settings, "jobs")
+    settings = tree.jobs
     name = worker_name(settings)
-    async with _components(settings) as parts:
+    async with _components(tree) as parts:
         redis = open_redis(settings)
         jobs = JobStore(redis, settings.name)
         runtime = WorkerRuntime(settings, parts, jobs, name)
@@ -378,8 +386,9 @@ ERRORS = CliErrors(
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings_error: ValueError | None = None
+    tree = Settings(jobs={"worker_name": args.name} if args.name else {})
     try:
-        settings: JobsSettings | None = JobsSettings(**({"worker_name": args.name} if args.name else {}))
+        settings: JobsSettings | None = tree.jobs
     except ValueError as exc:  # pydantic's ValidationError, or a value the settings source could not parse
         settings, settings_error = None, exc
     level = args.log_level or (settings.log_level if settings is not None else "INFO")
@@ -389,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     from comfy_quality.settings import report_unknown_variables
 
-    report_unknown_variables()
+    report_unknown_variables(tree)
     try:
         if settings is None:
             raise JobQueueConfigError(f"invalid settings:\n{settings_error}")
@@ -397,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise JobQueueConfigError("COMFY_QUALITY_JOBS_URL is not set: set it to the Redis URL (redis://host:6379/0)")
         if args.concurrency is not None and args.concurrency < 1:
             raise JobQueueConfigError(f"--concurrency {args.concurrency}: give at least 1")
-        asyncio.run(serve(settings, concurrency=args.concurrency))
+        asyncio.run(serve(tree, concurrency=args.concurrency))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     report_unknown_variables(tree)
     try:
-        anyio.run(run, settings)
+        anyio.run(run, tree)
     except KeyboardInterrupt:
         pass
     except Exception as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+from comfy_quality.settings import Settings
 from mcp_server.tools import GRADES_TEXT, THRESHOLD_TEXT
 from quality.composite import CompositeConfig
 from quality.grade_text import coverage_share, grade_scale
@@ -38,13 +39,13 @@ def describe(text: str, grading: CompositeConfig | None = None) -> str:
     return text.replace(GRADES_TEXT, grades_text(grading)).replace(THRESHOLD_TEXT, threshold_text(grading))
 
 
-def configured_grading() -> CompositeConfig:
-    """The scorer's composite configuration. Settings that do not parse give the defaults here: the scorer
-    refuses them when the server starts, with the message that names the problem."""
-    from quality.settings import QualitySettings
-
+def configured_grading(settings: Settings | None = None) -> CompositeConfig:
+    """The scorer's composite configuration (the tree's ``quality`` section; default: a tree read from the
+    environment). Settings that do not parse give the defaults here: the scorer refuses them when the server
+    starts, with the message that names the problem."""
+    tree = settings if settings is not None else Settings()
     try:
-        return QualitySettings().composite
+        return tree.quality.composite
     except ValueError as exc:
         log.debug("tool descriptions use the default grading (scorer settings invalid: %s)", exc)
         return CompositeConfig()

@@ -8,6 +8,12 @@ A deployment can replace the built-in wiring without editing it:
 names a function ``(McpSettings) -> Components`` or ``(McpSettings) -> AsyncContextManager[Components]``
 (the subprocess tests use this to run the server against in-test components).
 
+Settings: the entry point loads the settings tree once (:class:`comfy_quality.settings.Settings`) and hands it
+down: :func:`open_app_state` / :func:`build_components` take the tree (or the ``mcp`` section alone, the others
+then read from the environment once), and every component is built from that tree's sections: the scorer from
+``quality``, the orchestrator from ``refinement``, the store and index from ``storage``, the job backend from
+``jobs``. :attr:`AppState.tree` keeps it for what is built later (the dashboard mounted next to the server).
+
 Lifetime: :func:`open_app_state` is entered once per process (by ``python -m mcp_server`` around the transport,
 or by the SDK lifespan for an in-memory server), so models load once and every connection (stdio, each SSE
 stream, each streamable-HTTP session) shares them, the job table and the concurrency limits. Model loading starts
@@ -36,6 +42,7 @@ from anyio.abc import TaskGroup
 
 from comfy_quality.boundary import log_unexpected
 from comfy_quality.errors import ComfyQualityError
+from comfy_quality.settings import Settings, tree_of
 from mcp_server.errors import McpServerConfigError, ModelsLoadingError, ScoringError
 from mcp_server.generation_args import WorkflowResolver
 from mcp_server.jobs import JobManager
@@ -69,16 +76,15 @@ class Components:
 
 
 @asynccontextmanager
-async def build_components(settings: McpSettings) -> AsyncIterator[Components]:
-    """THE WIRING POINT: build the real components from settings (and close them on exit)."""
-    if settings.components:
-        async with _custom_components(settings) as custom:
+async def build_components(settings: Settings | McpSettings) -> AsyncIterator[Components]:
+    """THE WIRING POINT: build the real components from the settings tree (and close them on exit)."""
+    tree = tree_of(settings, "mcp")
+    if tree.mcp.components:
+        async with _custom_components(tree.mcp) as custom:
             yield custom
         return
 
-    from quality.settings import QualitySettings
-
-    quality_settings = QualitySettings()
+    quality_settings = tree.quality
 
     def build_scorer() -> ImageScorer:
         from quality.scorer import Scorer
@@ -88,7 +94,7 @@ async def build_components(settings: McpSettings) -> AsyncIterator[Components]:
     scorer_factory = start_now(build_scorer)
     from mcp_server.wiring import default_components
 
-    async with default_components(scorer_factory) as parts:
+    async with default_components(scorer_factory, tree) as parts:
         yield Components(
             scorer_factory=scorer_factory,
             generator=parts["generator"],
@@ -210,14 +216,15 @@ class AppState:
     index: GenerationIndex | None
     workflows: WorkflowResolver = field(default_factory=WorkflowResolver)
     """Checks ``generate_quality``'s ``workflow`` argument (templates, inline JSON, files under the roots)."""
+    tree: Settings | None = None
+    """The settings tree the state was built from (``settings`` is its ``mcp`` section)."""
 
 
-def _job_backend(settings: McpSettings, components: Components) -> Any:
+def _job_backend(tree: Settings, components: Components) -> Any:
     """The Redis backend when ``COMFY_QUALITY_JOBS_URL`` is set, else the in-process one (the default)."""
-    from jobqueue.settings import JobsSettings
-
+    settings = tree.mcp
     try:
-        jobs_settings = JobsSettings()
+        jobs_settings = tree.jobs
     except ValueError as exc:
         raise McpServerConfigError(f"job queue settings: {exc}") from exc
     if jobs_settings.enabled:
@@ -234,12 +241,17 @@ def _job_backend(settings: McpSettings, components: Components) -> Any:
 
 
 @asynccontextmanager
-async def open_app_state(settings: McpSettings, components: Components | None = None) -> AsyncIterator[AppState]:
-    """Build the shared state (components from :func:`build_components` unless given) and close it on exit."""
+async def open_app_state(
+    settings: Settings | McpSettings, components: Components | None = None
+) -> AsyncIterator[AppState]:
+    """Build the shared state (components from :func:`build_components` unless given) and close it on exit.
+    ``settings``: the process's settings tree, or its ``mcp`` section alone."""
+    tree = tree_of(settings, "mcp")
     if components is None:
-        async with build_components(settings) as built, open_app_state(settings, built) as state:
+        async with build_components(tree) as built, open_app_state(tree, built) as state:
             yield state
         return
+    settings = tree.mcp
     policy = UrlPolicy(
         allowlist=list(settings.url_allowlist),
         internal_hosts=list(components.trusted_hosts),
@@ -258,7 +270,7 @@ async def open_app_state(settings: McpSettings, components: Components | None = 
         allow_hardlinks=settings.allow_hardlinks,
     )
     scorer = ScorerHandle(components.scorer_factory, wait_seconds=settings.max_wait_seconds)
-    jobs = _job_backend(settings, components)
+    jobs = _job_backend(tree, components)
     async with anyio.create_task_group() as tg, jobs:
         scorer.start(tg)
         try:
@@ -275,6 +287,7 @@ async def open_app_state(settings: McpSettings, components: Components | None = 
                     max_bytes=settings.workflow_max_bytes,
                     allow_hardlinks=settings.allow_hardlinks,
                 ),
+                tree=tree,
             )
         finally:
             tg.cancel_scope.cancel()

@@ -15,6 +15,7 @@ import logging
 import uvicorn
 from starlette.applications import Starlette
 
+from comfy_quality.settings import Settings, tree_of
 from mcp_server.lifespan import open_app_state
 from mcp_server.server import build_server, http_app
 from mcp_server.settings import McpSettings
@@ -31,17 +32,21 @@ def configure_logging(level: str) -> None:
     shared_configure_logging(level, quiet=quiet)
 
 
-async def run(settings: McpSettings) -> None:
+async def run(settings: Settings | McpSettings) -> None:
+    """Serve on the configured transport. ``settings``: the process's settings tree (``python -m mcp_server``
+    loads it once), or the ``mcp`` section alone."""
+    tree = tree_of(settings, "mcp")
+    settings = tree.mcp
     if settings.transport == "stdio":
-        await run_stdio(build_server(settings))
+        await run_stdio(build_server(tree))
         return
     settings.check_serving()
     sock = bind_socket(settings.host, settings.port)
     try:
-        async with open_app_state(settings) as state:
-            server = build_server(settings, state=state)
+        async with open_app_state(tree) as state:
+            server = build_server(tree, state=state)
             app = http_app(server, settings)
-            dashboard = mount_dashboard(app, settings)
+            dashboard = mount_dashboard(app, tree)
             config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=3)
             host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
@@ -57,16 +62,19 @@ async def run(settings: McpSettings) -> None:
         sock.close()
 
 
-def mount_dashboard(app: Starlette, settings: McpSettings) -> Starlette | None:
+def mount_dashboard(app: Starlette, settings: Settings | McpSettings) -> Starlette | None:
     """Serve the quality dashboard under ``/dashboard`` on the same host and port (read-only, own access token:
-    ``COMFY_QUALITY_DASHBOARD_TOKEN`` for a non-loopback bind; without one it is left out, with a warning)."""
-    if not settings.dashboard:
+    ``COMFY_QUALITY_DASHBOARD_TOKEN`` for a non-loopback bind; without one it is left out, with a warning).
+    Its settings are the tree's ``dashboard`` section (its store the tree's ``storage``), bound where the server
+    is."""
+    tree = tree_of(settings, "mcp")
+    mcp = tree.mcp
+    if not mcp.dashboard:
         return None
     from dashboard.app import build_app
     from dashboard.errors import DashboardConfigError
-    from dashboard.settings import DashboardSettings
 
-    dash_settings = DashboardSettings(host=settings.host, port=settings.port)
+    dash_settings = tree.dashboard.model_copy(update={"host": mcp.host, "port": mcp.port})
     try:
         dash_settings.check_serving()
     except DashboardConfigError as exc:

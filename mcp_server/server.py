@@ -18,6 +18,7 @@ from mcp.types import ToolAnnotations
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
+from comfy_quality.settings import Settings, tree_of
 from mcp_server import tools
 from mcp_server.boundary import translate
 from mcp_server.excerpt import excerpt
@@ -124,8 +125,16 @@ def _version() -> str:
         return "0.1.0"
 
 
+def _tree(settings: Settings | McpSettings | None, state: AppState | None) -> Settings:
+    """The tree the server is built from: the open state's when ``settings`` is absent or is that tree or its
+    ``mcp`` section (nothing is read twice), else ``settings``'s."""
+    if state is not None and state.tree is not None and settings in (None, state.tree, state.tree.mcp):
+        return state.tree
+    return tree_of(settings, "mcp")
+
+
 def build_server(
-    settings: McpSettings | None = None,
+    settings: Settings | McpSettings | None = None,
     *,
     state: AppState | None = None,
     components: Components | None = None,
@@ -133,9 +142,11 @@ def build_server(
 ) -> MCPServer[AppState]:
     """The MCP server. With ``state``, every connection shares that (already open) state; without it, the SDK
     lifespan opens one per run (from ``components``, or :func:`~mcp_server.lifespan.build_components`). The tool
-    descriptions explain the grades of ``grading`` (default: :func:`configured_grading`)."""
-    settings = settings or McpSettings()
-    grading = grading or configured_grading()
+    descriptions explain the grades of ``grading`` (default: :func:`configured_grading` of the tree).
+    ``settings``: the process's settings tree, or its ``mcp`` section alone (default: read from the environment)."""
+    tree = _tree(settings, state)
+    settings = tree.mcp
+    grading = grading or configured_grading(tree)
     _shorten_sdk_logs()
 
     @asynccontextmanager
@@ -143,7 +154,7 @@ def build_server(
         if state is not None:
             yield state
             return
-        async with open_app_state(settings, components) as opened:
+        async with open_app_state(tree, components) as opened:
             yield opened
 
     token = settings.token()

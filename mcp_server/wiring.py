@@ -17,7 +17,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mcp_server.models import GenerationSummary, RecentQuery
@@ -25,6 +25,9 @@ from mcp_server.urls import Location, StorageState, StoreUrls
 from quality.report import QualityReport
 from storage import GenerationQuery, Index, InvalidObjectURLError, StorageSettings, Store
 from storage.layout import normalize_endpoint, parse_object_url
+
+if TYPE_CHECKING:
+    from comfy_quality.settings import Settings
 
 
 class StoreReader:
@@ -143,12 +146,15 @@ def host_port(url: str) -> str | None:
 
 
 @asynccontextmanager
-async def default_components(scorer_factory: Callable[[], Any]) -> AsyncIterator[dict[str, Any]]:
-    """The orchestrator (on a ComfyUI pool), the store and the index, from the environment; closed on exit.
-    The orchestrator's scorer is built on first use (:class:`LazyScorer`)."""
+async def default_components(
+    scorer_factory: Callable[[], Any], settings: Settings | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """The orchestrator (on a ComfyUI pool), the store and the index, from the settings tree's ``refinement`` and
+    ``storage`` sections (default: a tree read from the environment); closed on exit. The orchestrator's scorer
+    is built on first use (:class:`LazyScorer`)."""
     from refinement.factory import open_orchestrator
 
-    async with open_orchestrator(scorer=LazyScorer(scorer_factory)) as parts:
+    async with open_orchestrator(settings, scorer=LazyScorer(scorer_factory)) as parts:
         storage_settings = parts.storage_settings
         trusted = [h for h in (host_port(u) for u in parts.settings.comfyui_urls) if h]
         if storage_settings.backend == "s3" and storage_settings.s3_endpoint:

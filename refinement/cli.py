@@ -166,8 +166,8 @@ def render(result: GenerationResult) -> str:
 
 
 async def run_generate(args: argparse.Namespace, out: IO[str]) -> int:
+    from comfy_quality.settings import Settings
     from refinement.factory import open_orchestrator
-    from refinement.settings import RefinementSettings
 
     try:
         request = request_of(args)
@@ -180,8 +180,8 @@ async def run_generate(args: argparse.Namespace, out: IO[str]) -> int:
 
     async with AsyncExitStack() as stack:
         try:
-            settings = RefinementSettings(**({"comfyui_urls": args.comfyui} if args.comfyui else {}))
-            parts = await stack.enter_async_context(open_orchestrator(settings))
+            tree = Settings(refinement={"comfyui_urls": args.comfyui} if args.comfyui else {})
+            parts = await stack.enter_async_context(open_orchestrator(tree))
         except (ValueError, StorageError, OSError) as exc:
             raise RefinementConfigError(f"configuration: {exc}") from exc
         result = await parts.orchestrator.generate(request, on_progress=progress)

@@ -1,6 +1,6 @@
 """One assembly of the orchestrator and its collaborators, shared by the CLI, the MCP server and the workers.
 
-    async with open_orchestrator(RefinementSettings()) as parts:
+    async with open_orchestrator(load_settings()) as parts:     # the entry point's tree (or one section)
         result = await parts.orchestrator.generate(request)
 
 :func:`open_orchestrator` opens, in this order, the configured store (a local folder or MinIO/S3) with the index
@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from comfy_quality.settings import Settings, tree_of
 from refinement.orchestrator import Orchestrator, Scorer
 from refinement.settings import RefinementSettings
 
@@ -44,7 +45,7 @@ class OrchestratorParts:
 
 @asynccontextmanager
 async def open_orchestrator(
-    settings: RefinementSettings | None = None,
+    settings: Settings | RefinementSettings | None = None,
     *,
     storage_settings: StorageSettings | None = None,
     scorer: Scorer | None = None,
@@ -53,39 +54,43 @@ async def open_orchestrator(
     """The orchestrator on a ComfyUI pool, the configured store and index; everything closed on exit.
 
     Args:
-        settings: refinement settings (default: from the environment and ``.env``).
-        storage_settings: store and index settings (default: from the environment).
-        scorer: the scorer to use, left open on exit (default: a :class:`quality.scorer.Scorer` loaded now in a
-            thread and closed on exit).
+        settings: the entry point's settings tree (its ``refinement``, ``storage`` and ``quality`` sections are
+            used), or the refinement section alone (the others then come from the environment and ``.env``);
+            default: a tree read from the environment and ``.env``.
+        storage_settings: store and index settings (default: the tree's ``storage`` section).
+        scorer: the scorer to use, left open on exit (default: a :class:`quality.scorer.Scorer` on the tree's
+            ``quality`` section, loaded now in a thread and closed on exit).
         max_in_flight: most jobs on one ComfyUI server at once (see :class:`~refinement.comfyui.ComfyUIPool`).
 
     Configuration errors (a bad store setting, an unusable index path) are raised before any model is loaded.
     """
     from refinement.comfyui import ComfyUIPool
-    from storage import Index, StorageSettings, open_store
+    from storage import Index, open_store
 
-    settings = settings if settings is not None else RefinementSettings()
-    storage_settings = storage_settings if storage_settings is not None else StorageSettings()
+    tree = tree_of(settings, "refinement")
+    refinement = tree.refinement
+    storage_settings = storage_settings if storage_settings is not None else tree.storage
     store = open_store(storage_settings)
     index = Index(storage_settings.index_path)
     owned = scorer is None
     if scorer is None:
         from quality.scorer import Scorer as QualityScorer
 
+        quality_settings = tree.quality
         log.info("loading the scoring models")
-        scorer = await asyncio.to_thread(QualityScorer)
+        scorer = await asyncio.to_thread(QualityScorer, quality_settings)
     try:
-        pool = ComfyUIPool(settings.comfyui_urls, max_in_flight=max_in_flight)
+        pool = ComfyUIPool(refinement.comfyui_urls, max_in_flight=max_in_flight)
         try:
             async with store:
                 store.add_flush_listener(index.add)
                 yield OrchestratorParts(
-                    orchestrator=Orchestrator(scorer, pool, store, index, settings),
+                    orchestrator=Orchestrator(scorer, pool, store, index, refinement),
                     scorer=scorer,
                     pool=pool,
                     store=store,
                     index=index,
-                    settings=settings,
+                    settings=refinement,
                     storage_settings=storage_settings,
                 )
         finally:

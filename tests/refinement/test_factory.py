@@ -58,7 +58,7 @@ async def test_the_parts_are_wired_together_and_closed_on_exit(tmp_path, offline
 async def test_a_scorer_it_loads_itself_is_closed_on_exit(tmp_path, monkeypatch) -> None:
     made: list[_CountingScorer] = []
 
-    def load() -> _CountingScorer:
+    def load(*_args: object) -> _CountingScorer:
         made.append(_CountingScorer(None))
         return made[-1]
 
@@ -71,7 +71,7 @@ async def test_a_scorer_it_loads_itself_is_closed_on_exit(tmp_path, monkeypatch)
 
 async def test_a_configuration_error_is_raised_before_any_model_is_loaded(tmp_path, monkeypatch) -> None:
     loaded: list[object] = []
-    monkeypatch.setattr(quality.scorer, "Scorer", lambda: loaded.append(1))
+    monkeypatch.setattr(quality.scorer, "Scorer", lambda *_a, **_k: loaded.append(1))
     with pytest.raises(StorageConfigError, match="needs an endpoint"):
         async with open_orchestrator(RefinementSettings(), storage_settings=StorageSettings(backend="s3")):
             pass
