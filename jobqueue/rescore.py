@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from comfy_quality.boundary import recorded_reason
 from jobqueue.errors import RescoreSourceError
 from jobqueue.records import JobStore
-from jobqueue.settings import JobsSettings, wants_workers  # noqa: F401 (re-exported)
+from jobqueue.settings import JobsSettings, wants_workers
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +282,16 @@ def _write(results: list[ChunkResult], source: str, output: str | None, fmt: str
 
 def _say(message: str) -> None:
     sys.stderr.write(message + "\n")
+
+
+def score_handler(args: Any, items: Sequence[str], prompt: str | None, out: IO[str]) -> int | None:
+    """The job queue's ``comfy_quality.score_handlers`` entry point (see :data:`quality.cli.SCORE_HANDLERS`):
+    ``comfy-quality score`` / ``python -m quality score`` on the workers for an ``s3://`` source, or for one
+    folder when ``COMFY_QUALITY_JOBS_URL`` is set (unless ``--local``); None leaves the command to the local
+    scorer."""
+    if not wants_workers(items, getattr(args, "local", False)):
+        return None
+    return cli_score(args, items, prompt, out)
 
 
 def cli_score(args: Any, items: Sequence[str], prompt: str | None, out: IO[str]) -> int:

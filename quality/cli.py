@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,6 +31,8 @@ from comfy_quality.boundary import CliErrors, ErrorTable
 from comfy_quality.errors import SettingsError
 from quality.errors import ConfigError, ImageError, QualityError, WeightsError
 from quality.specs import DIMENSION_SPECS, DIMENSIONS, metrics_of
+
+log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_BELOW, EXIT_USAGE, EXIT_IMAGE, EXIT_CONFIG = 0, 1, 2, 3, 4
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -222,6 +224,34 @@ def _passes(report: Any, min_grade: str | None, min_score: float | None) -> bool
     return not (min_score is not None and report.composite_score < min_score)
 
 
+# -- plug-in point ---------------------------------------------------------------------------------------------
+SCORE_HANDLERS = "comfy_quality.score_handlers"
+"""Entry-point group of handlers that may take ``score`` elsewhere. Each is a callable ``(args, inputs, prompt,
+out) -> int | None``: an exit code when it ran the command, None to leave it to the local scorer. quality imports
+nothing of the other packages; the job queue declares its handler here (``pyproject.toml``:
+``[project.entry-points."comfy_quality.score_handlers"]``), taking ``s3://`` sources, and one folder when
+``COMFY_QUALITY_JOBS_URL`` is set (unless ``--local``)."""
+
+ScoreHandler = Callable[[argparse.Namespace, list[str], "str | None", IO[str]], "int | None"]
+
+
+def score_handlers() -> list[ScoreHandler]:
+    """The installed ``score`` handlers, by entry-point name; one that cannot be imported is skipped (logged)."""
+    from importlib.metadata import entry_points
+
+    found: list[ScoreHandler] = []
+    seen: set[str] = set()
+    for point in sorted(entry_points(group=SCORE_HANDLERS), key=lambda p: p.name):
+        if point.name in seen:  # the same distribution found twice on sys.path (a source tree and its install)
+            continue
+        seen.add(point.name)
+        try:
+            found.append(point.load())
+        except (ImportError, AttributeError) as exc:  # a plug-in whose package is not installed here
+            log.warning("score handler %s (%s) not loaded: %s", point.name, point.value, exc)
+    return found
+
+
 # -- commands ------------------------------------------------------------------------------------------------
 def _settings(args: argparse.Namespace) -> Any:
     from quality.settings import QualitySettings
@@ -250,12 +280,16 @@ def cmd_score(args: argparse.Namespace, out: IO[str]) -> int:
     prompt = args.prompt
     if prompt is None and len(items) == 2 and not _exists(items[1]) and not glob.has_magic(items[1]):
         items, prompt = items[:1], items[1]
-    from jobqueue.settings import wants_workers
-
-    if wants_workers(items, getattr(args, "local", False)):  # a gallery scored by the workers (docs/jobs.md)
-        from jobqueue.rescore import cli_score
-
-        return cli_score(args, items, prompt, out)
+    for handler in score_handlers():  # e.g. a gallery scored by the job queue's workers (docs/jobs.md)
+        answer = handler(args, items, prompt, out)
+        if answer is not None:
+            return answer
+    remote = [item for item in items if item.startswith("s3://")]
+    if remote:
+        raise UsageError(
+            f"{remote[0][:80]}: s3:// sources are scored by the comfy-quality workers, and no score handler is "
+            f"installed (entry-point group {SCORE_HANDLERS}); reinstall comfy-quality (pip install -e .)"
+        )
     try:
         paths = expand_inputs(items)
     except UsageError as exc:

@@ -6,9 +6,15 @@ order happens to tolerate it. Two strengths:
 * module level, ``if TYPE_CHECKING:`` blocks included, across every package: a type-only import back is still a
   cycle in the design (``refinement.comfyui.run`` once imported the client for its annotations; it now names the
   narrow :class:`refinement.comfyui.run.RunServer` protocol);
-* every import, deferred ones in function bodies included, inside ``storage`` and ``refinement``: the store
-  implementations import :mod:`storage.store`, and only :mod:`storage.factory` imports them (``store.py`` once
-  imported ``local``/``s3`` inside ``open_store``).
+* every import, deferred ones in function bodies included, across every package: the store implementations
+  import :mod:`storage.store`, and only :mod:`storage.factory` imports them (``store.py`` once imported
+  ``local``/``s3`` inside ``open_store``); ``quality.cli`` once imported the job queue inside ``cmd_score``
+  (now the job queue plugs in through the ``comfy_quality.score_handlers`` entry-point group).
+
+And the layering: :mod:`quality` is the bottom layer; none of its modules imports another package of ours, not
+even in a function. The project root :mod:`comfy_quality` is the one exception: its modules import nothing of
+ours at run time except :mod:`comfy_quality.settings`, which imports the sections by name on first use and skips
+a package that is not installed (so ``comfy-quality score`` can warn of a misspelled variable of any section).
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("comfy_quality", "quality", "refinement", "storage", "mcp_server", "dashboard", "serving", "jobqueue")
-STRICT_PACKAGES = ("storage", "refinement")
+STRICT_PACKAGES = PACKAGES
+BOTTOM_LAYER = "quality"
+ROOT = "comfy_quality"
+"""What the bottom layer may import of ours: the project root (errors, configuration base, boundary helpers)."""
 
 
 def modules(root: Path, packages: Iterable[str]) -> dict[str, Path]:
@@ -116,8 +125,46 @@ def test_no_module_level_import_cycle_in_any_package() -> None:
     assert cycles(graph_of(REPO, PACKAGES, deferred=False)) == []
 
 
-def test_no_import_cycle_in_storage_and_refinement_even_through_deferred_imports() -> None:
+def test_no_import_cycle_in_any_package_even_through_deferred_imports() -> None:
     assert cycles(graph_of(REPO, STRICT_PACKAGES, deferred=True)) == []
+
+
+def layer_violations(root: Path, packages: Iterable[str], bottom: str) -> dict[str, set[str]]:
+    """Modules of ``bottom`` → the modules of our other packages they import (deferred imports included)."""
+    graph = graph_of(root, packages, deferred=True)
+    found: dict[str, set[str]] = {}
+    for name, targets in graph.items():
+        if name.split(".")[0] != bottom:
+            continue
+        bad = {t for t in targets if t.split(".")[0] not in (bottom, ROOT)}
+        if bad:
+            found[name] = bad
+    return found
+
+
+def test_quality_imports_no_other_package_of_ours() -> None:
+    assert layer_violations(REPO, PACKAGES, BOTTOM_LAYER) == {}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("def cmd():\n    from jobqueue.settings import wants_workers\n", {"quality.cli": {"jobqueue.settings"}}),
+        ("import jobqueue\n", {"quality.cli": {"jobqueue"}}),
+        ("from refinement import api\nimport jobqueue.settings\n", {"quality.cli": {"jobqueue.settings"}}),
+        ("from comfy_quality.errors import ComfyQualityError\nfrom quality import specs\n", {}),
+    ],
+)
+def test_the_layer_check_finds_a_planted_import(tmp_path: Path, source: str, expected: dict[str, set[str]]) -> None:
+    for package, files in {
+        "quality": {"__init__.py": "", "specs.py": "", "cli.py": source},
+        "jobqueue": {"__init__.py": "", "settings.py": "from quality import specs\n"},
+        "comfy_quality": {"__init__.py": "", "errors.py": ""},
+    }.items():
+        (tmp_path / package).mkdir()
+        for name, text in files.items():
+            (tmp_path / package / name).write_text(text)
+    assert layer_violations(tmp_path, ("quality", "jobqueue", "comfy_quality"), "quality") == expected
 
 
 def test_the_store_implementations_never_import_the_factory() -> None:
@@ -131,8 +178,11 @@ def test_the_store_implementations_never_import_the_factory() -> None:
     ("run_source", "deferred", "expected"),
     [
         # the cycle this test guards against, as it was: a type-only import back
-        ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.client import Client\n", False,
-         [["pkg.client", "pkg.run"]]),
+        (
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.client import Client\n",
+            False,
+            [["pkg.client", "pkg.run"]],
+        ),
         ("from . import client\n", False, [["pkg.client", "pkg.run"]]),
         ("def f():\n    from pkg.client import Client\n", True, [["pkg.client", "pkg.run"]]),
         ("def f():\n    from pkg.client import Client\n", False, []),
