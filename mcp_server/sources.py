@@ -41,6 +41,13 @@ from mcp_server.excerpt import excerpt
 from mcp_server.netguard import UrlPolicy, human_bytes, redact_text, redact_url
 from mcp_server.paths import PATH_MAX, confine, read_confined
 from mcp_server.protocols import ObjectStore
+from storage.errors import (
+    InvalidKeyError,
+    InvalidObjectURLError,
+    ObjectNotFoundError,
+    ObjectTooLargeError,
+    StorageError,
+)
 
 IMAGE_MAGIC: tuple[bytes, ...] = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
 #: what decoded bytes are, when they are not an image this server reads (for "not a supported image format")
@@ -292,12 +299,14 @@ class ImageSources:
             return await self.store.read(url, max_bytes=self.file_max_bytes)
         except ImageSourceError:
             raise
-        except (FileNotFoundError, PermissionError) as exc:
+        # absent, or a key/URL the store refuses: the same answer as a bucket not allowed (nothing is revealed)
+        except (ObjectNotFoundError, InvalidKeyError, InvalidObjectURLError, FileNotFoundError, PermissionError) as exc:
             raise missing from exc
-        except Exception as exc:  # the store's own error types
-            name = type(exc).__name__
-            if name in ("ObjectNotFoundError", "InvalidKeyError", "InvalidObjectURLError", "NoSuchKey"):
-                raise missing from exc
+        except ObjectTooLargeError as exc:
+            raise ImageSourceError(
+                f"image {shown} is larger than this server accepts ({self.file_max_bytes} bytes)"
+            ) from exc
+        except (StorageError, OSError) as exc:  # the store unreachable, a read that failed: the store's message
             raise ImageSourceError(
                 f"image {shown} cannot be read from the object store: {redact_text(str(exc))[:300]}"
             ) from exc

@@ -36,6 +36,7 @@ from refinement.api import (
     ProgressCallback,
     ProgressUpdate,
 )
+from storage.errors import InvalidObjectURLError, ObjectNotFoundError, ObjectTooLargeError
 
 REPO = Path(__file__).resolve().parents[2]
 AGIQA = REPO / "tests" / "data" / "agiqa"
@@ -73,12 +74,12 @@ class DirStore:
         self.reads.append(url)
         key = self._key(url)
         if key is None or ".." in key.split("/"):
-            raise FileNotFoundError(f"no object {url}")
+            raise InvalidObjectURLError(f"{url} names no object of this store")
         path = self.root / key
         if not path.is_file():
-            raise FileNotFoundError(f"no object s3://{BUCKET}/{key}")
-        if path.stat().st_size > max_bytes:
-            raise ValueError(f"object s3://{BUCKET}/{key} is larger than {max_bytes} bytes")
+            raise ObjectNotFoundError(f"no object s3://{BUCKET}/{key}", key=key)
+        if path.stat().st_size > max_bytes:  # as the real store: the storage error tree's class, not a ValueError
+            raise ObjectTooLargeError(f"s3://{BUCKET}/{key} has {path.stat().st_size} bytes, over {max_bytes}")
         return path.read_bytes()
 
 

@@ -10,6 +10,13 @@ import pytest
 from mcp_server.errors import ImageSourceError, NotConfiguredError, SourceRefusedError
 from mcp_server.netguard import UrlPolicy
 from mcp_server.sources import ImageSources
+from storage.errors import (
+    InvalidKeyError,
+    InvalidObjectURLError,
+    ObjectNotFoundError,
+    ObjectTooLargeError,
+    StorageUnavailableError,
+)
 from tests.mcp_server.conftest import b64, png_bytes
 from tests.mcp_server.fakes import DirStore
 
@@ -89,7 +96,7 @@ async def test_store_urls_go_to_the_store_and_s3_without_a_store_is_not_configur
     store = DirStore(tmp_path / "s")
     url = store.put("a/b.png", png_bytes())
     assert (await ImageSources(store=store).load(url)).kind == "object"
-    with pytest.raises(ImageSourceError, match=r"cannot be read from the object store: object .* larger"):
+    with pytest.raises(ImageSourceError, match=r"is larger than this server accepts \(10 bytes\)"):
         await ImageSources(store=store, file_max_bytes=10).load(url)
     with pytest.raises(NotConfiguredError):
         await ImageSources().load(url)
@@ -195,3 +202,46 @@ def test_a_folder_swapped_for_a_symlink_after_the_check_is_caught_at_the_open(tr
     (tree["root"] / "sub").symlink_to(tree["outside"])
     with pytest.raises(SourceRefusedError, match="outside the allowed folders"):
         read_confined(path, max_bytes=1000, roots=[tree["root"]])
+
+
+class _FailingStore(DirStore):
+    """A store whose reads fail with one given exception."""
+
+    def __init__(self, root, error: BaseException) -> None:
+        super().__init__(root)
+        self.error = error
+
+    async def read(self, url: str, *, max_bytes: int) -> bytes:
+        raise self.error
+
+
+class _GoneError(ObjectNotFoundError):
+    """A store's own subclass: recognised by the error tree, whatever its name."""
+
+
+@pytest.mark.parametrize(
+    ("error", "refused", "match"),
+    [
+        (ObjectNotFoundError("no object s3://test-bucket/a.png", key="a.png"), True, "not allowed or not found"),
+        (_GoneError("gone"), True, "not allowed or not found"),
+        (InvalidKeyError("bad key"), True, "not allowed or not found"),
+        (InvalidObjectURLError("not ours"), True, "not allowed or not found"),
+        (ObjectTooLargeError("big"), False, r"larger than this server accepts \(1000 bytes\)"),
+        (StorageUnavailableError("cannot read s3://test-bucket/a.png: connection refused"), False,
+         "cannot be read from the object store: cannot read .* connection refused"),
+        (ConnectionRefusedError("refused"), False, "cannot be read from the object store: refused"),
+    ],
+)  # fmt: skip
+async def test_store_errors_are_told_apart_by_their_class(tmp_path, error, refused, match) -> None:
+    sources = ImageSources(store=_FailingStore(tmp_path / "s", error), file_max_bytes=1000)
+    with pytest.raises(ImageSourceError, match=match) as caught:
+        await sources.load("s3://test-bucket/a.png")
+    assert isinstance(caught.value, SourceRefusedError) is refused
+    assert caught.value.__cause__ is error
+
+
+async def test_a_bug_in_the_store_is_not_passed_off_as_a_source_error(tmp_path) -> None:
+    """Neither a storage error nor an OSError: a bug, left to the tool boundary (which logs its traceback)."""
+    sources = ImageSources(store=_FailingStore(tmp_path / "s", KeyError("oops")), file_max_bytes=1000)
+    with pytest.raises(KeyError):
+        await sources.load("s3://test-bucket/a.png")
