@@ -27,10 +27,10 @@ WORKFLOWS = Path(__file__).resolve().parents[2] / "refinement" / "workflows"
 
 
 class RefusingNSS(Backend):
-    """BRISQUE and NIQE refusing the image, as in the incident (composite from edge density alone)."""
+    """BRISQUE and NIQE refusing the image, as in the incident (composite from edge density alone).
+    Registered as the ``nss`` backend: its metrics come from the metric table, as a real backend's."""
 
     name = "nss"
-    metrics = ("brisque", "niqe")
 
     def load(self, ctx: LoadContext) -> None:
         pass
@@ -43,6 +43,7 @@ class RefusingNSS(Backend):
 def incident_scorer(tmp_path_factory):
     scorer = Scorer(QualitySettings(offline=True, device="cpu", weights_dir=tmp_path_factory.mktemp("none")),
                     backends=dict(BACKENDS, nss=RefusingNSS))  # fmt: skip
+    assert RefusingNSS().metrics == ("brisque", "niqe")  # what the incident needs refused, from the registry
     yield scorer
     scorer.close()
 
