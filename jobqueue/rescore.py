@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -34,6 +34,10 @@ from comfy_quality.boundary import recorded_reason
 from jobqueue.errors import RescoreSourceError
 from jobqueue.records import JobStore
 from jobqueue.settings import JobsSettings, wants_workers
+
+if TYPE_CHECKING:
+    from comfy_quality.settings import Settings
+    from storage.settings import StorageSettings
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +68,14 @@ def split_s3(url: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def s3_client() -> Any:
+def s3_client(settings: StorageSettings | None = None) -> Any:
+    """A MinIO client on the storage section's endpoint and keys (default: read from the environment)."""
     from minio import Minio
 
     from storage.layout import normalize_endpoint
     from storage.settings import StorageSettings
 
-    settings = StorageSettings()
+    settings = settings if settings is not None else StorageSettings()
     if not settings.s3_endpoint:
         raise RescoreSourceError("s3:// sources need COMFY_QUALITY_STORAGE_S3_ENDPOINT (and the S3 access keys)")
     netloc, secure = normalize_endpoint(settings.s3_endpoint, secure=settings.s3_secure)
@@ -79,11 +84,11 @@ def s3_client() -> Any:
     return Minio(netloc, access_key=access, secret_key=secret, secure=secure, region=settings.s3_region)
 
 
-def list_source(source: str) -> list[str]:
-    """Image names (relative to the source), sorted."""
+def list_source(source: str, storage: StorageSettings | None = None) -> list[str]:
+    """Image names (relative to the source), sorted. ``storage``: the S3 settings of an ``s3://`` source."""
     if source.startswith("s3://"):
         bucket, prefix = split_s3(source)
-        objects = s3_client().list_objects(bucket, prefix=prefix, recursive=True)
+        objects = s3_client(storage).list_objects(bucket, prefix=prefix, recursive=True)
         names = [o.object_name[len(prefix):].lstrip("/") for o in objects if not o.is_dir]
         return sorted(n for n in names if n.lower().endswith(IMAGE_SUFFIXES))
     root = Path(source)
@@ -114,10 +119,12 @@ def read_item(source: str, name: str, client: Any = None) -> bytes:
 class ChunkScorer:
     """Scores chunks in a worker (with the worker's scorer: models loaded once)."""
 
-    def __init__(self, jobs: JobStore, scorer: Any, worker: str) -> None:
+    def __init__(self, jobs: JobStore, scorer: Any, worker: str, storage: StorageSettings | None = None) -> None:
         self.jobs = jobs
         self.scorer = scorer
         self.worker = worker
+        self.storage = storage
+        """The worker's storage section (its tree's): the S3 endpoint and keys ``s3://`` sources are read with."""
         self._s3: Any = None
 
     async def run(self, run_id: str, chunk: int) -> None:
@@ -137,7 +144,7 @@ class ChunkScorer:
 
     def _score(self, spec: ChunkSpec) -> list[dict[str, Any]]:
         if spec.source.startswith("s3://") and self._s3 is None:
-            self._s3 = s3_client()
+            self._s3 = s3_client(self.storage)
         rows: list[dict[str, Any]] = []
         for name, prompt in spec.items:
             try:
@@ -172,16 +179,18 @@ async def rescore(
     out: IO[str],
     show_progress: bool,
     settings: JobsSettings | None = None,
+    storage: StorageSettings | None = None,
     timeout: float | None = None,
 ) -> tuple[int, int]:
-    """Score ``source`` on the workers; write the results; return (images, failures)."""
+    """Score ``source`` on the workers; write the results; return (images, failures). ``settings`` / ``storage``:
+    the jobs and storage sections of the caller's settings tree (default: read from the environment)."""
     from jobqueue.queue import open_docket, open_redis
     from jobqueue.tasks import score_chunk
 
     settings = settings or JobsSettings()
     if not source.startswith("s3://"):
         source = str(Path(source).resolve())
-    names = list_source(source)
+    names = list_source(source, storage)
     if not names:
         raise RescoreSourceError(f"no images in {source}")
     size = settings.score_chunk
@@ -288,25 +297,39 @@ def score_handler(args: Any, items: Sequence[str], prompt: str | None, out: IO[s
     """The job queue's ``comfy_quality.score_handlers`` entry point (see :data:`quality.cli.SCORE_HANDLERS`):
     ``comfy-quality score`` / ``python -m quality score`` on the workers for an ``s3://`` source, or for one
     folder when ``COMFY_QUALITY_JOBS_URL`` is set (unless ``--local``); None leaves the command to the local
-    scorer."""
-    if not wants_workers(items, getattr(args, "local", False)):
+    scorer. The jobs and storage sections come from one settings tree, read here once."""
+    from comfy_quality.settings import Settings
+
+    tree = Settings()
+    local = getattr(args, "local", False)
+    try:
+        wanted = wants_workers(items, local, tree.jobs)
+    except ValueError:  # set but invalid: if the workers would take it, their path names the problem
+        wanted = wants_workers(items, local)
+    if not wanted:
         return None
-    return cli_score(args, items, prompt, out)
+    return cli_score(args, items, prompt, out, settings=tree)
 
 
-def cli_score(args: Any, items: Sequence[str], prompt: str | None, out: IO[str]) -> int:
-    """``python -m quality score SOURCE`` on the workers (exit codes as the local batch scorer)."""
+def cli_score(
+    args: Any, items: Sequence[str], prompt: str | None, out: IO[str], *, settings: Settings | None = None
+) -> int:
+    """``python -m quality score SOURCE`` on the workers (exit codes as the local batch scorer); ``settings``:
+    the process's settings tree (default: read from the environment)."""
+    from comfy_quality.settings import Settings
     from quality.cli import EXIT_CONFIG, EXIT_IMAGE, EXIT_OK, EXIT_USAGE, read_prompts
 
     if len(items) != 1:
         _say("error: score one folder or one s3://bucket/prefix at a time on the workers")
         return EXIT_USAGE
+    tree = settings if settings is not None else Settings()
     try:
-        settings = JobsSettings()
+        jobs = tree.jobs
+        storage = tree.storage if items[0].startswith("s3://") else None
     except ValueError as exc:
         _say(f"error: {exc}")
         return EXIT_CONFIG
-    if not settings.enabled:
+    if not jobs.enabled:
         _say("error: s3:// sources are scored by comfy-quality workers: set COMFY_QUALITY_JOBS_URL "
               "(redis://host:6379/0) and start `comfy-quality-worker`")  # fmt: skip
         return EXIT_CONFIG
@@ -319,7 +342,8 @@ def cli_score(args: Any, items: Sequence[str], prompt: str | None, out: IO[str])
     show = not args.quiet and (sys.stderr.isatty() or args.progress)
     try:
         total, failures = asyncio.run(rescore(source, prompt=prompt, prompts=prompts, output=args.output, fmt=fmt,
-                                              out=out, show_progress=show, settings=settings))  # fmt: skip
+                                              out=out, show_progress=show, settings=jobs,
+                                              storage=storage))  # fmt: skip
     except RescoreSourceError as exc:
         _say(f"error: {exc}")
         return EXIT_USAGE

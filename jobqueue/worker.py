@@ -54,6 +54,7 @@ from jobqueue.settings import JobsSettings
 from jobqueue.tasks import install_runtime
 from refinement.api import ProgressUpdate
 from refinement.settings import RefinementSettings
+from storage.settings import StorageSettings
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -81,6 +82,9 @@ class WorkerComponents:
     refinement: RefinementSettings
     servers: int
     """How many ComfyUI servers ``comfy`` drives (sets the worker's concurrency)."""
+    storage: StorageSettings | None = None
+    """The storage section the store was opened with (re-scoring reads ``s3://`` sources with its endpoint and
+    keys); None: read from the environment when needed."""
 
 
 @asynccontextmanager
@@ -93,7 +97,8 @@ async def default_components(settings: Settings | JobsSettings) -> AsyncIterator
     tree = tree_of(settings, "jobs")
     async with open_orchestrator(tree, max_in_flight=tree.jobs.per_server_concurrency) as parts:
         yield WorkerComponents(
-            parts.scorer, parts.pool, parts.store, parts.index, parts.settings, len(parts.settings.comfyui_urls)
+            parts.scorer, parts.pool, parts.store, parts.index, parts.settings, len(parts.settings.comfyui_urls),
+            parts.storage_settings,
         )
 
 
@@ -239,7 +244,7 @@ class WorkerRuntime:
         from jobqueue.rescore import ChunkScorer
 
         if self._rescore is None:
-            self._rescore = ChunkScorer(self.jobs, self.parts.scorer, self.name)
+            self._rescore = ChunkScorer(self.jobs, self.parts.scorer, self.name, self.parts.storage)
         await self._rescore.run(run_id, chunk)
 
 

@@ -70,21 +70,22 @@ def _short(text: str, limit: int = 300) -> str:
 
 # -- settings ------------------------------------------------------------------------------------------------
 class Settings:
-    """Every settings group, loaded once; a group that does not parse becomes a failed check."""
+    """Every settings group of the process's settings tree (:class:`comfy_quality.settings.Settings`, loaded
+    once; default: from the environment and ``.env``); a group that does not parse becomes a failed check."""
 
-    def __init__(self) -> None:
+    def __init__(self, tree: Any = None) -> None:
+        from comfy_quality.settings import Settings as SettingsTree
+
+        self.tree = tree if tree is not None else SettingsTree()
         self.checks: list[Check] = []
-        self.mcp = self._load("mcp", "COMFY_QUALITY_MCP_*", "mcp_server.settings", "McpSettings")
-        self.quality = self._load("scorer", "COMFY_QUALITY_*", "quality.settings", "QualitySettings")
-        self.refinement = self._load("refinement", "COMFY_QUALITY_*", "refinement.settings", "RefinementSettings")
-        self.storage = self._load("storage", "COMFY_QUALITY_STORAGE_*", "storage.settings", "StorageSettings")
+        self.mcp = self._load("mcp", "COMFY_QUALITY_MCP_*", "mcp")
+        self.quality = self._load("scorer", "COMFY_QUALITY_*", "quality")
+        self.refinement = self._load("refinement", "COMFY_QUALITY_*", "refinement")
+        self.storage = self._load("storage", "COMFY_QUALITY_STORAGE_*", "storage")
 
-    def _load(self, label: str, prefix: str, module: str, cls_name: str) -> Any:
-        import importlib
-
-        cls = getattr(importlib.import_module(module), cls_name)
+    def _load(self, label: str, prefix: str, section: str) -> Any:
         try:
-            return cls()
+            return getattr(self.tree, section)
         except (ValidationError, ValueError) as exc:
             detail = _first_error(exc) if isinstance(exc, ValidationError) else _short(str(exc))
             self.checks.append(
@@ -99,8 +100,6 @@ class Settings:
 
     def unknown(self) -> list[Check]:
         """A warning per ``COMFY_QUALITY_*`` variable (environment or ``.env``) that no setting reads."""
-        from comfy_quality.settings import find_unknown_variables
-
         return [
             Check(
                 name=f"settings (unknown {item.name})",
@@ -109,7 +108,7 @@ class Settings:
                 fix=f"rename it to {item.suggestion}" if item.suggestion else "remove it (see the README's "
                 "configuration table for the names)",
             )
-            for item in find_unknown_variables()
+            for item in self.tree.unknown_variables()
         ]
 
 

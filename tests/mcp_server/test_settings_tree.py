@@ -143,3 +143,18 @@ def test_a_section_given_alone_becomes_the_mcp_section_of_a_new_tree(constructio
     assert tree.mcp is mcp and tree_of(tree, "mcp") is tree
     with pytest.raises(TypeError, match="mcp settings section"):
         tree_of({"port": 0}, "mcp")  # type: ignore[arg-type]
+
+
+def test_doctor_checks_the_sections_of_the_tree_it_is_given(tmp_path: Path, constructions: list[str]) -> None:
+    from mcp_server.doctor import Settings as DoctorSettings
+
+    tree = _tree(tmp_path)
+    constructions.clear()
+    checked = DoctorSettings(tree)
+    assert (checked.mcp, checked.quality, checked.refinement, checked.storage) == (
+        tree.mcp,
+        tree.quality,
+        tree.refinement,
+        tree.storage,
+    )
+    assert checked.checks == [] and constructions == []
