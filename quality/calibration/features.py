@@ -146,9 +146,21 @@ def nss_group(y: F32, nss: dict[str, Any], params: NSSParams, quarter_y: F32 | N
     return out
 
 
+_PRECISION: dict[int, tuple[NSSParams, F64]] = {}
+
+
 def _pristine_precision(params: NSSParams) -> F64:
-    """Pseudo-inverse of the pristine covariance (36×36: cheaper to recompute than to cache safely)."""
-    return np.asarray(np.linalg.pinv(params.cov_pris), dtype=np.float64)
+    """Pseudo-inverse of the pristine covariance (36×36), computed once per parameter object (the cache holds the
+    object itself, so its id cannot be reused by another while cached)."""
+    cached = _PRECISION.get(id(params))
+    if cached is not None and cached[0] is params:
+        return cached[1]
+    precision = np.asarray(np.linalg.pinv(params.cov_pris), dtype=np.float64)
+    precision.flags.writeable = False
+    if len(_PRECISION) >= 4:
+        _PRECISION.clear()
+    _PRECISION[id(params)] = (params, precision)
+    return precision
 
 
 # ----------------------------------------------------------------------------------------------------
