@@ -103,10 +103,7 @@ class KernelSVR:
         two differ by float64 rounding only (about 1e-16 relative)."""
         z = self.transform(x)
         sv = self.support
-        if len(z) <= SMALL_BATCH:
-            cross = np.einsum("ij,kj->ik", z, sv)
-        else:
-            cross = z @ sv.T
+        cross = np.einsum("ij,kj->ik", z, sv) if len(z) <= SMALL_BATCH else z @ sv.T
         d2 = (z * z).sum(axis=1)[:, None] + self._support_norms[None, :] - 2.0 * cross
         k = np.exp(-self.gamma * np.maximum(d2, 0.0))
         out = np.einsum("ik,k->i", k, self.dual) if len(z) <= SMALL_BATCH else k @ self.dual
