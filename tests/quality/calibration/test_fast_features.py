@@ -42,7 +42,8 @@ def test_half_turns_equal_numpy_mod_on_cart_to_polar_angles():
     rng = np.random.default_rng(2)
     gx, gy = (rng.normal(0, 50, (300, 300)).round().astype(np.float32) for _ in range(2))
     _, ang = cv2.cartToPolar(gx, gy)
-    edges = np.float32([0, np.pi, 2 * np.pi, np.nextafter(np.float32(np.pi), 0), np.nextafter(np.float32(2 * np.pi), 9)])
+    pi, two_pi = np.float32(np.pi), np.float32(2 * np.pi)
+    edges = np.float32([0, pi, two_pi, np.nextafter(pi, 0), np.nextafter(two_pi, 9)])
     for a in (ang, edges):
         assert np.array_equal(F._half_turns(a), np.mod(a, np.pi))
 
