@@ -41,12 +41,21 @@ class ImagePlanes:
     def __init__(self, rgb: NDArray[np.uint8], luma: F32 | None = None) -> None:
         self.rgb = rgb
         self._cache: dict[str, Any] = {}
-        self._lock = threading.RLock()  # a plane may be computed from another
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
         if luma is not None:
             self._cache["luma"] = luma
 
     def _get(self, key: str, compute: Callable[[], Any]) -> Any:
-        with self._lock:
+        """One lock per plane: two threads asking for different planes compute them at the same time, two asking
+        for the same one compute it once. (A plane's computation only asks for planes it derives from, so locks
+        are always taken in the same order.)"""
+        value = self._cache.get(key)
+        if value is not None:
+            return value
+        with self._locks_lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
             if key not in self._cache:
                 self._cache[key] = _frozen(compute())
             return self._cache[key]

@@ -21,7 +21,10 @@ order (:func:`feature_names`).
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
 
@@ -389,16 +392,39 @@ def extract(rgb: NDArray[np.uint8], nss: dict[str, Any] | None = None, params: N
     params = params or packaged_params()
     if planes is None or planes.rgb is not rgb:
         planes = shared_planes(rgb, nss, y)
-    if nss is None:
-        nss = nss_features(rgb, params, planes=planes)
-    y = planes.luma()
-    gx, gy = planes.sobel()
-    lab = planes.lab()
-    polar = planes.polar()
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        out = nss_group(y, nss, params, planes.quarter_luma())
-        out |= sharpness_group(y, gx, gy, polar[0])
-        out |= noise_group(y, lab)
-        out |= tone_colour_group(rgb, y, lab)
-        out |= texture_group(y, gx, gy, polar)
+    # BRISQUE/NIQE of these pixels, when not given, run in a worker thread while this one computes the other
+    # groups (numpy and OpenCV release the GIL); the values do not depend on where they are computed
+    pending = _worker().submit(nss_features, rgb, params, planes=planes) if nss is None else None
+    try:
+        y = planes.luma()
+        gx, gy = planes.sobel()
+        lab = planes.lab()
+        polar = planes.polar()
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            rest = sharpness_group(y, gx, gy, polar[0])
+            rest |= noise_group(y, lab)
+            rest |= tone_colour_group(rgb, y, lab)
+            rest |= texture_group(y, gx, gy, polar)
+            quarter = planes.quarter_luma()
+            if pending is not None:
+                nss = pending.result()
+            assert nss is not None
+            out = nss_group(y, nss, params, quarter) | rest
+    finally:
+        if pending is not None:
+            pending.cancel()
     return {k: float(v) for k, v in out.items()}
+
+
+_WORKER: tuple[int, ThreadPoolExecutor] | None = None
+_WORKER_LOCK = threading.Lock()
+
+
+def _worker() -> ThreadPoolExecutor:
+    """The threads that compute :func:`extract`'s BRISQUE/NIQE part (created on first use, and again in a forked
+    child, where the parent's threads do not exist)."""
+    global _WORKER
+    with _WORKER_LOCK:
+        if _WORKER is None or _WORKER[0] != os.getpid():
+            _WORKER = (os.getpid(), ThreadPoolExecutor(max_workers=2, thread_name_prefix="calib-nss"))
+        return _WORKER[1]
