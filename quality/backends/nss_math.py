@@ -122,8 +122,8 @@ REDUCTION_CHUNK = 32
 _TAIL_PAIRS = ((3, 7), (0, 4), (1, 5), (2, 6))  # our 8 taps are the reference's taps 1..8
 
 
-def _half_axis0(x: F32, transposed: bool) -> F32:
-    """Halve axis 0. ``transposed``: ``x`` is the transpose of the reference's layout (the column pass)."""
+def _half_axis0(x: F32) -> F32:
+    """Halve axis 0 (the row pass; the reference's layout of its output is row-major ``(m, width)``)."""
     n, width = x.shape
     m = (n + 1) // 2
     padded = np.pad(x, ((4, 2 * m + 3 - n), (0, 0)), mode="symmetric")
@@ -135,21 +135,36 @@ def _half_axis0(x: F32, transposed: bool) -> F32:
         out += np.multiply(padded[1 + k : 1 + k + 2 * m : 2], taps[k], out=term)
     tail = out.size % REDUCTION_CHUNK
     if tail:
-        flat = np.arange(out.size - tail, out.size)
-        if transposed:  # reference layout (width, m)
-            j, i = np.divmod(flat, m)
-        else:  # reference layout (m, width)
-            i, j = np.divmod(flat, width)
+        i, j = np.divmod(np.arange(out.size - tail, out.size), width)
         terms = padded[2 * i[:, None] + 1 + np.arange(8)[None, :], j[:, None]] * taps
         pairs = [terms[:, a] + terms[:, b] for a, b in _TAIL_PAIRS]
         out[i, j] = ((pairs[0] + pairs[1]) + pairs[2]) + pairs[3]
     return out
 
 
+def _half_axis1(x: F32) -> F32:
+    """Halve axis 1 in place of transposing, halving axis 0 and transposing back: the same products and sums (the
+    reference's layout of this pass is ``x``'s own row-major order, so its tail is the last outputs of ``out``)."""
+    n = x.shape[1]
+    m = (n + 1) // 2
+    padded = np.pad(x, ((0, 0), (4, 2 * m + 3 - n)), mode="symmetric")
+    taps = HALF_TAPS.astype(np.float32)
+    out = padded[:, 1 : 1 + 2 * m : 2] * taps[0]
+    term = np.empty_like(out)
+    for k in range(1, 8):
+        out += np.multiply(padded[:, 1 + k : 1 + k + 2 * m : 2], taps[k], out=term)
+    tail = out.size % REDUCTION_CHUNK
+    if tail:
+        r, i = np.divmod(np.arange(out.size - tail, out.size), m)
+        terms = padded[r[:, None], 2 * i[:, None] + 1 + np.arange(8)[None, :]] * taps
+        pairs = [terms[:, a] + terms[:, b] for a, b in _TAIL_PAIRS]
+        out[r, i] = ((pairs[0] + pairs[1]) + pairs[2]) + pairs[3]
+    return out
+
+
 def half(x: F32) -> F32:
     """MATLAB ``imresize(x, 0.5)`` (bicubic, antialiased), float32; rows first, then columns."""
-    rows = _half_axis0(x, transposed=False)
-    return np.ascontiguousarray(_half_axis0(np.ascontiguousarray(rows.T), transposed=True).T)
+    return _half_axis1(_half_axis0(x))
 
 
 # ----------------------------------------------------------------------------------------------------
