@@ -35,6 +35,13 @@ def _frozen(value: Any) -> Any:
     return value
 
 
+def sobel(y: F32) -> tuple[F32, F32]:
+    """Horizontal and vertical 3×3 Sobel derivatives of ``y`` (float32, OpenCV's default border)."""
+    gx = cv2.Sobel(y, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(y, cv2.CV_32F, 0, 1)
+    return np.asarray(gx, np.float32), np.asarray(gy, np.float32)
+
+
 class ImagePlanes:
     """Lazily computed, cached planes of one ``(H, W, 3)`` uint8 RGB image (see the module docstring)."""
 
@@ -76,14 +83,8 @@ class ImagePlanes:
         return value
 
     def sobel(self) -> tuple[F32, F32]:
-        """Horizontal and vertical 3×3 Sobel derivatives of :meth:`luma` (float32, OpenCV's default border)."""
-
-        def compute() -> tuple[F32, F32]:
-            y = self.luma()
-            return (np.asarray(cv2.Sobel(y, cv2.CV_32F, 1, 0), np.float32),
-                    np.asarray(cv2.Sobel(y, cv2.CV_32F, 0, 1), np.float32))  # fmt: skip
-
-        value: tuple[F32, F32] = self._get("sobel", compute)
+        """:func:`sobel` of :meth:`luma`."""
+        value: tuple[F32, F32] = self._get("sobel", lambda: sobel(self.luma()))
         return value
 
     def polar(self) -> tuple[F32, F32]:

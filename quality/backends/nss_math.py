@@ -249,11 +249,6 @@ def wrapped_product(m: NDArray[np.floating], dy: int, dx: int,
     return out
 
 
-def wrapped_products(m: NDArray[np.floating]) -> list[NDArray[np.floating]]:
-    """The four neighbour products of :data:`NEIGHBOURS`, wrapping around the last two axes."""
-    return [wrapped_product(m, dy, dx) for dy, dx in NEIGHBOURS]
-
-
 @dataclass(frozen=True)
 class SidedSums:
     """The sums an AGGD fit needs, for one map (scalars) or for each tile of a stack (arrays)."""

@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from quality.analysis import ImagePlanes
+from quality.analysis import sobel as sobel  # re-exported: the gradients every group shares
 from quality.backends import nss_math as nm
 from quality.backends.nss import NSSParams, nss_features, packaged_params
 
@@ -199,13 +200,6 @@ def _radial_spectrum(y: F32) -> Features:
         "spec_hf50": float(prof[32:].sum()) / total,
         "spec_hf75": float(prof[48:].sum()) / total,
     }
-
-
-def sobel(y: F32) -> tuple[F32, F32]:
-    """Horizontal and vertical Sobel derivatives of ``y`` (shared by the sharpness and texture groups)."""
-    gx = cv2.Sobel(y, cv2.CV_32F, 1, 0)
-    gy = cv2.Sobel(y, cv2.CV_32F, 0, 1)
-    return np.asarray(gx, np.float32), np.asarray(gy, np.float32)
 
 
 def sharpness_group(y: F32, gx: F32, gy: F32, mag: F32 | None = None) -> Features:
