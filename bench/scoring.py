@@ -1,13 +1,15 @@
 """The whole scorer on 1024×1024 images, against pyiqa used the way the original ComfyGen did, plus model
 loading and batch throughput.
 
-    ./run bench scoring [--images 6] [--rounds 2]
+    ./run bench scoring [--images 6] [--rounds 2] [--baseline REV | --baseline none]
 
 1. Latency: ``Scorer.score`` on 1024×1024 PNG bytes (decode included) with every metric that runs on this machine
    offline (BRISQUE, NIQE, edge density; the deep metrics report unavailable without weights), against
    (a) pyiqa creating BRISQUE and NIQE anew for every image and (b) the same pyiqa metrics kept warm and run one
    after another (both on pre-decoded tensors, so they are *favoured*). p50 per image, peak RSS, ratios, and the
-   largest |difference| of the BRISQUE/NIQE values from pyiqa's.
+   largest |difference| of the BRISQUE/NIQE values from pyiqa's; and the calibrated scorer of a baseline revision
+   (``git archive``; default: the last one before the shared image planes, ``bench/baseline_tree.py``), timed in
+   the same rounds, with its min, p50 and CPU time per image beside this tree's.
 2. Loading: with the tiny test checkpoints of every deep metric (CLIP + LAION head, NIMA, TOPIQ), the cost of
    reloading every model for every image (ComfyGen) against loading once, and the process-wide load counts after
    several scorers and images (each must be 1).
@@ -48,25 +50,31 @@ def png_images(count: int) -> list[bytes]:
     return out
 
 
-def full_scorer(count: int, calibration: bool) -> dict[str, Any]:
+def full_scorer(count: int, calibration: bool, source: Path | None = None) -> dict[str, Any]:
+    if source is not None:  # a baseline revision's quality package
+        sys.path.insert(0, str(source))
+    import logging
+
     from quality.scorer import Scorer
     from quality.settings import QualitySettings
 
     weights = Path(tempfile.mkdtemp())
     settings = QualitySettings(offline=True, device="cpu", weights_dir=weights, calibration=calibration)
+    logging.disable(logging.WARNING)  # the deep metrics' "weights absent" lines
     scorer = Scorer(settings)
     data = png_images(count)
     scorer.score(data[0])  # warm-up
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    wall, values = [], []
+    wall, cpu, values = [], [], []
     for blob in data:
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         r = scorer.score(blob)
         wall.append(time.perf_counter() - t0)
-        values.append((r.technical.brisque, r.technical.niqe))
+        cpu.append(time.process_time() - c0)
+        values.append((r.technical.brisque, r.technical.niqe, r.technical.score))
     ran = r.coverage.metrics_ran
-    return {"wall": wall, "values": values, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "rss_setup": rss0, "ran": ran}  # fmt: skip
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"wall": wall, "cpu": cpu, "values": values, "rss": rss, "rss_setup": rss0, "ran": ran}
 
 
 def pyiqa_variant(variant: str, count: int) -> dict[str, Any]:
@@ -129,19 +137,29 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--baseline", default=None, help="git revision to compare with ('none': no comparison)")
     ap.add_argument("--part", choices=["full", "cal"], help=argparse.SUPPRESS)
+    ap.add_argument("--source", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.part is not None:
-        json.dump(full_scorer(args.images, calibration=args.part == "cal"), sys.stdout)
+        json.dump(full_scorer(args.images, calibration=args.part == "cal", source=args.source), sys.stdout)
         return 0
+    sys.path.insert(0, str(REPO / "bench"))
+    from baseline_tree import DEFAULT_BASELINE, extract
+
+    rev = args.baseline or DEFAULT_BASELINE
+    baseline = extract(rev) if rev != "none" else None
     load_before = os.getloadavg()[0]
     runs: dict[str, list[dict[str, Any]]] = {"full": [], "cal": [], "a": [], "b": []}
+    if baseline is not None:
+        runs["cal_base"] = []
     for r in range(args.rounds):
         for name in runs:
             print(f"round {r + 1}/{args.rounds}: {name} …", file=sys.stderr, flush=True)
-            if name in ("full", "cal"):
-                proc = subprocess.run([sys.executable, __file__, "--part", name, "--images", str(args.images)],
-                                      capture_output=True, text=True, check=True)  # fmt: skip
+            if name in ("full", "cal", "cal_base"):
+                extra = ["--source", str(baseline)] if name == "cal_base" else []
+                command = [sys.executable, __file__, "--part", name.removesuffix("_base"), "--images", str(args.images)]
+                proc = subprocess.run([*command, *extra], capture_output=True, text=True, check=True)
                 runs[name].append(json.loads(proc.stdout))
             else:
                 runs[name].append(pyiqa_variant(name, args.images))
@@ -158,7 +176,18 @@ def main() -> int:
     print(f"  ratio (b)/ours: {p50['b'] / p50['full']:.1f}×   (a)/ours: {p50['a'] / p50['full']:.1f}×   "
           "(target: ≥ 3× against (b))")
     print(f"  with calibration: (b)/ours {p50['b'] / p50['cal']:.1f}×   (a)/ours {p50['a'] / p50['cal']:.1f}×")
-    ours = np.array(runs["full"][0]["values"], dtype=float)
+    if baseline is not None:
+        for k in ("cal", "cal_base"):
+            wall = [t for r in runs[k] for t in r["wall"]]
+            cpu = [t for r in runs[k] for t in r["cpu"]]
+            label = "calibrated, this tree" if k == "cal" else f"calibrated, baseline {rev} (previous implementation)"
+            print(f"  {label:58s} min {min(wall) * 1e3:6.1f}  p50 {p50[k] * 1e3:6.1f}  CPU p50 "
+                  f"{statistics.median(cpu) * 1e3:6.1f} ms")  # fmt: skip
+        pairs = zip(runs["cal"][0]["values"], runs["cal_base"][0]["values"], strict=True)
+        same = max(abs(a[2] - b[2]) for a, b in pairs)
+        print(f"  baseline/this p50: {p50['cal_base'] / p50['cal']:.2f}×   largest |technical score difference|: "
+              f"{same:.1e}   (target: calibrated p50 <= 150 ms)")  # fmt: skip
+    ours = np.array(runs["full"][0]["values"], dtype=float)[:, :2]
     ref = np.array(runs["b"][0]["values"], dtype=float)
     d = np.abs(ours - ref).max(axis=0)
     print(f"  max |ours − pyiqa|: BRISQUE {d[0]:.2e}, NIQE {d[1]:.2e} (PNG round trip is lossless)")

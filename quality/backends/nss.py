@@ -46,6 +46,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from quality.analysis import ImagePlanes
 from quality.backends import nss_math as nm
 from quality.backends.base import Backend, LoadContext
 from quality.errors import MetricError, PartialMetricError, WeightsError
@@ -191,10 +192,11 @@ def packaged_params() -> NSSParams:
 # ----------------------------------------------------------------------------------------------------
 # the two metrics
 # ----------------------------------------------------------------------------------------------------
-def brisque_features(y: nm.F32) -> nm.F32:
-    """The 36 unscaled BRISQUE features of a float32 luma image (full size, then half size)."""
+def brisque_features(y: nm.F32, halved_y: nm.F32 | None = None) -> nm.F32:
+    """The 36 unscaled BRISQUE features of a float32 luma image (full size, then half size). ``halved_y``:
+    :func:`nss_math.half` of ``y``, if the caller has it."""
     full = nm.brisque_scale_features(nm.mscn_brisque(y))
-    halved = nm.brisque_scale_features(nm.mscn_brisque(nm.half(y)))
+    halved = nm.brisque_scale_features(nm.mscn_brisque(nm.half(y) if halved_y is None else halved_y))
     return np.concatenate([full, halved])
 
 
@@ -212,7 +214,9 @@ def niqe_block_features(y: nm.F32) -> nm.F64:
     rows, cols = (y.shape[0] // NIQE_BLOCK) * NIQE_BLOCK, (y.shape[1] // NIQE_BLOCK) * NIQE_BLOCK
     full = y[:rows, :cols].astype(np.float64)
     f1 = nm.niqe_block_features(nm.mscn_niqe(full), NIQE_BLOCK)
-    halved = nm.half((full / 255.0).astype(np.float32)).astype(np.float64) * 255.0
+    # float32 y / 255 equals float64 y / 255 rounded to float32 (a correctly rounded float64 quotient of float32
+    # operands rounds to the correctly rounded float32 one: 53 >= 2 * 24 + 2), without the float64 copy
+    halved = nm.half(y[:rows, :cols] / np.float32(255.0)).astype(np.float64) * 255.0
     f2 = nm.niqe_block_features(nm.mscn_niqe(halved), NIQE_BLOCK // 2)
     return np.concatenate([f1, f2], axis=1)
 
@@ -271,27 +275,31 @@ def _check_not_flat(y: nm.F32) -> None:
 
 
 def nss_features(rgb: NDArray[np.uint8], params: NSSParams | None = None,
-                 pool: ThreadPoolExecutor | None = None) -> dict[str, Any]:
+                 pool: ThreadPoolExecutor | None = None, planes: ImagePlanes | None = None) -> dict[str, Any]:
     """Both scores and their features from one pass over an ``(H, W, 3)`` uint8 RGB image.
 
     Returns ``brisque`` (float), ``niqe`` (float), ``brisque_features`` (36 unscaled, float32: full-size 18
     then half-size 18, in ``allrange`` order), ``niqe_features`` (36, float64: the mean over blocks that NIQE
     compares with the pristine model), ``niqe_blocks`` (number of 96-px blocks), ``niqe_block_features``
-    (``(blocks, 36)`` float64, NaN where a fit is undefined: see :func:`niqe_block_features`). The scores are
-    computed from exactly these features. ``params`` defaults to the packaged files; ``pool`` runs NIQE in a worker.
+    (``(blocks, 36)`` float64, NaN where a fit is undefined: see :func:`niqe_block_features`), ``planes`` (the
+    :class:`~quality.analysis.ImagePlanes` of ``rgb`` used: its luma planes are computed, and later users of the
+    same pixels reuse them). The scores are computed from exactly these features. ``params`` defaults to the
+    packaged files; ``pool`` runs NIQE in a worker; ``planes``: the shared planes of ``rgb``, if the caller has them.
     Raises :class:`MetricError` for flat or too small images and when a statistic is undefined.
     """
     params = params or packaged_params()
     _check_image(rgb)
-    y = nm.luma(rgb)
+    if planes is None or planes.rgb is not rgb:
+        planes = ImagePlanes(rgb)
+    y = planes.luma()
     _check_not_flat(y)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         y_niqe = niqe_luma(rgb, y)
         if pool is None:
-            bfeat, blocks = brisque_features(y), niqe_block_features(y_niqe)
+            bfeat, blocks = brisque_features(y, planes.half_luma()), niqe_block_features(y_niqe)
         else:
             future = pool.submit(niqe_block_features, y_niqe)
-            bfeat = brisque_features(y)
+            bfeat = brisque_features(y, planes.half_luma())
             blocks = future.result()
         if not np.all(np.isfinite(bfeat)):
             raise MetricError(
@@ -310,6 +318,7 @@ def nss_features(rgb: NDArray[np.uint8], params: NSSParams | None = None,
         "niqe_features": mean,
         "niqe_blocks": len(blocks),
         "niqe_block_features": blocks,
+        "planes": planes,
     }
 
 

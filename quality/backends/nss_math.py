@@ -122,33 +122,49 @@ REDUCTION_CHUNK = 32
 _TAIL_PAIRS = ((3, 7), (0, 4), (1, 5), (2, 6))  # our 8 taps are the reference's taps 1..8
 
 
-def _half_axis0(x: F32, transposed: bool) -> F32:
-    """Halve axis 0. ``transposed``: ``x`` is the transpose of the reference's layout (the column pass)."""
+def _half_axis0(x: F32) -> F32:
+    """Halve axis 0 (the row pass; the reference's layout of its output is row-major ``(m, width)``)."""
     n, width = x.shape
     m = (n + 1) // 2
     padded = np.pad(x, ((4, 2 * m + 3 - n), (0, 0)), mode="symmetric")
     taps = HALF_TAPS.astype(np.float32)
     # padded row 2i + 1 + k carries tap k of output row i (k = 0..7)
     out = padded[1 : 1 + 2 * m : 2] * taps[0]
+    term = np.empty_like(out)  # one buffer for every tap's products (same roundings as ``out += a * t``)
     for k in range(1, 8):
-        out += padded[1 + k : 1 + k + 2 * m : 2] * taps[k]
+        out += np.multiply(padded[1 + k : 1 + k + 2 * m : 2], taps[k], out=term)
     tail = out.size % REDUCTION_CHUNK
     if tail:
-        flat = np.arange(out.size - tail, out.size)
-        if transposed:  # reference layout (width, m)
-            j, i = np.divmod(flat, m)
-        else:  # reference layout (m, width)
-            i, j = np.divmod(flat, width)
+        i, j = np.divmod(np.arange(out.size - tail, out.size), width)
         terms = padded[2 * i[:, None] + 1 + np.arange(8)[None, :], j[:, None]] * taps
         pairs = [terms[:, a] + terms[:, b] for a, b in _TAIL_PAIRS]
         out[i, j] = ((pairs[0] + pairs[1]) + pairs[2]) + pairs[3]
     return out
 
 
+def _half_axis1(x: F32) -> F32:
+    """Halve axis 1 in place of transposing, halving axis 0 and transposing back: the same products and sums (the
+    reference's layout of this pass is ``x``'s own row-major order, so its tail is the last outputs of ``out``)."""
+    n = x.shape[1]
+    m = (n + 1) // 2
+    padded = np.pad(x, ((0, 0), (4, 2 * m + 3 - n)), mode="symmetric")
+    taps = HALF_TAPS.astype(np.float32)
+    out = padded[:, 1 : 1 + 2 * m : 2] * taps[0]
+    term = np.empty_like(out)
+    for k in range(1, 8):
+        out += np.multiply(padded[:, 1 + k : 1 + k + 2 * m : 2], taps[k], out=term)
+    tail = out.size % REDUCTION_CHUNK
+    if tail:
+        r, i = np.divmod(np.arange(out.size - tail, out.size), m)
+        terms = padded[r[:, None], 2 * i[:, None] + 1 + np.arange(8)[None, :]] * taps
+        pairs = [terms[:, a] + terms[:, b] for a, b in _TAIL_PAIRS]
+        out[r, i] = ((pairs[0] + pairs[1]) + pairs[2]) + pairs[3]
+    return out
+
+
 def half(x: F32) -> F32:
     """MATLAB ``imresize(x, 0.5)`` (bicubic, antialiased), float32; rows first, then columns."""
-    rows = _half_axis0(x, transposed=False)
-    return np.ascontiguousarray(_half_axis0(np.ascontiguousarray(rows.T), transposed=True).T)
+    return _half_axis1(_half_axis0(x))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -222,18 +238,15 @@ _SEGMENTS: dict[int, tuple[tuple[slice, slice], ...]] = {
 }
 
 
-def wrapped_product(m: NDArray[np.floating], dy: int, dx: int) -> NDArray[np.floating]:
-    """``m * np.roll(m, (dy, dx), axis=(-2, -1))`` for offsets in {-1, 0, 1}, without the rolled copy."""
-    out = np.empty_like(m)
+def wrapped_product(m: NDArray[np.floating], dy: int, dx: int,
+                    out: NDArray[np.floating] | None = None) -> NDArray[np.floating]:
+    """``m * np.roll(m, (dy, dx), axis=(-2, -1))`` for offsets in {-1, 0, 1}, without the rolled copy (written
+    into ``out`` when given: a buffer of ``m``'s shape and dtype, reused between calls)."""
+    out = np.empty_like(m) if out is None else out
     for rows_t, rows_s in _SEGMENTS[dy]:
         for cols_t, cols_s in _SEGMENTS[dx]:
             np.multiply(m[..., rows_t, cols_t], m[..., rows_s, cols_s], out=out[..., rows_t, cols_t])
     return out
-
-
-def wrapped_products(m: NDArray[np.floating]) -> list[NDArray[np.floating]]:
-    """The four neighbour products of :data:`NEIGHBOURS`, wrapping around the last two axes."""
-    return [wrapped_product(m, dy, dx) for dy, dx in NEIGHBOURS]
 
 
 @dataclass(frozen=True)
@@ -251,10 +264,13 @@ class SidedSums:
     abs_sum: NDArray[np.float64]
 
     @classmethod
-    def of_map(cls, p: NDArray[np.floating]) -> SidedSums:
-        """Sums over a whole 2-D map (OpenCV reductions, accumulated in float64)."""
-        neg = cv2.min(p, 0.0)  # type: ignore[call-overload]  # a scalar operand is fine for 1 channel
-        pos = cv2.threshold(p, 0, 0, cv2.THRESH_TOZERO)[1]
+    def of_map(cls, p: NDArray[np.floating], scratch: tuple[NDArray[np.floating], NDArray[np.floating]] | None = None
+               ) -> SidedSums:  # fmt: skip
+        """Sums over a whole 2-D map (OpenCV reductions, accumulated in float64). ``scratch``: two buffers of
+        ``p``'s shape and dtype for the negative and positive parts, reused between calls."""
+        neg_buf, pos_buf = scratch if scratch is not None else (np.empty_like(p), np.empty_like(p))
+        neg = cv2.min(p, 0.0, dst=neg_buf)  # type: ignore[call-overload]  # a scalar is fine for 1 channel
+        pos = cv2.threshold(p, 0, 0, cv2.THRESH_TOZERO, dst=pos_buf)[1]
         one = np.ones((), np.float64)
         return cls(
             size=int(p.size),
@@ -268,13 +284,35 @@ class SidedSums:
     @classmethod
     def of_tiles(cls, p: NDArray[np.floating]) -> SidedSums:
         """Sums over each tile of a ``(tiles, h, w)`` stack."""
+        return _TileSums(p.shape).sums(p)
+
+
+class _TileSums:
+    """:meth:`SidedSums.of_tiles` with scratch buffers kept between calls (one instance per thread and shape):
+    fresh temporaries of this size cost more in page faults than the arithmetic itself.
+
+    Counts come from byte masks summed in int32 (exact: a tile has far fewer than 2³¹ samples); the negative
+    and positive parts are ``min(p, 0)`` and ``max(p, 0)`` (NaN stays NaN in both), the same values as
+    ``p - min(p, 0)``, so the sums are those of the straightforward formulation."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: type[np.floating] = np.float64) -> None:
+        flat = (shape[0], int(np.prod(shape[1:])))
+        self.neg = np.empty(flat, dtype)
+        self.pos = np.empty(flat, dtype)
+        self.mask = np.empty(flat, np.bool_)
+
+    def sums(self, p: NDArray[np.floating]) -> SidedSums:
         flat = p.reshape(p.shape[0], -1)
-        neg = np.minimum(flat, 0)
-        pos = flat - neg
-        return cls(
+        neg = np.minimum(flat, 0, out=self.neg)
+        pos = np.maximum(flat, 0, out=self.pos)
+        mask = np.less(flat, 0, out=self.mask)
+        n_left = mask.view(np.uint8).sum(axis=1, dtype=np.int32)
+        np.greater(flat, 0, out=mask)
+        n_right = mask.view(np.uint8).sum(axis=1, dtype=np.int32)
+        return SidedSums(
             size=int(flat.shape[1]),
-            n_left=np.add.reduce((neg < 0).view(np.uint8), axis=1, dtype=np.int64).astype(np.float64),
-            n_right=np.add.reduce((pos > 0).view(np.uint8), axis=1, dtype=np.int64).astype(np.float64),
+            n_left=n_left.astype(np.float64),
+            n_right=n_right.astype(np.float64),
             sq_left=np.einsum("ij,ij->i", neg, neg),
             sq_right=np.einsum("ij,ij->i", pos, pos),
             abs_sum=pos.sum(axis=1) - neg.sum(axis=1),
@@ -298,8 +336,9 @@ def brisque_scale_features(m: F32) -> F32:
     rho = sq_mean / abs_mean**2
     alpha = t.grid32[int(np.argmin(np.abs(rho - t.ggd32)))]
     feats = [alpha, sigma * sigma]
-    for p in wrapped_products(m):
-        s = SidedSums.of_map(p)
+    product, scratch = np.empty_like(m), (np.empty_like(m), np.empty_like(m))
+    for dy, dx in NEIGHBOURS:
+        s = SidedSums.of_map(wrapped_product(m, dy, dx, out=product), scratch)
         left = np.sqrt(f32(s.sq_left) / f32(s.n_left))
         right = np.sqrt(f32(s.sq_right) / f32(s.n_right))
         rhat = (f32(s.abs_sum) / n) ** 2 / ((f32(s.sq_left + s.sq_right)) / n)
@@ -320,21 +359,36 @@ def _aggd_fit64(s: SidedSums) -> tuple[F64, F64, F64, NDArray[np.intp]]:
     return t.grid64[idx], left * t.beta64[idx], right * t.beta64[idx], idx
 
 
-def _strip_features(strip: F64, block: int) -> F64:
-    cols = strip.shape[1] // block
-    tiles = strip.reshape(block, cols, block).transpose(1, 0, 2).copy()
-    t = tables()
-    alpha, beta_l, beta_r, _ = _aggd_fit64(SidedSums.of_tiles(tiles))
-    feats = [alpha, (beta_l + beta_r) / 2]
-    for p in wrapped_products(tiles):
-        alpha, beta_l, beta_r, idx = _aggd_fit64(SidedSums.of_tiles(p))
-        feats.extend((alpha, (beta_r - beta_l) * t.mean64[idx], beta_l, beta_r))
-    return np.stack(feats, axis=1)
+def _concat(parts: list[SidedSums]) -> SidedSums:
+    return SidedSums(
+        size=parts[0].size,
+        n_left=np.concatenate([s.n_left for s in parts]),
+        n_right=np.concatenate([s.n_right for s in parts]),
+        sq_left=np.concatenate([s.sq_left for s in parts]),
+        sq_right=np.concatenate([s.sq_right for s in parts]),
+        abs_sum=np.concatenate([s.abs_sum for s in parts]),
+    )
 
 
 def niqe_block_features(m: F64, block: int) -> F64:
     """The 18 NIQE features of every ``block × block`` tile of a float64 MSCN map whose sides are multiples of
     ``block``, row by row; shape ``(tiles, 18)``, NaN where a fit is undefined (e.g. a tile with no negative
-    values). One strip of tiles at a time, so the temporaries stay in cache."""
-    strips = [_strip_features(m[r : r + block], block) for r in range(0, m.shape[0], block)]
-    return np.concatenate(strips, axis=0)
+    values). The sums are taken one strip of tiles at a time in reused buffers (the temporaries stay in cache);
+    the fits, elementwise, are done once for all tiles."""
+    cols = m.shape[1] // block
+    tiles = np.empty((cols, block, block), m.dtype)
+    product = np.empty_like(tiles)
+    work = _TileSums(tiles.shape, m.dtype.type)
+    sums: list[list[SidedSums]] = [[] for _ in range(1 + len(NEIGHBOURS))]
+    for r in range(0, m.shape[0], block):
+        np.copyto(tiles, m[r : r + block].reshape(block, cols, block).transpose(1, 0, 2))
+        sums[0].append(work.sums(tiles))
+        for k, (dy, dx) in enumerate(NEIGHBOURS, start=1):
+            sums[k].append(work.sums(wrapped_product(tiles, dy, dx, out=product)))
+    t = tables()
+    alpha, beta_l, beta_r, _ = _aggd_fit64(_concat(sums[0]))
+    feats = [alpha, (beta_l + beta_r) / 2]
+    for per_strip in sums[1:]:
+        alpha, beta_l, beta_r, idx = _aggd_fit64(_concat(per_strip))
+        feats.extend((alpha, (beta_r - beta_l) * t.mean64[idx], beta_l, beta_r))
+    return np.stack(feats, axis=1)

@@ -21,12 +21,19 @@ order (:func:`feature_names`).
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from typing import Any
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from quality.analysis import ImagePlanes
+from quality.analysis import sobel as sobel  # re-exported: the gradients every group shares
 from quality.backends import nss_math as nm
 from quality.backends.nss import NSSParams, nss_features, packaged_params
 
@@ -44,6 +51,56 @@ def _pct(values: NDArray[Any], qs: tuple[float, ...]) -> list[float]:
     if values.size == 0:
         return [float("nan")] * len(qs)
     return [float(v) for v in np.percentile(values, qs)]
+
+
+def _linear_percentiles(n: int, qs: tuple[float, ...], order_stat: Callable[[list[int]], NDArray[Any]]) -> list[float]:
+    """``np.percentile(values, qs)`` (method "linear") of ``n`` values from their order statistics: the same
+    virtual indices, bounds and interpolation arithmetic as numpy's, so the results are identical (a test
+    compares them). ``order_stat(ks)`` returns the ``k``-th smallest values (0-based) in the values' dtype."""
+    virtual = (n - 1) * np.true_divide(qs, 100)
+    prev = np.floor(virtual)
+    nxt = prev + 1
+    prev[virtual >= n - 1] = n - 1
+    nxt[virtual >= n - 1] = n - 1
+    gamma = virtual - np.floor(virtual)
+    gamma[virtual >= n - 1] = virtual[virtual >= n - 1] - (n - 1)
+    ks = sorted({int(k) for k in prev} | {int(k) for k in nxt})
+    stats = dict(zip(ks, order_stat(ks), strict=True))
+    a = np.array([stats[int(k)] for k in prev])
+    b = np.array([stats[int(k)] for k in nxt])
+    diff = b - a
+    out = np.add(a, diff * gamma)
+    np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5, casting="unsafe", dtype=out.dtype)
+    return [float(v) for v in out]
+
+
+def _fast_pct(values: NDArray[np.floating], qs: tuple[float, ...]) -> list[float]:
+    """:func:`_pct` of a large float array without NaN, by in-place partitions of one copy (numpy's percentile
+    partitions for all its indices at once, several times slower); NaN input goes to :func:`_pct`."""
+    flat = np.array(values, copy=True).ravel()
+    if flat.size == 0 or np.isnan(flat).any():
+        return _pct(values, qs)
+
+    def order_stat(ks: list[int]) -> NDArray[Any]:
+        out = np.empty(len(ks), flat.dtype)
+        hi = flat.size
+        for i in range(len(ks) - 1, -1, -1):  # largest first; each partition leaves the smaller ones to its left
+            k = ks[i]
+            flat[:hi].partition(k)
+            out[i] = flat[k]
+            hi = k if k > 0 else 1
+        return out
+
+    return _linear_percentiles(flat.size, qs, order_stat)
+
+
+def _hist_pct(hist: NDArray[np.integer], qs: tuple[float, ...], dtype: type[np.floating]) -> list[float]:
+    """:func:`_pct` of integer-valued data 0..255 given by its 256-bin ``hist``, the values being of ``dtype``."""
+    cum = np.cumsum(hist)
+    n = int(cum[-1])
+    if n == 0:
+        return [float("nan")] * len(qs)
+    return _linear_percentiles(n, qs, lambda ks: np.searchsorted(cum, ks, side="right").astype(dtype))
 
 
 def _entropy(hist: NDArray[Any]) -> float:
@@ -66,11 +123,13 @@ def _block_means(x: NDArray[Any], block: int) -> F64:
 # ----------------------------------------------------------------------------------------------------
 # natural-scene statistics (BRISQUE / NIQE)
 # ----------------------------------------------------------------------------------------------------
-def nss_group(y: F32, nss: dict[str, Any], params: NSSParams) -> Features:
+def nss_group(y: F32, nss: dict[str, Any], params: NSSParams, quarter_y: F32 | None = None) -> Features:
+    """``quarter_y``: ``nm.half(nm.half(y))``, if the caller has it."""
     out: Features = {"brisque": float(nss["brisque"]), "niqe": float(nss["niqe"])}
     for i, v in enumerate(np.asarray(nss["brisque_features"], np.float64)):
         out[f"bq{i:02d}"] = float(v)
-    quarter = nm.brisque_scale_features(nm.mscn_brisque(nm.half(nm.half(y))))
+    quarter_y = nm.half(nm.half(y)) if quarter_y is None else quarter_y
+    quarter = nm.brisque_scale_features(nm.mscn_brisque(quarter_y))
     for i, v in enumerate(np.asarray(quarter, np.float64)):
         out[f"bq{36 + i:02d}"] = float(v)
     for i, v in enumerate(np.asarray(nss["niqe_features"], np.float64)):
@@ -91,23 +150,46 @@ def nss_group(y: F32, nss: dict[str, Any], params: NSSParams) -> Features:
     return out
 
 
+_PRECISION: dict[int, tuple[NSSParams, F64]] = {}
+
+
 def _pristine_precision(params: NSSParams) -> F64:
-    """Pseudo-inverse of the pristine covariance (36×36: cheaper to recompute than to cache safely)."""
-    return np.asarray(np.linalg.pinv(params.cov_pris), dtype=np.float64)
+    """Pseudo-inverse of the pristine covariance (36×36), computed once per parameter object (the cache holds the
+    object itself, so its id cannot be reused by another while cached)."""
+    cached = _PRECISION.get(id(params))
+    if cached is not None and cached[0] is params:
+        return cached[1]
+    precision = np.asarray(np.linalg.pinv(params.cov_pris), dtype=np.float64)
+    precision.flags.writeable = False
+    if len(_PRECISION) >= 4:
+        _PRECISION.clear()
+    _PRECISION[id(params)] = (params, precision)
+    return precision
 
 
 # ----------------------------------------------------------------------------------------------------
 # sharpness and detail
 # ----------------------------------------------------------------------------------------------------
-def _radial_spectrum(y: F32) -> Features:
-    h, w = y.shape
+@lru_cache(maxsize=8)
+def _spectrum_layout(h: int, w: int) -> tuple[F32, NDArray[np.int64], F64]:
+    """The Hann window, the radial bin of every ``rfft2`` coefficient and the bins' sizes for an ``h × w`` image
+    (the same for every image of that size: computed once)."""
     win = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
-    power = np.abs(np.fft.rfft2((y - y.mean()) * win)) ** 2
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.rfftfreq(w)[None, :]
     r = np.sqrt(fy**2 + fx**2)
     bins = np.minimum((r / 0.5 * 64).astype(np.int64), 64).ravel()
-    prof = np.bincount(bins, power.ravel(), minlength=65)[:64] / np.maximum(np.bincount(bins, minlength=65)[:64], 1)
+    counts = np.maximum(np.bincount(bins, minlength=65)[:64], 1)
+    for a in (win, bins, counts):
+        a.flags.writeable = False
+    return win, bins, counts
+
+
+def _radial_spectrum(y: F32) -> Features:
+    h, w = y.shape
+    win, bins, counts = _spectrum_layout(h, w)
+    power = np.abs(np.fft.rfft2((y - y.mean()) * win)) ** 2
+    prof = np.bincount(bins, power.ravel(), minlength=65)[:64] / counts
     k = np.arange(2, 64)
     logp = np.log(prof[k] + 1e-3)
     slope = float(np.polyfit(np.log(k), logp, 1)[0])
@@ -120,15 +202,9 @@ def _radial_spectrum(y: F32) -> Features:
     }
 
 
-def sobel(y: F32) -> tuple[F32, F32]:
-    """Horizontal and vertical Sobel derivatives of ``y`` (shared by the sharpness and texture groups)."""
-    gx = cv2.Sobel(y, cv2.CV_32F, 1, 0)
-    gy = cv2.Sobel(y, cv2.CV_32F, 0, 1)
-    return np.asarray(gx, np.float32), np.asarray(gy, np.float32)
-
-
-def sharpness_group(y: F32, gx: F32, gy: F32) -> Features:
-    """``gx``, ``gy``: :func:`sobel` of ``y``."""
+def sharpness_group(y: F32, gx: F32, gy: F32, mag: F32 | None = None) -> Features:
+    """``gx``, ``gy``: :func:`sobel` of ``y``; ``mag``: their magnitude by ``cv2.cartToPolar``, if the caller has
+    it (:meth:`quality.analysis.ImagePlanes.polar`)."""
     h, w = y.shape
     lap = cv2.Laplacian(y, cv2.CV_32F)
     out: Features = {"lap_var": float(np.log1p(lap.var()))}
@@ -136,8 +212,8 @@ def sharpness_group(y: F32, gx: F32, gy: F32) -> Features:
     out["lap_var_half"] = float(np.log1p(cv2.Laplacian(small, cv2.CV_32F).var()))
     # cv2.cartToPolar's magnitude: exact and the same on every run (cv2.magnitude differs by one float32 ulp
     # between runs, depending on the arrays' alignment, which made features and refits not reproducible)
-    mag, _ = cv2.cartToPolar(gx, gy)
-    g50, g90, g99 = _pct(mag, (50, 90, 99))
+    mag = np.asarray(cv2.cartToPolar(gx, gy)[0], np.float32) if mag is None else mag
+    g50, g90, g99 = _fast_pct(mag, (50, 90, 99))
     out |= {"grad_p50": np.log1p(g50), "grad_p90": np.log1p(g90), "grad_p99": np.log1p(g99),
             "grad_mean": float(np.log1p(mag.mean()))}  # fmt: skip
     flat = mag.ravel()
@@ -190,8 +266,9 @@ def noise_group(y: F32, lab: F32) -> Features:
 # tone and colour
 # ----------------------------------------------------------------------------------------------------
 def tone_colour_group(rgb: NDArray[np.uint8], y: F32, lab: F32) -> Features:
-    hist = np.bincount(y.astype(np.uint8).ravel(), minlength=256).astype(np.float64)
-    p1, p99 = _pct(y, (1, 99))
+    counts = np.bincount(y.astype(np.uint8).ravel(), minlength=256)
+    hist = counts.astype(np.float64)
+    p1, p99 = _hist_pct(counts, (1, 99), np.float32)  # y: luma, integer values 0..255
     out: Features = {
         "luma_mean": float(y.mean()) / 255.0, "luma_std": float(y.std()) / 255.0,
         "luma_range": (p99 - p1) / 255.0, "clip_low": float((y <= 3).mean()), "clip_high": float((y >= 252).mean()),
@@ -199,7 +276,7 @@ def tone_colour_group(rgb: NDArray[np.uint8], y: F32, lab: F32) -> Features:
     }  # fmt: skip
     big_l, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
     chroma = np.sqrt(a * a + b * b)
-    c90 = _pct(chroma, (90,))[0]
+    c90 = _fast_pct(chroma, (90,))[0]
     out |= {"lab_l_std": float(big_l.std()), "lab_a_mean": float(a.mean()), "lab_b_mean": float(b.mean()),
             "lab_a_std": float(a.std()), "lab_b_std": float(b.std()), "chroma_mean": float(chroma.mean()),
             "chroma_std": float(chroma.std()), "chroma_p90": c90}  # fmt: skip
@@ -228,23 +305,45 @@ _CANNY = ((20, 60), (40, 120), (80, 200))
 _RING = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
 
 
+@lru_cache(maxsize=1)
+def _lbp_labels() -> NDArray[np.uint8]:
+    """8-bit neighbour pattern (bit i: neighbour i of :data:`_RING` >= centre) → rotation-invariant uniform label:
+    the number of set bits when the circular pattern has at most 2 transitions, else 9."""
+    labels = np.empty(256, np.uint8)
+    for code in range(256):
+        bits = [(code >> i) & 1 for i in range(8)]
+        transitions = sum(bits[i] != bits[(i + 1) % 8] for i in range(8))
+        labels[code] = sum(bits) if transitions <= 2 else 9
+    return labels
+
+
 def _lbp_histogram(y: F32) -> F64:
     """Rotation-invariant uniform LBP (8 neighbours, radius 1): 10-bin normalised histogram."""
     c = y[1:-1, 1:-1]
     h, w = c.shape
-    bits = [(y[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] >= c) for dy, dx in _RING]
-    ones = np.zeros((h, w), np.int32)
-    transitions = np.zeros((h, w), np.int32)
-    for i in range(8):
-        ones += bits[i]
-        transitions += bits[i] != bits[(i + 1) % 8]
-    code = np.where(transitions <= 2, ones, 9)
-    hist = np.bincount(code.ravel(), minlength=10).astype(np.float64)
+    code = np.zeros((h, w), np.uint8)
+    bit = np.empty((h, w), np.bool_)
+    for i, (dy, dx) in enumerate(_RING):
+        np.greater_equal(y[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w], c, out=bit)
+        code |= bit.view(np.uint8) << np.uint8(i)
+    hist = np.bincount(_lbp_labels()[code].ravel(), minlength=10).astype(np.float64)
     return hist / max(1.0, hist.sum())
 
 
-def texture_group(y: F32, gx: F32, gy: F32) -> Features:
-    """``gx``, ``gy``: :func:`sobel` of ``y``."""
+def _half_turns(ang: F32) -> F32:
+    """``np.mod(ang, np.pi)`` for angles in [0, 2π] (``cv2.cartToPolar``'s), exactly: π rounds to float32 π
+    (as numpy rounds it for a float32 array), and ``x - π`` is exact for x in [π, 2π] (Sterbenz), which is
+    what ``fmod`` returns there. Several times faster than numpy's float32 ``fmod``."""
+    pi = np.float32(np.pi)
+    out = np.subtract(ang, pi, where=ang >= pi, out=ang.copy())
+    if np.any(out >= pi):  # 2π rounded up: subtract again (still exact), as fmod would
+        np.subtract(out, pi, where=out >= pi, out=out)
+    return out
+
+
+def texture_group(y: F32, gx: F32, gy: F32, polar: tuple[F32, F32] | None = None) -> Features:
+    """``gx``, ``gy``: :func:`sobel` of ``y``; ``polar``: their ``cv2.cartToPolar`` (magnitude, angle), if the
+    caller has it (:meth:`quality.analysis.ImagePlanes.polar`)."""
     u8 = np.clip(y, 0, 255).astype(np.uint8)
     blurred = cv2.GaussianBlur(u8, (5, 5), 1.0)
     out: Features = {}
@@ -252,8 +351,11 @@ def texture_group(y: F32, gx: F32, gy: F32) -> Features:
         out[f"canny{lo}"] = float(np.count_nonzero(cv2.Canny(blurred, lo, hi, L2gradient=True))) / u8.size
     for i, v in enumerate(_lbp_histogram(y)):
         out[f"lbp{i}"] = float(v)
-    mag, ang = cv2.cartToPolar(gx, gy)
-    orient = (np.mod(ang, np.pi) / np.pi * 12).astype(np.int64).clip(0, 11)
+    if polar is None:
+        raw_mag, raw_ang = cv2.cartToPolar(gx, gy)
+        polar = np.asarray(raw_mag, np.float32), np.asarray(raw_ang, np.float32)
+    mag, ang = polar
+    orient = (_half_turns(ang) / np.pi * 12).astype(np.int64).clip(0, 11)
     out["orient_entropy"] = _entropy(np.bincount(orient.ravel(), weights=mag.ravel(), minlength=12))
     return out
 
@@ -261,25 +363,62 @@ def texture_group(y: F32, gx: F32, gy: F32) -> Features:
 # ----------------------------------------------------------------------------------------------------
 # all together
 # ----------------------------------------------------------------------------------------------------
+def shared_planes(rgb: NDArray[np.uint8], nss: dict[str, Any] | None = None, y: F32 | None = None) -> ImagePlanes:
+    """The :class:`~quality.analysis.ImagePlanes` of ``rgb``: the one that computed ``nss`` (``nss["planes"]``) when
+    it belongs to these very pixels, else a new one (seeded with the luma ``y`` if given)."""
+    shared = nss.get("planes") if nss is not None else None
+    if isinstance(shared, ImagePlanes) and shared.rgb is rgb:
+        return shared
+    return ImagePlanes(rgb, y)
+
+
 def extract(rgb: NDArray[np.uint8], nss: dict[str, Any] | None = None, params: NSSParams | None = None,
-            y: F32 | None = None) -> Features:  # fmt: skip
+            y: F32 | None = None, planes: ImagePlanes | None = None) -> Features:  # fmt: skip
     """All calibration features of a working-size ``(H, W, 3)`` uint8 image (:meth:`PreparedImage.fit` to
     :data:`WORKING_SIDE`).
 
     ``nss`` is :func:`quality.backends.nss.nss_features` of exactly these pixels when the caller already has it
     (it is computed here otherwise). Raises :class:`quality.errors.MetricError` where BRISQUE/NIQE are undefined
-    (flat or tiny images). ``y``: :func:`quality.backends.nss_math.luma` of ``rgb``, if the caller has it.
+    (flat or tiny images). ``y``: :func:`quality.backends.nss_math.luma` of ``rgb``, if the caller has it;
+    ``planes``: the shared planes of ``rgb`` (:func:`shared_planes`), if the caller has them. Every plane several
+    groups use (luma, its halvings, Sobel gradients and their polar form, Lab) is computed once.
     """
     params = params or packaged_params()
-    if nss is None:
-        nss = nss_features(rgb, params)
-    y = nm.luma(rgb) if y is None else y
-    gx, gy = sobel(y)
-    lab = np.asarray(cv2.cvtColor(rgb.astype(np.float32) / np.float32(255.0), cv2.COLOR_RGB2Lab), dtype=np.float32)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        out = nss_group(y, nss, params)
-        out |= sharpness_group(y, gx, gy)
-        out |= noise_group(y, lab)
-        out |= tone_colour_group(rgb, y, lab)
-        out |= texture_group(y, gx, gy)
+    if planes is None or planes.rgb is not rgb:
+        planes = shared_planes(rgb, nss, y)
+    # BRISQUE/NIQE of these pixels, when not given, run in a worker thread while this one computes the other
+    # groups (numpy and OpenCV release the GIL); the values do not depend on where they are computed
+    pending = _worker().submit(nss_features, rgb, params, planes=planes) if nss is None else None
+    try:
+        y = planes.luma()
+        gx, gy = planes.sobel()
+        lab = planes.lab()
+        polar = planes.polar()
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            rest = sharpness_group(y, gx, gy, polar[0])
+            rest |= noise_group(y, lab)
+            rest |= tone_colour_group(rgb, y, lab)
+            rest |= texture_group(y, gx, gy, polar)
+            quarter = planes.quarter_luma()
+            if pending is not None:
+                nss = pending.result()
+            assert nss is not None
+            out = nss_group(y, nss, params, quarter) | rest
+    finally:
+        if pending is not None:
+            pending.cancel()
     return {k: float(v) for k, v in out.items()}
+
+
+_WORKER: tuple[int, ThreadPoolExecutor] | None = None
+_WORKER_LOCK = threading.Lock()
+
+
+def _worker() -> ThreadPoolExecutor:
+    """The threads that compute :func:`extract`'s BRISQUE/NIQE part (created on first use, and again in a forked
+    child, where the parent's threads do not exist)."""
+    global _WORKER
+    with _WORKER_LOCK:
+        if _WORKER is None or _WORKER[0] != os.getpid():
+            _WORKER = (os.getpid(), ThreadPoolExecutor(max_workers=2, thread_name_prefix="calib-nss"))
+        return _WORKER[1]

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from quality.backends import nss_math as nm
 from quality.backends.nss import NSSParams
-from quality.calibration.features import extract
+from quality.calibration.features import extract, shared_planes
 from quality.calibration.patches import Codebook, family_patches
 from quality.calibration.runtime import F64, Arrays, KernelSVR, Predictor, Scale, TreeEnsemble
 from quality.errors import ConfigError
@@ -124,13 +124,13 @@ class CalibrationModel:
         :class:`quality.errors.MetricError` where the features are undefined (flat or tiny images) and
         ``ValueError`` if a feature is not finite.
         """
-        y = nm.luma(rgb)
-        feats = extract(rgb, nss, params, y)
+        planes = shared_planes(rgb, nss)
+        feats = extract(rgb, nss, params, planes=planes)
         base = self.base_vector(feats)
         if not np.all(np.isfinite(base)):
             bad = [n for n, v in zip(self.feature_names, base, strict=True) if not np.isfinite(v)]
             raise ValueError(f"calibration features are undefined for this image: {', '.join(bad[:5])}")
-        encodings = self.encode(rgb, y) if self.codebooks else {}
+        encodings = self.encode(rgb, planes.luma()) if self.codebooks else {}
         mos = {d: float(v[0]) for d, v in self.predict_mos(base[None, :], encodings).items()}
         return {d: round(float(self.scale(v)), 4) for d, v in mos.items()}, mos
 

@@ -525,3 +525,40 @@ def test_image_under_the_minimum_is_a_clear_error() -> None:
 def test_wrong_array_is_a_clear_error(array: np.ndarray) -> None:
     with pytest.raises(MetricError, match="uint8"):
         nss_features(array)
+
+
+def _sums_reference(tile: np.ndarray) -> list[float]:
+    neg = np.minimum(tile, 0).ravel()
+    pos = tile.ravel() - neg
+    counts = [float((neg < 0).sum()), float((pos > 0).sum())]
+    return [*counts, float(neg @ neg), float(pos @ pos), float(np.abs(tile).sum())]
+
+
+def test_tile_sums_equal_the_straightforward_sums() -> None:
+    rng = np.random.default_rng(7)
+    stack = rng.standard_normal((5, 12, 12))
+    stack[1] = np.abs(stack[1])  # no negative values
+    stack[2, :6] = 0.0
+    stack[3, 2, 2] = np.nan
+    sums = nm.SidedSums.of_tiles(stack)
+    got = np.stack([sums.n_left, sums.n_right, sums.sq_left, sums.sq_right, sums.abs_sum], axis=1)
+    expected = np.array([_sums_reference(t) for t in stack])
+    np.testing.assert_allclose(got, expected, rtol=1e-12, equal_nan=True)
+    assert sums.n_left[1] == 0 and sums.size == 144
+
+
+def test_niqe_block_features_equal_a_tile_by_tile_computation() -> None:
+    """Strips with reused buffers and one fit per map against each tile's features computed on its own (np.roll
+    for the wrapped neighbour products)."""
+    m = nm.mscn_niqe(nm.luma(textured(192, 192, seed=4)).astype(np.float64))
+    got = nm.niqe_block_features(m, 48)
+    t = nm.tables()
+    for index, (r, c) in enumerate((r, c) for r in range(0, 192, 48) for c in range(0, 192, 48)):
+        tile = m[r : r + 48, c : c + 48][None]
+        alpha, bl, br, _ = nm._aggd_fit64(nm.SidedSums.of_tiles(tile))
+        row = [alpha[0], (bl[0] + br[0]) / 2]
+        for dy, dx in nm.NEIGHBOURS:
+            p = tile * np.roll(tile, (dy, dx), axis=(-2, -1))
+            alpha, bl, br, idx = nm._aggd_fit64(nm.SidedSums.of_tiles(p))
+            row += [alpha[0], (br[0] - bl[0]) * t.mean64[idx[0]], bl[0], br[0]]
+        np.testing.assert_array_equal(got[index], np.array(row))
