@@ -13,7 +13,12 @@ The protocol is fixed (nothing below is tuned on the images a figure is reported
    weigh as much as the human-scored rows;
 3. per fit set: four members predicting ``mos_quality`` — technical: boosted trees and an RBF SVR on all
    handcrafted features; detail: the same two on the sharpness / noise / texture / NSS subset
-   (:data:`FEATURE_SUBSETS`). A dimension is the mean of its members. (Patch codebooks, used before the damage
+   (:data:`FEATURE_SUBSETS`). A dimension is the mean of its members. Two more members, the *damage head*
+   (boosted trees and an SVR on all features), predict damage severity (0 as made, 1 heaviest) from the fit
+   images' ladders and the natural-photo ladders of :mod:`.damage` (:func:`integrity_rows`); a score is
+   ``soft_floor(scale(MOS) - 10 * INTEGRITY_WEIGHT * max(0, severity - INTEGRITY_THRESHOLD))``
+   (:meth:`.model.CalibrationModel.scores_of`): damage pulls it down steeply, clean images keep their
+   human-aligned score. (Patch codebooks, used before the damage
    ladders, are still supported by the model format but no member reads one: with damage in training they did
    not raise agreement, and they cost most of the scoring time);
 4. the 0–10 scale: the composite's grade boundaries are placed at fixed percentiles of the fit images' human

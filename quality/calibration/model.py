@@ -126,7 +126,8 @@ class CalibrationModel:
 
     def score(self, rgb: NDArray[np.uint8], nss: dict[str, Any] | None = None,
               params: NSSParams | None = None) -> tuple[dict[str, float], dict[str, float]]:
-        """``({dimension: 0–10 score}, {dimension: predicted MOS})`` of a working-size image.
+        """``({dimension: 0–10 score}, {dimension: predicted MOS})`` of a working-size image (the second mapping
+        also holds ``"damage"``, the damage head's predicted severity, when the model has one).
 
         ``nss``: :func:`quality.backends.nss.nss_features` of exactly these pixels, if already computed. Raises
         :class:`quality.errors.MetricError` where the features are undefined (flat or tiny images) and
