@@ -154,6 +154,13 @@ def _member(m: Any) -> str:
     return f"{m.dimension}:{m.kind}({inputs}{' + ' + m.codebook if m.codebook else ''})"
 
 
+def _integrity(model: CalibrationModel) -> str:
+    if model.integrity is None:
+        return "none (scores are the human-aligned part alone)"
+    w, t = model.integrity
+    return f"score = soft_floor(scaled MOS - 10 x {w:g} x max(0, severity - {t:g}))"
+
+
 def describe(model: CalibrationModel) -> str:
     m = model.meta
     ds = m.get("dataset", {})
@@ -171,6 +178,7 @@ def describe(model: CalibrationModel) -> str:
         f"  damage ladders: {len(ds.get('ladder_images', []))} images; held out of every fit: "
         f"{len(ds.get('held_out', []))} images",
         f"  scale (MOS -> score): {scale}",
+        f"  damage head: {_integrity(model)}",
         f"  data: {ds.get('images')} images, labels sha256 {str(ds.get('labels_sha256'))[:12]}, "
         f"images sha256 {str(ds.get('images_sha256'))[:12]}, excluded {len(ds.get('excluded', {}))}",
         f"  seed {m.get('seed')}; cross-validated: {json.dumps(m.get('cv', {}))}",
