@@ -13,7 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("comfy_quality", "quality", "refinement", "storage", "mcp_server", "dashboard", "serving", "jobqueue")
 #: modules that may import a package of an optional extra (fit-time tools, not the run-time path)
-EXTRA_ONLY = {"quality/calibration/fit.py": {"sklearn"}}
+EXTRA_ONLY = {"quality/calibration/fit.py": {"sklearn"}, "quality/calibration/damage.py": {"sklearn", "skimage"}}
 
 
 def requirement_name(req: str) -> str:

@@ -119,20 +119,25 @@ def run_fit(dataset: Path, out: Path, report_path: Path, *, seed: int = F.SEED, 
     if len({r.group for r in usable}) < 2:  # one generator: nothing to leave out
         schemes = [s for s in schemes if s != "logo"]
     final_set = F.codebooks_for(usable, range(len(usable)), seed)
-    results, (final_encoded,) = cross_validate_schemes(usable, schemes, seed=seed, jobs=jobs, also=[final_set])
+    names = list(usable[0].features or {})
+    natural = F.natural_rows(names, jobs=jobs, cache=cache)
+    log.info("damage head: %d natural-photo rows", len(natural[1]))
+    results, (final_encoded,) = cross_validate_schemes(usable, schemes, seed=seed, jobs=jobs, also=[final_set],
+                                                       natural=natural)  # fmt: skip
     cv: dict[str, Any] = {}
     for scheme, done in results.items():
         cv[scheme] = summarise(usable, done.result, resamples=resamples)
         log.info("%s: %s", scheme, brief(cv[scheme]))
-    names = list(usable[0].features or {})
     meta = F.model_meta(name, usable, excluded, dataset / "labels.csv", seed, {s: brief(v) for s, v in cv.items()})
     meta["dataset"]["held_out"] = sorted(held)
     meta["dataset"]["ladder_images"] = sorted(r.name for r in usable if r.ladders is not None)
     check = F.check_rows(usable)
     mos = np.array([r.mos for r in usable])
     damage = F.damage_rows(usable, range(len(usable)), F.damage_floor(mos))
+    integrity = F.integrity_rows(usable, range(len(usable)), natural)
     model = F.fit_model(F.base_matrix(usable, names), final_encoded, mos, final_set, seed=seed, meta=meta,
-                        check=check, damage=damage if len(damage[1]) else None)  # fmt: skip
+                        check=check, damage=damage if len(damage[1]) else None,
+                        integrity=integrity if len(integrity[1]) else None)  # fmt: skip
     for image, row in check.items():  # identify the check images' bytes too
         model.meta["check"][image]["sha256"] = F.sha256_file(Path(usable[row].path))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -147,6 +152,13 @@ def run_fit(dataset: Path, out: Path, report_path: Path, *, seed: int = F.SEED, 
 def _member(m: Any) -> str:
     inputs = "all features" if m.inputs is None else f"{len(m.inputs)} features"
     return f"{m.dimension}:{m.kind}({inputs}{' + ' + m.codebook if m.codebook else ''})"
+
+
+def _integrity(model: CalibrationModel) -> str:
+    if model.integrity is None:
+        return "none (scores are the human-aligned part alone)"
+    w, t = model.integrity
+    return f"score = soft_floor(scaled MOS - 10 x {w:g} x max(0, severity - {t:g}))"
 
 
 def describe(model: CalibrationModel) -> str:
@@ -166,6 +178,7 @@ def describe(model: CalibrationModel) -> str:
         f"  damage ladders: {len(ds.get('ladder_images', []))} images; held out of every fit: "
         f"{len(ds.get('held_out', []))} images",
         f"  scale (MOS -> score): {scale}",
+        f"  damage head: {_integrity(model)}",
         f"  data: {ds.get('images')} images, labels sha256 {str(ds.get('labels_sha256'))[:12]}, "
         f"images sha256 {str(ds.get('images_sha256'))[:12]}, excluded {len(ds.get('excluded', {}))}",
         f"  seed {m.get('seed')}; cross-validated: {json.dumps(m.get('cv', {}))}",
@@ -193,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images kept out of every fit (for the ladder check on held-out AI images)")
     f.add_argument("--ladder-images", type=int, default=F.LADDER_IMAGES,
                    help="fit images that get damage ladders (0: human scores only)")
+    f.add_argument("--no-natural-ladders", action="store_true",
+                   help="the damage head learns from the rated images' ladders only (not from natural photos)")
     i = sub.add_parser("info", help="describe a calibration model (default: the shipped one)")
     i.add_argument("model", type=Path, nargs="?")
     return p
@@ -205,6 +220,8 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
         if args.command == "info":
             out.write(describe(load(args.model) if args.model else load_default()))
             return 0
+        if args.command == "fit" and args.no_natural_ladders:
+            F.NATURAL_LADDERS = False
         cv = args.cv or ["5", "logo"]
         schemes = [] if "none" in cv else scheme_names(cv)
         report_path = args.report or args.output.with_suffix(".report.json")

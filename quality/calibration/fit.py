@@ -13,7 +13,12 @@ The protocol is fixed (nothing below is tuned on the images a figure is reported
    weigh as much as the human-scored rows;
 3. per fit set: four members predicting ``mos_quality`` — technical: boosted trees and an RBF SVR on all
    handcrafted features; detail: the same two on the sharpness / noise / texture / NSS subset
-   (:data:`FEATURE_SUBSETS`). A dimension is the mean of its members. (Patch codebooks, used before the damage
+   (:data:`FEATURE_SUBSETS`). A dimension is the mean of its members. Two more members, the *damage head*
+   (boosted trees and an SVR on all features), predict damage severity (0 as made, 1 heaviest) from the fit
+   images' ladders and the natural-photo ladders of :mod:`.damage` (:func:`integrity_rows`); a score is
+   ``soft_floor(scale(MOS) - 10 * INTEGRITY_WEIGHT * max(0, severity - INTEGRITY_THRESHOLD))``
+   (:meth:`.model.CalibrationModel.scores_of`): damage pulls it down steeply, clean images keep their
+   human-aligned score. (Patch codebooks, used before the damage
    ladders, are still supported by the model format but no member reads one: with damage in training they did
    not raise agreement, and they cost most of the scoring time);
 4. the 0–10 scale: the composite's grade boundaries are placed at fixed percentiles of the fit images' human
@@ -48,7 +53,7 @@ from quality.backends import nss_math as nm
 from quality.calibration.features import FEATURES_VERSION, WORKING_SIDE, extract
 from quality.calibration.ladders import STEPS, LadderCache, Ladders, balanced
 from quality.calibration.ladders import compute as compute_ladders
-from quality.calibration.model import CalibrationModel, Member
+from quality.calibration.model import DAMAGE_HEAD, CalibrationModel, Member
 from quality.calibration.patches import Codebook, family_patches, sample_patches
 from quality.calibration.runtime import F64, KernelSVR, QuantileNormal, Scale, TreeEnsemble
 from quality.distortions import KINDS
@@ -72,6 +77,7 @@ SCALE_BOTTOM_MARGIN = 0.5
 MEMBERS: tuple[tuple[str, str, str, str], ...] = (
     ("technical", "trees", "", ""), ("technical", "svr", "", ""),
     ("detail", "trees", "", "detail"), ("detail", "svr", "", "detail"),
+    (DAMAGE_HEAD, "trees", "", ""), (DAMAGE_HEAD, "svr", "", ""),
 )  # fmt: skip
 #: feature-name prefixes of the subsets members may read
 FEATURE_SUBSETS: dict[str, tuple[str, ...]] = {
@@ -87,6 +93,16 @@ DAMAGE_FLOOR_MARGIN = 1.0
 DAMAGE_WEIGHT = 1.0
 #: the SVR members see a fixed random subset of this many damaged rows (the trees see them all)
 SVR_DAMAGE_ROWS = 2000
+#: the damage-integrity penalty on the technical and detail scores (:meth:`.model.CalibrationModel.scores_of`):
+#: ``10 * weight * max(0, severity - threshold)`` points; chosen by measurement (README: the trade-off)
+INTEGRITY_WEIGHT = 0.75
+INTEGRITY_THRESHOLD = 0.5
+#: the damage head's members: more trees (a simpler target with many rows), a finer SVR tube, more SVR rows
+DAMAGE_TREE_PARAMS: dict[str, Any] = {"max_iter": 400}
+DAMAGE_SVR_EPSILON = 0.02
+DAMAGE_SVR_ROWS = 4000
+#: the damage head also learns from natural-photo ladders (:mod:`.damage`; ``fit --no-natural-ladders`` turns it off)
+NATURAL_LADDERS = True
 #: AGIQA images kept out of every fit (balanced over generators): the ladder check's held-out AI images
 HOLDOUT_IMAGES = 30
 DIMENSIONS: dict[str, dict[str, list[str]]] = {
@@ -333,11 +349,13 @@ def learn_codebook(family: str, samples: Sequence[NDArray[np.float32]], *, size:
     return Codebook(family, matrix.astype(np.float32), (mu @ matrix).astype(np.float32))
 
 
-def fit_trees(x: F64, y: F64, seed: int = SEED, weight: F64 | None = None) -> tuple[TreeEnsemble, Callable[[F64], F64]]:
+def fit_trees(x: F64, y: F64, seed: int = SEED, weight: F64 | None = None,
+              params: dict[str, Any] | None = None) -> tuple[TreeEnsemble, Callable[[F64], F64]]:  # fmt: skip
     """The exported trees and scikit-learn's own predict function (for the fit-time check values)."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    model = HistGradientBoostingRegressor(random_state=seed, **TREE_PARAMS).fit(x, y, sample_weight=weight)
+    model = HistGradientBoostingRegressor(random_state=seed, **{**TREE_PARAMS, **(params or {})})
+    model.fit(x, y, sample_weight=weight)
     return export_trees(model), model.predict
 
 
@@ -363,14 +381,15 @@ def export_trees(model: Any) -> TreeEnsemble:
     )
 
 
-def fit_svr(x: F64, y: F64, weight: F64 | None = None) -> tuple[KernelSVR, Callable[[F64], F64]]:
+def fit_svr(x: F64, y: F64, weight: F64 | None = None,
+            params: dict[str, Any] | None = None) -> tuple[KernelSVR, Callable[[F64], F64]]:  # fmt: skip
     """The exported SVR and a fit-time predict function (scikit-learn's SVR on the transformed inputs)."""
     from sklearn.svm import SVR
 
     transform = QuantileNormal.fit(x, QUANTILE_LEVELS)
     z = transform(x)
     gamma = 1.0 / (z.shape[1] * float(z.var()) or 1.0)
-    svr = SVR(kernel="rbf", gamma=gamma, **SVR_PARAMS).fit(z, y, sample_weight=weight)
+    svr = SVR(kernel="rbf", gamma=gamma, **{**SVR_PARAMS, **(params or {})}).fit(z, y, sample_weight=weight)
     exported = KernelSVR(transform, svr.support_vectors_.astype(np.float64), svr.dual_coef_.ravel().astype(np.float64),
                          float(svr.intercept_[0]), gamma)  # fmt: skip
     return exported, lambda v: np.asarray(svr.predict(transform(v)), np.float64)
@@ -393,10 +412,12 @@ def fit_scale(mos: F64, floor: float | None = None) -> Scale:
 
 def fit_model(base: F64, encodings: dict[str, F64], mos: F64, codebooks: dict[str, Codebook], *,
               seed: int = SEED, meta: dict[str, Any] | None = None, check: dict[str, int] | None = None,
-              damage: tuple[F64, F64] | None = None) -> CalibrationModel:  # fmt: skip
+              damage: tuple[F64, F64] | None = None,
+              integrity: tuple[F64, F64] | None = None) -> CalibrationModel:  # fmt: skip
     """Fit the members on ``base`` (n, F) + ``encodings`` of the given images (nothing else), and on ``damage``:
     rows of damaged copies of some of them with their targets (:func:`damage_rows`; members that read codebook
-    encodings cannot use them).
+    encodings cannot use them). ``integrity``: rows and severities for the damage head (:func:`integrity_rows`);
+    without them the model has no damage head and its scores are the human-aligned part alone.
 
     ``check``: image name → row; for those images the model records, in ``meta["check"]``, the per-dimension
     MOS that scikit-learn's fitted estimators predict from the fit-time features: a later load of the file,
@@ -408,9 +429,23 @@ def fit_model(base: F64, encodings: dict[str, F64], mos: F64, codebooks: dict[st
     rows = list((check or {}).values())
     names = list((meta or {}).get("feature_names") or [])
     has_damage = damage is not None and len(damage[1]) > 0
+    has_integrity = integrity is not None and len(integrity[1]) > 0
     for dim, kind, family, subset in MEMBERS:
         inputs = subset_names(subset, names) if names else None
         cols = slice(None) if inputs is None else [names.index(n) for n in inputs]
+        if dim == DAMAGE_HEAD:
+            if not has_integrity or integrity is None:
+                continue
+            x, y = integrity[0][:, cols], integrity[1]
+            if kind == "svr" and len(y) > DAMAGE_SVR_ROWS:
+                keep = np.sort(np.random.default_rng(seed).choice(len(y), DAMAGE_SVR_ROWS, replace=False))
+                x, y = x[keep], y[keep]
+            predictor, predict = (fit_trees(x, y, seed, None, DAMAGE_TREE_PARAMS) if kind == "trees"
+                                  else fit_svr(x, y, None, {"epsilon": DAMAGE_SVR_EPSILON}))  # fmt: skip
+            members.append(Member(dim, kind, family, predictor, inputs))
+            if rows:
+                fit_time.setdefault(dim, []).append(predict(base[rows][:, cols]))
+            continue
         x = base[:, cols]
         y, weight = mos, None
         if family:
@@ -432,8 +467,32 @@ def fit_model(base: F64, encodings: dict[str, F64], mos: F64, codebooks: dict[st
     if check:
         means = {d: np.mean(v, axis=0) for d, v in fit_time.items()}
         meta["check"] = {name: {d: float(means[d][i]) for d in means} for i, name in enumerate(check)}
+    if has_integrity:
+        meta["integrity"] = {"weight": INTEGRITY_WEIGHT, "threshold": INTEGRITY_THRESHOLD, "head": DAMAGE_HEAD,
+                             "score": "soft_floor(scale(predicted MOS) - 10 * weight * max(0, severity - threshold))"}
     scale = fit_scale(mos, damage_floor(mos) if has_damage else None)
     return CalibrationModel(meta, dict(codebooks), tuple(members), scale)
+
+
+def integrity_rows(records: Sequence[Record], idx: Iterable[int], natural: tuple[F64, F64] | None = None,
+                   ) -> tuple[F64, F64]:  # fmt: skip
+    """The damage head's rows: every ladder image of ``records[idx]`` as made (severity 0) and its damaged copies
+    (their severities), plus ``natural`` (:func:`.damage.integrity_rows` of the natural-photo ladders)."""
+    from quality.calibration.damage import integrity_rows as rows_of
+
+    names = None
+    pairs = []
+    for i in idx:
+        r = records[i]
+        if r.ladders is None or r.features is None:
+            continue
+        names = names or list(r.features)
+        pairs.append((np.array([r.features[n] for n in names], np.float64), r.ladders))
+    x, t = rows_of(pairs)
+    if natural is not None and len(natural[1]):
+        x = natural[0] if not len(t) else np.vstack([x, natural[0]])
+        t = natural[1] if not len(t) else np.concatenate([t, natural[1]])
+    return x, t
 
 
 def check_rows(records: Sequence[Record], per_group: int = 2) -> dict[str, int]:
@@ -446,6 +505,17 @@ def check_rows(records: Sequence[Record], per_group: int = 2) -> dict[str, int]:
             chosen[records[i].name] = i
             counts[g] = counts.get(g, 0) + 1
     return chosen
+
+
+def natural_rows(names: Sequence[str], *, jobs: int = 1, cache: Path | None = None) -> tuple[F64, F64]:
+    """The damage head's rows from the natural-photo ladders of :mod:`.damage` (every fold uses them all; none
+    when :data:`NATURAL_LADDERS` is off)."""
+    if not NATURAL_LADDERS:
+        return np.empty((0, len(names))), np.empty(0)
+    from quality.calibration.damage import integrity_rows as rows_of
+    from quality.calibration.damage import natural_ladders
+
+    return rows_of(natural_ladders(names, WORKING_SIDE, jobs=jobs, cache=cache))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -495,10 +565,13 @@ def base_matrix(records: Sequence[Record], names: Sequence[str]) -> F64:
 def cross_validate(records: Sequence[Record], splits: Sequence[Split], *, seed: int = SEED, jobs: int = 1,
                    on_fold: Callable[[int, CalibrationModel, Split], None] | None = None,
                    sets: Sequence[dict[str, Codebook]] | None = None,
-                   encoded: Sequence[dict[str, F64]] | None = None) -> CVResult:  # fmt: skip
+                   encoded: Sequence[dict[str, F64]] | None = None,
+                   natural: tuple[F64, F64] | None = None) -> CVResult:  # fmt: skip
     """Fit on each split's training part only and predict its held-out part. ``records`` must all be usable.
 
     ``on_fold`` sees each fold's model and split (tests use it to prove no held-out image was fitted on).
+    ``natural``: the damage head's rows from natural-photo ladders (:mod:`.damage`; no AGIQA image among them),
+    used by every fold beside the training images' own ladders.
     ``sets``/``encoded``: the per-split codebooks (learned on that split's training images) and every record's
     encodings with them, when the caller computed them already (:func:`encode_records` decodes each image once
     for any number of sets).
@@ -520,15 +593,17 @@ def cross_validate(records: Sequence[Record], splits: Sequence[Split], *, seed: 
         if len(set(train.tolist()) & set(test.tolist())):
             raise CalibrationFitError(f"split {i} has images in both its training and its test part")
         damage = damage_rows(records, train, damage_floor(mos[train]))
+        integrity = integrity_rows(records, train, natural)
         model = fit_model(base[train], {f: e[train] for f, e in enc.items()}, mos[train], cbs, seed=seed,
                           meta={"feature_names": names, "dimensions": DIMENSIONS},
-                          damage=damage if len(damage[1]) else None)  # fmt: skip
+                          damage=damage if len(damage[1]) else None,
+                          integrity=integrity if len(integrity[1]) else None)  # fmt: skip
         if on_fold is not None:
             on_fold(i, model, (train, test))
         pred = model.predict_mos(base[test], {f: e[test] for f, e in enc.items()})
-        for d, p in pred.items():
-            out_mos[d][test] = p
-            out_score[d][test] = model.scale(p)
+        for d, p in model.scores_of(pred).items():
+            out_mos[d][test] = pred[d]
+            out_score[d][test] = p
         fold_of[test] = i
         for j in test:  # the held-out images' damage ladders, scored by the same model
             lad = records[j].ladders
@@ -536,10 +611,10 @@ def cross_validate(records: Sequence[Record], splits: Sequence[Split], *, seed: 
                 continue
             flat = lad.features.reshape(-1, lad.features.shape[-1])
             ok = np.isfinite(flat).all(axis=1)
-            rungs = {d: np.full(len(flat), np.nan) for d in pred}
+            rungs = {d: np.full(len(flat), np.nan) for d in out_score}
             if ok.any():
-                for d, p in model.predict_mos(flat[ok], {}).items():
-                    rungs[d][ok] = model.scale(p)
+                for d, p in model.scores_of(model.predict_mos(flat[ok], {})).items():
+                    rungs[d][ok] = p
             clean = {d: np.full(lad.features.shape[0], out_score[d][j]) for d in rungs}
             ladders[j] = {d: np.column_stack([clean[d], v.reshape(lad.features.shape[:2])]) for d, v in rungs.items()}
         log.info("fold %d/%d fitted on %d images, predicted %d", i + 1, len(splits), len(train), len(test))
@@ -598,6 +673,10 @@ def model_meta(name: str, records: Sequence[Record], excluded: Sequence[Record],
                        "svr_rows": SVR_DAMAGE_ROWS, "floor_margin": DAMAGE_FLOOR_MARGIN, "weight": DAMAGE_WEIGHT,
                        "target": "mos - severity * (mos - floor)"},
             "holdout_images": HOLDOUT_IMAGES,
+            "integrity": {"weight": INTEGRITY_WEIGHT, "threshold": INTEGRITY_THRESHOLD, "trees": DAMAGE_TREE_PARAMS,
+                          "svr_epsilon": DAMAGE_SVR_EPSILON,
+                          "svr_rows": DAMAGE_SVR_ROWS, "target": "severity (0 as made, 1 heaviest)",
+                          "rows": "fit images' ladders + natural-photo ladders (quality.calibration.damage)"},
         },
         "dataset": {
             "labels": labels.name,

@@ -30,6 +30,14 @@ from quality.errors import ConfigError
 
 FORMAT = "comfy-quality-calibration/1"
 DEFAULT_FILE = "calibration.npz"
+#: the members of this pseudo-dimension predict damage severity (0–1), not a human score (:meth:`scores_of`)
+DAMAGE_HEAD = "damage"
+
+
+def soft_floor(v: F64) -> F64:
+    """``v`` above 1; ``exp(v - 1)`` below: continuous, strictly increasing, always above 0."""
+    v = np.asarray(v, np.float64)
+    return np.asarray(np.where(v >= 1.0, v, np.exp(np.minimum(v, 1.0) - 1.0)), np.float64)
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,8 @@ class CalibrationModel:
 
     def score(self, rgb: NDArray[np.uint8], nss: dict[str, Any] | None = None,
               params: NSSParams | None = None) -> tuple[dict[str, float], dict[str, float]]:
-        """``({dimension: 0–10 score}, {dimension: predicted MOS})`` of a working-size image.
+        """``({dimension: 0–10 score}, {dimension: predicted MOS})`` of a working-size image (the second mapping
+        also holds ``"damage"``, the damage head's predicted severity, when the model has one).
 
         ``nss``: :func:`quality.backends.nss.nss_features` of exactly these pixels, if already computed. Raises
         :class:`quality.errors.MetricError` where the features are undefined (flat or tiny images) and
@@ -131,8 +140,37 @@ class CalibrationModel:
             bad = [n for n, v in zip(self.feature_names, base, strict=True) if not np.isfinite(v)]
             raise ValueError(f"calibration features are undefined for this image: {', '.join(bad[:5])}")
         encodings = self.encode(rgb, planes.luma()) if self.codebooks else {}
-        mos = {d: float(v[0]) for d, v in self.predict_mos(base[None, :], encodings).items()}
-        return {d: round(float(self.scale(v)), 4) for d, v in mos.items()}, mos
+        pred = self.predict_mos(base[None, :], encodings)
+        scores = self.scores_of(pred)
+        return {d: round(float(v[0]), 4) for d, v in scores.items()}, {d: float(v[0]) for d, v in pred.items()}
+
+    @property
+    def integrity(self) -> tuple[float, float] | None:
+        """``(weight, threshold)`` of the damage-integrity penalty (``None``: the model has no damage head, its
+        scores are the human-aligned part alone)."""
+        spec = self.meta.get("integrity")
+        return None if not spec else (float(spec["weight"]), float(spec["threshold"]))
+
+    def scores_of(self, pred: dict[str, F64]) -> dict[str, F64]:
+        """0–10 scores of the calibrated dimensions from :meth:`predict_mos`'s output.
+
+        ``human = scale(predicted MOS)``; with a damage head (``pred["damage"]``: predicted severity, 0 as made,
+        1 at the heaviest damage of :mod:`quality.distortions`) and :attr:`integrity` ``(w, t)``,
+        ``score = soft_floor(human - 10·w·max(0, severity - t))``: images the head sees as (nearly) undamaged keep
+        their human-aligned score, damage beyond ``t`` pulls it down steeply. ``soft_floor`` keeps scores below 1
+        positive and strictly ordered (``exp(v - 1)``) instead of clamping them all to 0.
+        """
+        spec = self.integrity
+        out: dict[str, F64] = {}
+        for d, v in pred.items():
+            if d == DAMAGE_HEAD:
+                continue
+            score = np.asarray(self.scale(v), np.float64)
+            if spec is not None and DAMAGE_HEAD in pred:
+                w, t = spec
+                score = soft_floor(score - 10.0 * w * np.maximum(0.0, np.asarray(pred[DAMAGE_HEAD]) - t))
+            out[d] = np.asarray(np.minimum(score, 10.0), np.float64)
+        return out
 
     # -- file -------------------------------------------------------------------------------------------------
     def arrays(self) -> Arrays:

@@ -49,4 +49,5 @@ def small_codebooks(monkeypatch):
     """The fitting protocol scaled down for speed (smaller codebooks, fewer boosting rounds); same code paths."""
     monkeypatch.setattr(F, "CODEBOOK_SIZE", SMALL_CODEBOOK)
     monkeypatch.setattr(F, "LADDER_IMAGES", 2)  # damage ladders for two images only
+    monkeypatch.setattr(F, "NATURAL_LADDERS", False)  # the damage head learns from those two images' ladders only
     monkeypatch.setitem(F.TREE_PARAMS, "max_iter", 15)

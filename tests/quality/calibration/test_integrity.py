@@ -1,0 +1,192 @@
+"""The damage-integrity head: its training rows, how it enters the scores, and what the shipped model does with
+damage on images the tests make (ladders fall strictly for technical and composite; heavy damage costs >= 5)."""
+
+import itertools
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from quality import distortions as D
+from quality.calibration import damage as DM
+from quality.calibration import fit as F
+from quality.calibration.model import DAMAGE_HEAD, from_bytes, load_default
+from quality.calibration.runtime import Scale
+from quality.composite import CompositeConfig, combine
+
+KINDS = ["gaussian_blur", "gaussian_noise", "jpeg"]
+AGIQA = Path(__file__).resolve().parents[2] / "data" / "agiqa"
+
+
+def scene(size: int = 384, seed: int = 0) -> np.ndarray:
+    """A sharp, clean, photo-like test image: 1/f texture under smooth shading, hard-edged shapes, fine lines."""
+    rng = np.random.default_rng(seed)
+    fy = np.fft.fftfreq(size)[:, None]
+    fx = np.fft.fftfreq(size)[None, :]
+    amp = 1.0 / np.maximum(np.hypot(fx, fy), 1.0 / size)
+    tex = np.stack([np.real(np.fft.ifft2(amp * np.exp(2j * np.pi * rng.uniform(size=(size, size)))))
+                    for _ in range(3)], -1)  # fmt: skip
+    tex = (tex - tex.mean()) / tex.std()
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    img = np.stack([60 + 120 * xx, 70 + 100 * yy, 150 - 80 * xx], -1) + 28 * tex
+    for _ in range(10):
+        cx, cy, r = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.04, 0.14)
+        mask = (xx - cx) ** 2 + (yy - cy) ** 2 < r * r
+        img[mask] = rng.uniform(20, 235, 3) + 18 * tex[mask]
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    for _ in range(6):
+        cv2.line(out, (int(rng.integers(0, size)), 0), (int(rng.integers(0, size)), size - 1),
+                 tuple(int(v) for v in rng.integers(0, 255, 3)), 1, cv2.LINE_AA)  # fmt: skip
+    return out
+
+
+def composite(scores: dict[str, float]) -> float:
+    """The composite of the calibrated dimensions as the scorer gives it offline (no aesthetic, no prompt)."""
+    dims = {"technical": scores["technical"], "detail": scores["detail"], "aesthetic": None, "prompt_adherence": None}
+    return combine(dims, CompositeConfig(), not_applicable=frozenset({"prompt_adherence"})).composite_score  # type: ignore[arg-type]
+
+
+def test_integrity_rows_put_clean_sources_at_zero_and_copies_at_their_severity(synthetic_records):
+    records = [F.Record(r.name, r.path, r.mos, r.group, features=dict(r.features or {})) for r in synthetic_records]
+    F.attach_ladders(records, [r.name for r in records[:3]], kinds=KINDS)
+    x, t = F.integrity_rows(records, range(len(records)))
+    per_image = 1 + len(KINDS) * 4
+    assert len(x) == len(t) <= 3 * per_image and x.shape[1] == len(records[0].features)
+    assert t[0] == 0.0 and np.all(np.diff(t[1:5]) > 0) and np.all((t > 0)[1:per_image])
+    natural = (x[:5] + 1.0, np.full(5, 0.5))
+    _, t2 = F.integrity_rows(records, range(len(records)), natural)
+    assert len(t2) == len(t) + 5 and np.array_equal(t2[-5:], natural[1])
+    assert len(F.integrity_rows(records, [10, 11])[1]) == 0  # images without ladders give no rows
+
+
+def test_scores_combine_the_human_part_and_the_damage_penalty():
+    """score = soft_floor(scale(MOS) - 10·w·max(0, severity - t)), at most 10; no head: the human part alone."""
+    from quality.calibration.model import CalibrationModel, soft_floor
+
+    scale = Scale((0.0, 4.0), (0.0, 10.0))
+    with_head = CalibrationModel({"integrity": {"weight": 0.5, "threshold": 0.5}}, {}, (), scale)
+    pred = {"technical": np.array([2.0, 2.0, 4.0, 2.0]), DAMAGE_HEAD: np.array([0.0, 1.0, 0.2, 0.6])}
+    out = with_head.scores_of(pred)
+    assert set(out) == {"technical"}
+    np.testing.assert_allclose(out["technical"], [5.0, 2.5, 10.0, 4.5])
+    plain = CalibrationModel({}, {}, (), scale)
+    np.testing.assert_allclose(plain.scores_of(pred)["technical"], [5.0, 5.0, 10.0, 5.0])
+    heavy = CalibrationModel({"integrity": {"weight": 2.0, "threshold": 0.0}}, {}, (), scale)
+    low = heavy.scores_of({"technical": np.full(3, 2.0), DAMAGE_HEAD: np.array([0.5, 0.7, 0.9])})["technical"]
+    assert np.all(low > 0) and np.all(np.diff(low) < 0)  # below 1 the scores stay distinct and ordered
+    v = np.linspace(-5, 3, 50)
+    assert np.all(np.diff(soft_floor(v)) > 0) and soft_floor(np.array([1.0]))[0] == 1.0
+
+
+def test_natural_sources_are_never_the_ladder_check_photos():
+    sources = DM.natural_sources()
+    assert sources and not DM.TEST_PHOTOS & set(sources)
+    name, rgb = next(iter(sources.items()))
+    kinds = [vn for vn, _ in DM.variants(name, rgb)]
+    assert len(kinds) == 6 and len(set(kinds)) == 6
+    again = [v for _, v in DM.variants(name, rgb)]
+    assert all(np.array_equal(a, b) for (_, a), b in zip(DM.variants(name, rgb), again, strict=True))
+
+
+def test_a_fit_with_a_damage_head_ranks_damaged_copies_above_their_originals(synthetic_records, small_codebooks):
+    records = [F.Record(r.name, r.path, r.mos, r.group, features=dict(r.features or {})) for r in synthetic_records]
+    F.attach_ladders(records, [r.name for r in records[:4]], kinds=KINDS)
+    names = list(records[0].features)
+    base = F.base_matrix(records, names)
+    mos = np.array([r.mos for r in records])
+    model = F.fit_model(base, {}, mos, {}, meta={"name": "t", "feature_names": names, "dimensions": F.DIMENSIONS},
+                        damage=F.damage_rows(records, range(len(records)), F.damage_floor(mos)),
+                        integrity=F.integrity_rows(records, range(len(records))))  # fmt: skip
+    assert model.integrity == (F.INTEGRITY_WEIGHT, F.INTEGRITY_THRESHOLD)
+    assert sum(m.dimension == DAMAGE_HEAD for m in model.members) == 2
+    lad = records[0].ladders
+    assert lad is not None
+    heavy = lad.features[:, -1]
+    sev_clean = model.predict_mos(base[:1], {})[DAMAGE_HEAD][0]
+    sev_heavy = model.predict_mos(heavy, {})[DAMAGE_HEAD]
+    assert np.all(sev_heavy > sev_clean + 0.3)
+    loaded = from_bytes(model.to_bytes())
+    assert loaded.integrity == model.integrity
+    for dim, v in model.scores_of(model.predict_mos(base, {})).items():
+        np.testing.assert_allclose(loaded.scores_of(loaded.predict_mos(base, {}))[dim], v, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_default()
+
+
+def test_the_shipped_model_has_a_damage_head(shipped):
+    assert shipped.integrity is not None
+    assert any(m.dimension == DAMAGE_HEAD for m in shipped.members)
+    assert set(shipped.dimensions) == {"technical", "detail"}
+
+
+def ladder_scores(model, rgb, kind):
+    scores = [model.score(r)[0] for r in D.ladder(kind, rgb)]
+    return [s["technical"] for s in scores], [composite(s) for s in scores]
+
+
+def rated(name: str) -> np.ndarray:
+    from quality.image_io import load_image
+
+    return load_image(str(AGIQA / name)).fit(512)
+
+
+@pytest.mark.parametrize("name", ["DALLE2_normal_001.jpg", "sd1.5_highcorr_000.jpg", "sd1.5_lowstep_001.jpg"])
+def test_the_shipped_models_technical_score_and_composite_fall_strictly_on_rated_images(shipped, name):
+    """Regression guard on three rated test images: every kind, the ladder check's four severities, strictly
+    falling technical score and composite, heaviest copy below composite 5.0 (README: not yet every image)."""
+    rgb = rated(name)
+    for kind in D.KINDS:
+        tech, comp = ladder_scores(shipped, rgb, kind)
+        assert all(b < a for a, b in itertools.pairwise(tech)), (kind, tech)
+        assert all(b < a for a, b in itertools.pairwise(comp)), (kind, comp)
+        assert comp[-1] < 5.0, (kind, comp)
+
+
+def test_on_a_synthetic_scene_every_kinds_heaviest_copy_scores_below_the_original(shipped):
+    rgb = scene()
+    for kind in D.KINDS:
+        tech, comp = ladder_scores(shipped, rgb, kind)
+        assert tech[-1] < tech[0] and comp[-1] < comp[0] and comp[-1] < 5.0, (kind, tech, comp)
+
+
+@pytest.mark.xfail(reason="not reached (README, agreement section): on this synthetic scene, which the human-aligned "
+                   "part scores low (about 1.9), light damage raises the score for most kinds", strict=False)
+def test_on_a_synthetic_scene_every_ladder_falls_strictly(shipped):
+    rgb = scene()
+    for kind in D.KINDS:
+        tech, comp = ladder_scores(shipped, rgb, kind)
+        assert all(b < a for a, b in itertools.pairwise(tech)), (kind, tech)
+        assert all(b < a for a, b in itertools.pairwise(comp)), (kind, comp)
+
+
+def heavy_copies(rgb: np.ndarray) -> dict[str, np.ndarray]:
+    """Issue 10's heavy damage: blur σ 4 at 512 px, noise σ 50, JPEG quality 5, 4× resolution loss."""
+    f = rgb.astype(np.float32)
+    h, w = rgb.shape[:2]
+    return {
+        "blur": cv2.GaussianBlur(rgb, (0, 0), 4.0 * max(h, w) / 512),
+        "noise": np.clip(f + np.random.default_rng(1).normal(0, 50, f.shape), 0, 255).astype(np.uint8),
+        "jpeg": cv2.imdecode(cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, 5])[1], cv2.IMREAD_COLOR),
+        "resolution": cv2.resize(cv2.resize(rgb, (w // 4, h // 4), interpolation=cv2.INTER_AREA), (w, h),
+                                 interpolation=cv2.INTER_CUBIC),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["midjourney_normal_000.jpg", "sd1.5_highcorr_000.jpg"])
+def test_heavy_damage_costs_a_well_rated_image_at_least_five_points(shipped, name):
+    rgb = rated(name)
+    clean = shipped.score(rgb)[0]["technical"]
+    for kind, img in heavy_copies(rgb).items():
+        scores = shipped.score(np.ascontiguousarray(img))[0]
+        assert clean - scores["technical"] >= 5.0, (kind, clean, scores["technical"])
+        assert composite(scores) < 5.0, (kind, scores)
+
+
+def test_heavy_damage_never_keeps_composite_five_on_a_synthetic_scene(shipped):
+    for kind, img in heavy_copies(scene(512, seed=3)).items():
+        scores = shipped.score(np.ascontiguousarray(img))[0]
+        assert composite(scores) < 5.0, (kind, scores)
