@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from quality.calibration.ladders import STEPS, LadderCache, Ladders
 from quality.calibration.ladders import compute as compute_ladders
+from quality.calibration.parallel import parallel_map
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +141,9 @@ def natural_ladders(names: Sequence[str], side: int, *, jobs: int = 1, cache: Pa
                     ) -> list[tuple[F64, Ladders]]:  # fmt: skip
     """``(clean features, ladders)`` of every variant of every :func:`natural_sources` image (≈ 4 s each and
     core; ``cache/natural`` keeps them between fits)."""
-    from quality.calibration.fit import _map
-
     work = [(vn, v, list(names), None if cache is None else str(cache), side)
             for n, rgb in natural_sources().items() for vn, v in variants(n, rgb)]  # fmt: skip
-    return [r for r in _map(_one, work, jobs) if r is not None]
+    return [r for r in parallel_map(_one, work, jobs) if r is not None]
 
 
 def integrity_rows(pairs: Sequence[tuple[F64, Ladders]]) -> tuple[F64, F64]:

@@ -40,7 +40,6 @@ import os
 import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -54,6 +53,7 @@ from quality.calibration.features import FEATURES_VERSION, WORKING_SIDE, extract
 from quality.calibration.ladders import STEPS, LadderCache, Ladders, balanced
 from quality.calibration.ladders import compute as compute_ladders
 from quality.calibration.model import DAMAGE_HEAD, CalibrationModel, Member
+from quality.calibration.parallel import parallel_map
 from quality.calibration.patches import Codebook, family_patches, sample_patches
 from quality.calibration.runtime import F64, KernelSVR, QuantileNormal, Scale, TreeEnsemble
 from quality.distortions import KINDS
@@ -191,16 +191,6 @@ def prepare_record(record: Record, seed: int = SEED, cached: dict[str, float] | 
     return record
 
 
-def _map(fn: Callable[[Any], Any], items: Sequence[Any], jobs: int, initializer: Callable[..., None] | None = None,
-         initargs: tuple[Any, ...] = ()) -> list[Any]:  # fmt: skip
-    if jobs <= 1 or len(items) < 2:
-        if initializer is not None:
-            initializer(*initargs)
-        return [fn(it) for it in items]
-    with ProcessPoolExecutor(max_workers=jobs, initializer=initializer, initargs=initargs) as pool:
-        return list(pool.map(fn, items, chunksize=8))
-
-
 def prepare_records(records: Sequence[Record], *, seed: int = SEED, jobs: int = 1,
                     cache: Path | None = None) -> list[Record]:  # fmt: skip
     """Features (and codebook samples) of every record; with ``cache`` (a folder), features computed once are
@@ -214,7 +204,7 @@ def prepare_records(records: Sequence[Record], *, seed: int = SEED, jobs: int = 
     for r, key in zip(records, keys, strict=True):
         hit = store.get(key)
         items.append((r, seed, hit.get("features") if isinstance(hit, dict) else None))
-    done: list[Record] = _map(_prepare_one, items, jobs)
+    done: list[Record] = parallel_map(_prepare_one, items, jobs)
     if cache_file is not None:
         before = len(store)
         for r, key in zip(done, keys, strict=True):
@@ -260,7 +250,7 @@ def attach_ladders(records: Sequence[Record], chosen: Sequence[str], *, jobs: in
     names = list(todo[0].features or {})
     kind_list = list(kinds or KINDS)
     work = [(r.name, r.path, names, None if cache is None else str(cache), kind_list) for r in todo]
-    for r, lad in zip(todo, _map(_ladder_one, work, jobs), strict=True):
+    for r, lad in zip(todo, parallel_map(_ladder_one, work, jobs), strict=True):
         r.ladders = lad
 
 
@@ -324,7 +314,7 @@ def encode_records(
     """For every codebook set, ``{family: (n_records, 4K)}``: each image is decoded once for all sets."""
     if not any(sets):
         return [{} for _ in sets]
-    per_image = _map(_encode_one, [r.path for r in records], jobs, _init_encoder, (sets, jobs > 1))
+    per_image = parallel_map(_encode_one, [r.path for r in records], jobs, _init_encoder, (sets, jobs > 1))
     return [{f: np.stack([img[i][f] for img in per_image]) for f in s} for i, s in enumerate(sets)]
 
 
