@@ -24,15 +24,18 @@ configuration table; its variable name follows from the section's prefix and the
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import os
+import sys
 import threading
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from comfy_quality.config import SectionSettings, UnknownVariable, unknown_variables
+from comfy_quality.config import ENV_PREFIX, SectionSettings, UnknownVariable, dotenv_names, unknown_variables
 
 if TYPE_CHECKING:
     from dashboard.settings import DashboardSettings
@@ -97,6 +100,22 @@ def find_unknown_variables(
 ) -> list[UnknownVariable]:
     """``COMFY_QUALITY_*`` variables (environment and ``.env``) that no section reads, with the closest names."""
     path = SectionSettings.env_file() if env_file is _UNSET else env_file
+    environ = os.environ if environ is None else environ
+    # The fast path (no import): which names with our prefix are set at all, and are they read by a section whose
+    # module this process has already loaded? Only a name left over makes every section module load (the MCP
+    # section alone pulls in the MCP SDK: 0.4 s a CLI run would otherwise pay on every start).
+    candidates = {n.upper() for n in [*environ, *dotenv_names(path)] if n.upper().startswith(ENV_PREFIX)}
+    candidates -= NOT_SETTINGS
+    if not candidates:
+        return []
+    loaded: set[str] = set()
+    for name, target in SECTIONS.items():
+        module = target.partition(":")[0]
+        if module in sys.modules or name == "quality":  # quality's section imports nothing of ours: always cheap
+            with contextlib.suppress(ImportError, TypeError):
+                loaded.update(section_class(name).env_names())
+    if candidates <= loaded:
+        return []
     return unknown_variables([*known_variables(), *NOT_SETTINGS], environ=environ, env_file=path)
 
 

@@ -7,17 +7,37 @@
 store. See dashboard/README.md.
 """
 
-from dashboard.app import build_app
-from dashboard.errors import (
-    BadRequestError,
-    DashboardConfigError,
-    DashboardError,
-    DashboardImageError,
-    ImageError,
-    NotFoundError,
-)
-from dashboard.settings import DashboardSettings
-from dashboard.state import DashboardState
+# The public names are loaded on first use (PEP 562): importing one submodule (say the settings, for the
+# unknown-variable check of another entry point) must not pull in the server and its web stack.
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dashboard.app import build_app
+    from dashboard.errors import (
+        BadRequestError,
+        DashboardConfigError,
+        DashboardError,
+        DashboardImageError,
+        ImageError,
+        NotFoundError,
+    )
+    from dashboard.settings import DashboardSettings
+    from dashboard.state import DashboardState
+
+_LAZY = {
+    "build_app": "dashboard.app",
+    "BadRequestError": "dashboard.errors",
+    "DashboardConfigError": "dashboard.errors",
+    "DashboardError": "dashboard.errors",
+    "DashboardImageError": "dashboard.errors",
+    "ImageError": "dashboard.errors",
+    "NotFoundError": "dashboard.errors",
+    "DashboardSettings": "dashboard.settings",
+    "DashboardState": "dashboard.state",
+}
 
 __all__ = [
     "BadRequestError",
@@ -30,3 +50,16 @@ __all__ = [
     "NotFoundError",
     "build_app",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

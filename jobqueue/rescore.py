@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from comfy_quality.boundary import recorded_reason
 from jobqueue.errors import RescoreSourceError
 from jobqueue.records import JobStore
-from jobqueue.settings import JobsSettings, wants_workers
+from jobqueue.settings import JobsSettings
 
 if TYPE_CHECKING:
     from comfy_quality.settings import Settings
@@ -291,24 +291,6 @@ def _write(results: list[ChunkResult], source: str, output: str | None, fmt: str
 
 def _say(message: str) -> None:
     sys.stderr.write(message + "\n")
-
-
-def score_handler(args: Any, items: Sequence[str], prompt: str | None, out: IO[str]) -> int | None:
-    """The job queue's ``comfy_quality.score_handlers`` entry point (see :data:`quality.cli.SCORE_HANDLERS`):
-    ``comfy-quality score`` / ``python -m quality score`` on the workers for an ``s3://`` source, or for one
-    folder when ``COMFY_QUALITY_JOBS_URL`` is set (unless ``--local``); None leaves the command to the local
-    scorer. The jobs and storage sections come from one settings tree, read here once."""
-    from comfy_quality.settings import Settings
-
-    tree = Settings()
-    local = getattr(args, "local", False)
-    try:
-        wanted = wants_workers(items, local, tree.jobs)
-    except ValueError:  # set but invalid: if the workers would take it, their path names the problem
-        wanted = wants_workers(items, local)
-    if not wanted:
-        return None
-    return cli_score(args, items, prompt, out, settings=tree)
 
 
 def cli_score(

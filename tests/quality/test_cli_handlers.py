@@ -53,10 +53,10 @@ def image(tmp_path: Path) -> Path:
 
 def test_the_projects_metadata_declares_the_job_queues_handler() -> None:
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"][SCORE_HANDLERS]
-    assert declared == {"jobs": "jobqueue.rescore:score_handler"}
+    assert declared == {"jobs": "jobqueue.handlers:score_handler"}
     installed = {p.name: p.value for p in importlib.metadata.entry_points(group=SCORE_HANDLERS)}
     assert installed == declared, "the installed metadata is older than pyproject.toml: run `pip install -e .`"
-    from jobqueue.rescore import score_handler
+    from jobqueue.handlers import score_handler
 
     assert score_handlers() == [score_handler]
 

@@ -52,6 +52,46 @@ sys.stderr.write("\\n" + json.dumps({{
     assert result["imported"] == []
 
 
+WEB_AND_SERVERS = ("mcp", "starlette", "uvicorn", "websockets", "redis", "docket", "minio", "mcp_server", "dashboard",
+                   "refinement", "storage", "jobqueue.records", "jobqueue.rescore")
+
+
+def test_the_cli_loads_no_server_stack_for_its_settings_check_or_its_plug_ins(tmp_path):
+    """The one-image CLI asks the score plug-ins (the job queue's) and checks for misspelled COMFY_QUALITY_*
+    variables; with only quality's own variables set neither may load the other packages' settings (the MCP
+    section pulls in the MCP SDK and its web stack: 0.7 s on every start) nor the job queue's machinery."""
+    code = f"""
+import contextlib, io, json, sys
+from quality.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    rc = main([{str(IMAGE)!r}, "--offline", "--json"])
+sys.stderr.write("\\n" + json.dumps({{"rc": rc, "imported": [m for m in {WEB_AND_SERVERS!r} if m in sys.modules]}}))
+"""
+    result = run_python(code, tmp_path, COMFY_QUALITY_WEIGHTS_DIR=str(tmp_path / "empty"))
+    assert result["rc"] == 0
+    assert result["imported"] == []
+
+
+def test_a_misspelled_variable_is_still_reported_by_the_cli(tmp_path):
+    """The fast path above must not hide a typo: a name no loaded section reads makes every section load."""
+    code = f"""
+import contextlib, io, json, logging, sys
+logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+from quality.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    rc = main([{str(IMAGE)!r}, "--offline", "--json"])
+sys.stderr.write("\\n" + json.dumps({{"rc": rc}}))
+"""
+    import os
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("COMFY_QUALITY_", "HF_HUB_OFFLINE"))}
+    clean.update(COMFY_QUALITY_WEIGHTS_DIR=str(tmp_path / "empty"), COMFY_QUALITY_MCP_PORTT="9000")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=clean, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "COMFY_QUALITY_MCP_PORTT" in proc.stderr and "COMFY_QUALITY_MCP_PORT" in proc.stderr
+
+
 def test_importing_the_package_and_its_public_types_is_light(tmp_path):
     code = f"""
 import json, sys
