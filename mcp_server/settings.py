@@ -18,8 +18,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from comfy_quality.config import ENV_PREFIX, ByteCount, Flag, PathList, SectionSettings, StrList
-from mcp_server.errors import McpServerConfigError
-from mcp_server.netguard import parse_host_pattern
+from mcp_server.hostpatterns import parse_host_pattern
 from serving import is_loopback_host
 
 Transport = Literal["stdio", "sse", "http"]
@@ -145,6 +144,8 @@ class McpSettings(SectionSettings):
     def check_serving(self) -> None:
         """Refuse settings that would expose the server unprotected (called before an HTTP transport starts)."""
         if self.transport != "stdio" and not is_loopback_host(self.host) and self.token() is None:
+            from mcp_server.errors import McpServerConfigError  # the MCP SDK's error types: not for every settings read
+
             raise McpServerConfigError(
                 f"binding to {self.host!r} (not loopback) requires a bearer token: set "
                 "COMFY_QUALITY_MCP_AUTH_TOKEN (a long random string, e.g. `openssl rand -hex 32`) and configure "
