@@ -1,4 +1,4 @@
-"""Host patterns of the server's allow-lists (``COMFY_QUALITY_MCP_URL_ALLOW_HOSTS`` and friends), parsed without
+"""Host patterns of the server's allow-lists (``COMFY_QUALITY_MCP_URL_ALLOWLIST``), parsed without
 the network stack: the settings validate them, :mod:`mcp_server.netguard` matches URLs against them."""
 
 from __future__ import annotations
