@@ -11,8 +11,9 @@ store. See dashboard/README.md.
 # unknown-variable check of another entry point) must not pull in the server and its web stack.
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from comfy_quality.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from dashboard.app import build_app
@@ -51,15 +52,4 @@ __all__ = [
     "build_app",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -12,8 +12,9 @@ The wiring point for the orchestrator, store and index is :func:`mcp_server.life
 # unknown-variable check of another entry point) must not pull in the server and its web stack.
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from comfy_quality.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from mcp_server.errors import (
@@ -94,15 +95,4 @@ __all__ = [
     "open_app_state",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

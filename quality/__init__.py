@@ -9,8 +9,9 @@ Importing this package is cheap: the scorer loads on first use of ``Scorer``, an
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from comfy_quality.lazy import lazy_exports
 from quality.composite import CompositeConfig, Grade
 from quality.errors import (
     ConfigError,
@@ -54,14 +55,5 @@ __all__ = [
     "WeightsUnavailableError",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "Scorer":
-        from quality.scorer import Scorer
-
-        return Scorer
-    if name == "QualitySettings":
-        from quality.settings import QualitySettings
-
-        return QualitySettings
-    raise AttributeError(f"module 'quality' has no attribute {name!r}")
+# the scorer (numpy/cv2 maths, the backends) and the settings load on first use
+__getattr__, __dir__ = lazy_exports(__name__, {"Scorer": "quality.scorer", "QualitySettings": "quality.settings"})

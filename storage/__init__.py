@@ -14,8 +14,9 @@ The public API::
 See storage/README.md for the settings and the layout.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from comfy_quality.lazy import lazy_exports
 from storage.errors import (
     InvalidKeyError,
     InvalidObjectURLError,
@@ -117,12 +118,6 @@ __all__ = [
     "rebuild_index",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    # the S3 store (and the minio client library under it) is imported only when asked for: a local store, the
-    # default, never loads it
-    if name == "S3Store":
-        from storage.s3 import S3Store
-
-        return S3Store
-    raise AttributeError(f"module 'storage' has no attribute {name!r}")
+# the S3 store (and the minio client library under it) is imported only when asked for: a local store, the
+# default, never loads it
+__getattr__, __dir__ = lazy_exports(__name__, {"S3Store": "storage.s3"})
