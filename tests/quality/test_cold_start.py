@@ -16,9 +16,9 @@ DEEP = ("torch", "open_clip", "timm", "torchvision", "pyiqa")
 IMAGE = AGIQA / "DALLE2_normal_001.jpg"
 
 
-def run_python(code: str, tmp_path: Path, **env: str) -> dict[str, object]:
-    """Run ``code`` in a fresh interpreter (cwd outside the repo, no COMFY_QUALITY_* from the caller); it
-    prints one JSON object on its last stderr line."""
+def fresh_python(code: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (cwd outside the repo, no COMFY_QUALITY_* from the caller, ``env``
+    added); it must exit 0."""
     import os
 
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("COMFY_QUALITY_", "HF_HUB_OFFLINE"))}
@@ -26,7 +26,12 @@ def run_python(code: str, tmp_path: Path, **env: str) -> dict[str, object]:
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=clean, capture_output=True, text=True,
                           timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out: dict[str, object] = json.loads(proc.stderr.strip().splitlines()[-1])
+    return proc
+
+
+def run_python(code: str, tmp_path: Path, **env: str) -> dict[str, object]:
+    """:func:`fresh_python` for code that prints one JSON object on its last stderr line; that object."""
+    out: dict[str, object] = json.loads(fresh_python(code, tmp_path, **env).stderr.strip().splitlines()[-1])
     return out
 
 
@@ -82,14 +87,11 @@ with contextlib.redirect_stdout(io.StringIO()):
     rc = main([{str(IMAGE)!r}, "--offline", "--json"])
 sys.stderr.write("\\n" + json.dumps({{"rc": rc}}))
 """
-    import os
-
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("COMFY_QUALITY_", "HF_HUB_OFFLINE"))}
-    clean.update(COMFY_QUALITY_WEIGHTS_DIR=str(tmp_path / "empty"), COMFY_QUALITY_MCP_PORTT="9000")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=clean, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "COMFY_QUALITY_MCP_PORTT" in proc.stderr and "COMFY_QUALITY_MCP_PORT" in proc.stderr
+    env = {"COMFY_QUALITY_WEIGHTS_DIR": str(tmp_path / "empty"), "COMFY_QUALITY_MCP_PORTT": "9000"}
+    proc = fresh_python(code, tmp_path, **env)
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == {"rc": 0}
+    assert "COMFY_QUALITY_MCP_PORTT (from environment) is not a comfy-quality setting" in proc.stderr
+    assert "did you mean COMFY_QUALITY_MCP_PORT?" in proc.stderr
 
 
 def test_importing_the_package_and_its_public_types_is_light(tmp_path):
