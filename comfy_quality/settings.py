@@ -24,13 +24,12 @@ configuration table; its variable name follows from the section's prefix and the
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,10 +74,11 @@ def section_class(name: str) -> type[SectionSettings]:
     return cls
 
 
-def section_classes() -> dict[str, type[SectionSettings]]:
-    """Every section's class, by section name (imports every section module; skips one not installed)."""
+def section_classes(names: Iterable[str] | None = None) -> dict[str, type[SectionSettings]]:
+    """The class of every section (or of those ``names``), by section name (imports their modules; skips one not
+    installed)."""
     found: dict[str, type[SectionSettings]] = {}
-    for name in SECTIONS:
+    for name in SECTIONS if names is None else names:
         try:
             found[name] = section_class(name)
         except ImportError:  # a package left out of this installation: its variables are not ours to check
@@ -86,10 +86,10 @@ def section_classes() -> dict[str, type[SectionSettings]]:
     return found
 
 
-def known_variables() -> dict[str, tuple[type[SectionSettings], str]]:
-    """Every ``COMFY_QUALITY_*`` variable some section reads → (section class, field name)."""
+def known_variables(names: Iterable[str] | None = None) -> dict[str, tuple[type[SectionSettings], str]]:
+    """Every ``COMFY_QUALITY_*`` variable some section (of ``names``; default all) reads → (section class, field)."""
     known: dict[str, tuple[type[SectionSettings], str]] = {}
-    for cls in section_classes().values():
+    for cls in section_classes(names).values():
         for variable, field in cls.env_names().items():
             known.setdefault(variable, (cls, field))
     return known
@@ -101,20 +101,13 @@ def find_unknown_variables(
     """``COMFY_QUALITY_*`` variables (environment and ``.env``) that no section reads, with the closest names."""
     path = SectionSettings.env_file() if env_file is _UNSET else env_file
     environ = os.environ if environ is None else environ
-    # The fast path (no import): which names with our prefix are set at all, and are they read by a section whose
-    # module this process has already loaded? Only a name left over makes every section module load (the MCP
-    # section alone pulls in the MCP SDK: 0.4 s a CLI run would otherwise pay on every start).
+    # The fast path: which names with our prefix are set at all, and are they all read by a section whose module
+    # this process has already loaded (or quality's, which imports nothing of ours)? Only a name left over makes
+    # every section module load (storage, refinement, the job queue: about 60 ms on every CLI start otherwise).
     candidates = {n.upper() for n in [*environ, *dotenv_names(path)] if n.upper().startswith(ENV_PREFIX)}
     candidates -= NOT_SETTINGS
-    if not candidates:
-        return []
-    loaded: set[str] = set()
-    for name, target in SECTIONS.items():
-        module = target.partition(":")[0]
-        if module in sys.modules or name == "quality":  # quality's section imports nothing of ours: always cheap
-            with contextlib.suppress(ImportError, TypeError):
-                loaded.update(section_class(name).env_names())
-    if candidates <= loaded:
+    loaded = [n for n, target in SECTIONS.items() if n == "quality" or target.partition(":")[0] in sys.modules]
+    if candidates <= set(known_variables(loaded)):
         return []
     return unknown_variables([*known_variables(), *NOT_SETTINGS], environ=environ, env_file=path)
 
