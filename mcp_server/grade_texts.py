@@ -10,6 +10,7 @@ from comfy_quality.settings import Settings
 from mcp_server.tools import GRADES_TEXT, THRESHOLD_TEXT
 from quality.composite import CompositeConfig
 from quality.grade_text import coverage_share, grade_scale
+from quality.grading import MIN_SIDE
 from refinement.api import GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,8 @@ def grades_text(grading: CompositeConfig) -> str:
         f"Grades: {grade_scale(grading)} (e.g. blank or broken). "
         "grade null (grade_status 'insufficient') means NOT GRADED: the technical metrics did not run or less than "
         f"{coverage_share(grading)} of the weight was scored; grade_reasons says why, composite_score is then null "
-        "and the number in ungraded_composite is not a grade. Images under 32 px on the short side are refused. "
+        "and the number in ungraded_composite is not a grade. "
+        f"Images under {MIN_SIDE} px on the short side are refused. "
     )
 
 

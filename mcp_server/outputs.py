@@ -15,6 +15,7 @@ from mcp_server.preview import make_preview
 from mcp_server.protocols import ObjectStore
 from mcp_server.settings import McpSettings
 from mcp_server.urls import PENDING_MESSAGE, UrlLocator, resolve_result
+from quality.grading import MIN_SIDE, NIQE_NATIVE_SIDE
 from quality.report import QualityReport
 from quality.specs import DIMENSION_SPECS, DIMENSIONS
 
@@ -100,8 +101,8 @@ def _message(job: Job) -> str:
             return (
                 f"best effort, NOT GRADED: no attempt of {result.attempts_used} could be graded "
                 f"({'; '.join(result.grade_reasons)}); the kept image's composite is not a grade and never counts "
-                "as reaching the threshold. Check the image size (at least 32 px, NIQE needs 96 px at full "
-                "strength) and that the technical metrics (BRISQUE, NIQE) are enabled"
+                f"as reaching the threshold. Check the image size (at least {MIN_SIDE} px, NIQE needs "
+                f"{NIQE_NATIVE_SIDE} px at full strength) and that the technical metrics (BRISQUE, NIQE) are enabled"
             )
         case "best_effort":
             assert result is not None
