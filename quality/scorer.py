@@ -309,12 +309,13 @@ class Scorer:
         )
 
     def _calibration_score(
-        self, working: np.ndarray, nss: Mapping[str, Any] | None, params: Any
+        self, working: np.ndarray, nss: Mapping[str, Any] | None, params: Any, source: np.ndarray | None = None
     ) -> tuple[dict[str, float], dict[str, float], float] | Exception:
+        """``source``: the image ``working`` was reduced from (the JPEG block measures are taken on it)."""
         assert self._calibration is not None
         t0 = time.perf_counter()
         try:
-            scores, mos = self._calibration.score(working, dict(nss) if nss is not None else None, params)
+            scores, mos = self._calibration.score(working, dict(nss) if nss is not None else None, params, source)
         except (QualityError, ValueError) as exc:
             return exc
         return scores, mos, time.perf_counter() - t0
@@ -329,7 +330,7 @@ class Scorer:
             return None
         if any(m in self._unavailable for m in model.requires):
             return None
-        return self._pool.submit(self._calibration_score, prepared.fit(model.working_side), None, None)
+        return self._pool.submit(self._calibration_score, prepared.fit(model.working_side), None, None, prepared.rgb)
 
     def _calibrate(self, state: ImageScoring, early: Future[Any] | None = None) -> Calibrated:
         """Calibrated dimension scores (those the model could produce) and what the report says about it.
@@ -375,7 +376,9 @@ class Scorer:
         working = state.prepared.fit(model.working_side)
         nss_extra = state.extras.get("nss", {})
         reuse = working is state.prepared.rgb and nss_extra.get("shape") == tuple(working.shape)
-        return self._calibration_score(working, nss_extra.get("nss") if reuse else None, nss_extra.get("params"))
+        source = None if working is state.prepared.rgb else state.prepared.rgb
+        return self._calibration_score(working, nss_extra.get("nss") if reuse else None, nss_extra.get("params"),
+                                       source)  # fmt: skip
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     def close(self) -> None:

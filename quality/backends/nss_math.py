@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -269,7 +270,8 @@ class SidedSums:
         """Sums over a whole 2-D map (OpenCV reductions, accumulated in float64). ``scratch``: two buffers of
         ``p``'s shape and dtype for the negative and positive parts, reused between calls."""
         neg_buf, pos_buf = scratch if scratch is not None else (np.empty_like(p), np.empty_like(p))
-        neg = cv2.min(p, 0.0, dst=neg_buf)  # type: ignore[call-overload]  # a scalar is fine for 1 channel
+        # a scalar is fine for one channel; older OpenCV stubs do not say so, newer ones do (cast: both type-check)
+        neg = cast(Any, cv2.min)(p, 0.0, dst=neg_buf)
         pos = cv2.threshold(p, 0, 0, cv2.THRESH_TOZERO, dst=pos_buf)[1]
         one = np.ones((), np.float64)
         return cls(

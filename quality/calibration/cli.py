@@ -120,8 +120,8 @@ def run_fit(dataset: Path, out: Path, report_path: Path, *, seed: int = F.SEED, 
         schemes = [s for s in schemes if s != "logo"]
     final_set = F.codebooks_for(usable, range(len(usable)), seed)
     names = list(usable[0].features or {})
-    natural = F.natural_rows(names, jobs=jobs, cache=cache)
-    log.info("damage head: %d natural-photo rows", len(natural[1]))
+    natural = F.natural_pairs(names, jobs=jobs, cache=cache)
+    log.info("damage head and ranking term: %d natural-photo ladders", len(natural))
     results, (final_encoded,) = cross_validate_schemes(usable, schemes, seed=seed, jobs=jobs, also=[final_set],
                                                        natural=natural)  # fmt: skip
     cv: dict[str, Any] = {}
@@ -135,9 +135,11 @@ def run_fit(dataset: Path, out: Path, report_path: Path, *, seed: int = F.SEED, 
     mos = np.array([r.mos for r in usable])
     damage = F.damage_rows(usable, range(len(usable)), F.damage_floor(mos))
     integrity = F.integrity_rows(usable, range(len(usable)), natural)
+    ranking = F.ranking_pairs(usable, range(len(usable)), natural)
     model = F.fit_model(F.base_matrix(usable, names), final_encoded, mos, final_set, seed=seed, meta=meta,
                         check=check, damage=damage if len(damage[1]) else None,
-                        integrity=integrity if len(integrity[1]) else None)  # fmt: skip
+                        integrity=integrity if len(integrity[1]) else None,
+                        ranking=ranking if len(ranking[0]) else None)  # fmt: skip
     for image, row in check.items():  # identify the check images' bytes too
         model.meta["check"][image]["sha256"] = F.sha256_file(Path(usable[row].path))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -161,6 +163,12 @@ def _integrity(model: CalibrationModel) -> str:
     return f"score = soft_floor(scaled MOS - 10 x {w:g} x max(0, severity - {t:g}))"
 
 
+def _ranking(model: CalibrationModel) -> str:
+    if model.ranking is None:
+        return "none"
+    return f"score += {model.ranking:g} x ranking_gain(ranking), a pairwise ranker of the features and their squares"
+
+
 def describe(model: CalibrationModel) -> str:
     m = model.meta
     ds = m.get("dataset", {})
@@ -179,6 +187,7 @@ def describe(model: CalibrationModel) -> str:
         f"{len(ds.get('held_out', []))} images",
         f"  scale (MOS -> score): {scale}",
         f"  damage head: {_integrity(model)}",
+        f"  ranking term: {_ranking(model)}",
         f"  data: {ds.get('images')} images, labels sha256 {str(ds.get('labels_sha256'))[:12]}, "
         f"images sha256 {str(ds.get('images_sha256'))[:12]}, excluded {len(ds.get('excluded', {}))}",
         f"  seed {m.get('seed')}; cross-validated: {json.dumps(m.get('cv', {}))}",

@@ -17,6 +17,7 @@ name, and every variant one ladder at random severities (:func:`.ladders.severit
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -144,6 +145,24 @@ def natural_ladders(names: Sequence[str], side: int, *, jobs: int = 1, cache: Pa
     work = [(vn, v, list(names), None if cache is None else str(cache), side)
             for n, rgb in natural_sources().items() for vn, v in variants(n, rgb)]  # fmt: skip
     return [r for r in parallel_map(_one, work, jobs) if r is not None]
+
+
+def ordered_pairs(pairs: Sequence[tuple[F64, Ladders]]) -> tuple[F64, F64]:
+    """``(better, worse)`` feature rows of every ordering a ladder gives for free: within one kind of damage of
+    one source, the source ranks above each copy and each copy above every more damaged one (rows whose features
+    are undefined are skipped)."""
+    better: list[F64] = []
+    worse: list[F64] = []
+    for clean, lad in pairs:
+        for k in range(len(lad.kinds)):
+            seq = [clean, *lad.features[k]]
+            seq = [v for v in seq if np.isfinite(v).all()]
+            for i, j in itertools.combinations(range(len(seq)), 2):
+                better.append(seq[i])
+                worse.append(seq[j])
+    if not better:
+        return np.empty((0, 0)), np.empty((0, 0))
+    return np.stack(better), np.stack(worse)
 
 
 def integrity_rows(pairs: Sequence[tuple[F64, Ladders]]) -> tuple[F64, F64]:

@@ -62,11 +62,11 @@ class SchemeResult:
 
 def cross_validate_schemes(
     usable: Sequence[F.Record], schemes: Sequence[str], *, seed: int = F.SEED, jobs: int = 1,
-    also: Sequence[dict[str, Codebook]] = (), natural: tuple[F64, F64] | None = None,
+    also: Sequence[dict[str, Codebook]] = (), natural: F.LadderPairs | None = None,
 ) -> tuple[dict[str, SchemeResult], list[dict[str, F64]]]:  # fmt: skip
     """Out-of-fold predictions per scheme for ``usable`` records, and the encodings with the codebook sets
     ``also`` (e.g. the final model's), computed in the same pass over the images. ``natural``: the damage head's
-    natural-photo rows (:func:`quality.calibration.fit.natural_rows`)."""
+    natural-photo ladders (:func:`quality.calibration.fit.natural_pairs`)."""
     splits = {scheme: splits_for(scheme, usable, seed) for scheme in schemes}
     sets = {scheme: [F.codebooks_for(usable, train, seed) for train, _ in sp] for scheme, sp in splits.items()}
     encoded = F.encode_records(usable, [cb for scheme in schemes for cb in sets[scheme]] + list(also), jobs=jobs)
@@ -96,7 +96,7 @@ def cross_validated_samples(
     F.attach_ladders(usable, F.ladder_names(usable, F.LADDER_IMAGES), jobs=jobs, cache=cache)
     excluded = {r.name: r.error or "features undefined" for r in records if not r.usable}
     index = {r.name: i for i, r in enumerate(usable)}
-    natural = F.natural_rows(list(usable[0].features or {}), jobs=jobs, cache=cache) if usable else None
+    natural = F.natural_pairs(list(usable[0].features or {}), jobs=jobs, cache=cache) if usable else None
     results, _ = cross_validate_schemes(usable, schemes, seed=seed, jobs=jobs, natural=natural)
     out: dict[str, tuple[list[Any], dict[str, Any]]] = {}
     for scheme, done in results.items():

@@ -43,7 +43,9 @@ Features = dict[str, float]
 
 WORKING_SIDE = 512
 BLOCK = 32
-FEATURES_VERSION = "calib-features/1"
+#: /2: block_h and block_v are measured on the image as decoded when the features are of a reduced copy (the same
+#: values as /1 for images at or under the working size, every AGIQA-3K image among them)
+FEATURES_VERSION = "calib-features/2"
 _LOG_EPS = 1e-6
 
 
@@ -255,11 +257,20 @@ def noise_group(y: F32, lab: F32) -> Features:
     local = _block_means(resp, 16)
     k = max(1, local.size // 10)
     out["noise_flat"] = float(np.log1p(np.sort(local)[:k].mean()))
+    out["block_h"], out["block_v"] = blockiness(y)
+    return out
+
+
+def blockiness(y: F32) -> tuple[float, float]:
+    """Mean absolute luma step across the columns (rows) ``7::8``, the boundaries of JPEG's 8×8 blocks, over the
+    mean step anywhere: about 1 without block coding, higher the coarser it was quantised. Measured on the pixels
+    as decoded (:func:`extract`'s ``source``): in a reduced copy the block grid no longer falls on every 8th
+    pixel and the measure sees nothing."""
     dh = np.abs(np.diff(y, axis=1))
     dv = np.abs(np.diff(y, axis=0))
-    out["block_h"] = float(dh[:, 7::8].mean() / (dh.mean() + 1e-6)) if dh.shape[1] > 8 else 1.0
-    out["block_v"] = float(dv[7::8, :].mean() / (dv.mean() + 1e-6)) if dv.shape[0] > 8 else 1.0
-    return out
+    h = float(dh[:, 7::8].mean() / (dh.mean() + 1e-6)) if dh.shape[1] > 8 else 1.0
+    v = float(dv[7::8, :].mean() / (dv.mean() + 1e-6)) if dv.shape[0] > 8 else 1.0
+    return h, v
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -373,7 +384,8 @@ def shared_planes(rgb: NDArray[np.uint8], nss: dict[str, Any] | None = None, y: 
 
 
 def extract(rgb: NDArray[np.uint8], nss: dict[str, Any] | None = None, params: NSSParams | None = None,
-            y: F32 | None = None, planes: ImagePlanes | None = None) -> Features:  # fmt: skip
+            y: F32 | None = None, planes: ImagePlanes | None = None,
+            source: NDArray[np.uint8] | None = None) -> Features:  # fmt: skip
     """All calibration features of a working-size ``(H, W, 3)`` uint8 image (:meth:`PreparedImage.fit` to
     :data:`WORKING_SIDE`).
 
@@ -381,7 +393,9 @@ def extract(rgb: NDArray[np.uint8], nss: dict[str, Any] | None = None, params: N
     (it is computed here otherwise). Raises :class:`quality.errors.MetricError` where BRISQUE/NIQE are undefined
     (flat or tiny images). ``y``: :func:`quality.backends.nss_math.luma` of ``rgb``, if the caller has it;
     ``planes``: the shared planes of ``rgb`` (:func:`shared_planes`), if the caller has them. Every plane several
-    groups use (luma, its halvings, Sobel gradients and their polar form, Lab) is computed once.
+    groups use (luma, its halvings, Sobel gradients and their polar form, Lab) is computed once. ``source``: the
+    image ``rgb`` was reduced from, if it was: the JPEG block measures (:func:`blockiness`) are taken on it, where
+    the block grid is, and every other feature on ``rgb``.
     """
     params = params or packaged_params()
     if planes is None or planes.rgb is not rgb:
@@ -404,6 +418,8 @@ def extract(rgb: NDArray[np.uint8], nss: dict[str, Any] | None = None, params: N
                 nss = pending.result()
             assert nss is not None
             out = nss_group(y, nss, params, quarter) | rest
+            if source is not None and source.shape != rgb.shape:
+                out["block_h"], out["block_v"] = blockiness(nm.luma(source))
     finally:
         if pending is not None:
             pending.cancel()

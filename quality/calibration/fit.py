@@ -16,10 +16,13 @@ The protocol is fixed (nothing below is tuned on the images a figure is reported
    (:data:`FEATURE_SUBSETS`). A dimension is the mean of its members. Two more members, the *damage head*
    (boosted trees and an SVR on all features), predict damage severity (0 as made, 1 heaviest) from the fit
    images' ladders and the natural-photo ladders of :mod:`.damage` (:func:`integrity_rows`); a score is
-   ``soft_floor(scale(MOS) - 10 * INTEGRITY_WEIGHT * max(0, severity - INTEGRITY_THRESHOLD))``
-   (:meth:`.model.CalibrationModel.scores_of`): damage pulls it down steeply, clean images keep their
-   human-aligned score. (Patch codebooks, used before the damage
-   ladders, are still supported by the model format but no member reads one: with damage in training they did
+   ``scale(MOS) - 10 * INTEGRITY_WEIGHT * max(0, severity - INTEGRITY_THRESHOLD)`` plus the *ranking term*:
+   a linear function of the robust-scaled features and their squares, fitted by pairwise logistic regression on
+   every ordering within every ladder of the same images (:func:`fit_ranker`, :func:`ranking_pairs`), standardised
+   over the rated images and weighted :data:`RANKING_WEIGHT` points per unit (compressed above 0); the sum goes
+   through ``soft_ceiling`` and ``soft_floor`` (:meth:`.model.CalibrationModel.scores_of`): heavy damage pulls
+   the score down steeply, every damage, light or heavy, moves the ranking term. (Patch codebooks, used before the
+   damage ladders, are still supported by the model format but no member reads one: with damage in training they did
    not raise agreement, and they cost most of the scoring time);
 4. the 0–10 scale: the composite's grade boundaries are placed at fixed percentiles of the fit images' human
    scores (:data:`SCALE_PERCENTILES`): a grade says where people would rank the image; below the lowest human
@@ -52,10 +55,18 @@ from quality.backends import nss_math as nm
 from quality.calibration.features import FEATURES_VERSION, WORKING_SIDE, extract
 from quality.calibration.ladders import STEPS, LadderCache, Ladders, balanced
 from quality.calibration.ladders import compute as compute_ladders
-from quality.calibration.model import DAMAGE_HEAD, CalibrationModel, Member
+from quality.calibration.model import DAMAGE_HEAD, RANKING_HEAD, CalibrationModel, Member
 from quality.calibration.parallel import parallel_map
 from quality.calibration.patches import Codebook, family_patches, sample_patches
-from quality.calibration.runtime import F64, KernelSVR, QuantileNormal, Scale, TreeEnsemble
+from quality.calibration.runtime import (
+    F64,
+    KernelSVR,
+    PairwiseRanker,
+    QuantileNormal,
+    RobustScaler,
+    Scale,
+    TreeEnsemble,
+)
 from quality.distortions import KINDS
 from quality.errors import ConfigError, QualityError
 
@@ -78,6 +89,7 @@ MEMBERS: tuple[tuple[str, str, str, str], ...] = (
     ("technical", "trees", "", ""), ("technical", "svr", "", ""),
     ("detail", "trees", "", "detail"), ("detail", "svr", "", "detail"),
     (DAMAGE_HEAD, "trees", "", ""), (DAMAGE_HEAD, "svr", "", ""),
+    (RANKING_HEAD, "ranker", "", ""),
 )  # fmt: skip
 #: feature-name prefixes of the subsets members may read
 FEATURE_SUBSETS: dict[str, tuple[str, ...]] = {
@@ -103,6 +115,11 @@ DAMAGE_SVR_EPSILON = 0.02
 DAMAGE_SVR_ROWS = 4000
 #: the damage head also learns from natural-photo ladders (:mod:`.damage`; ``fit --no-natural-ladders`` turns it off)
 NATURAL_LADDERS = True
+#: the ranking term (:class:`.runtime.PairwiseRanker`, :meth:`.model.CalibrationModel.scores_of`): score points
+#: per standard deviation of the ranker among the rated training images, and the inverse L2 strength of its
+#: logistic pairwise fit; chosen by measurement (README: the trade-off)
+RANKING_WEIGHT = 0.5
+RANKING_C = 1.0
 #: AGIQA images kept out of every fit (balanced over generators): the ladder check's held-out AI images
 HOLDOUT_IMAGES = 30
 DIMENSIONS: dict[str, dict[str, list[str]]] = {
@@ -180,8 +197,11 @@ def prepare_record(record: Record, seed: int = SEED, cached: dict[str, float] | 
         if cached is not None and not families:
             record.features = dict(cached)
             return record
-        rgb = working_rgb(record.path)
-        record.features = dict(cached) if cached is not None else extract(rgb)
+        from quality.image_io import load_image
+
+        decoded = load_image(record.path)
+        rgb = decoded.fit(WORKING_SIDE)
+        record.features = dict(cached) if cached is not None else extract(rgb, source=decoded.rgb)
         y = nm.luma(rgb)
         record.samples = {
             f: sample_patches(family_patches(f, rgb, y), SAMPLES_PER_IMAGE, seed, record.name) for f in families
@@ -385,6 +405,27 @@ def fit_svr(x: F64, y: F64, weight: F64 | None = None,
     return exported, lambda v: np.asarray(svr.predict(transform(v)), np.float64)
 
 
+def fit_ranker(rated: F64, better: F64, worse: F64, *, c: float | None = None) -> PairwiseRanker:
+    """A linear ranking function of the robust-scaled features and their squares, fitted by logistic regression
+    on the differences of ordered pairs (``better[i]`` above ``worse[i]``, each pair also given reversed, no
+    intercept: RankNet's objective for a linear score); ``offset`` and ``unit`` standardise it over ``rated``."""
+    from sklearn.linear_model import LogisticRegression
+
+    scaler = RobustScaler.fit(np.vstack([rated, better, worse]))
+
+    def expand(x: F64) -> F64:
+        z = scaler(x)
+        return np.hstack([z, z * z])
+
+    diff = expand(better) - expand(worse)
+    lr = LogisticRegression(C=RANKING_C if c is None else c, fit_intercept=False, max_iter=3000)
+    lr.fit(np.vstack([diff, -diff]), np.r_[np.ones(len(diff)), np.zeros(len(diff))])
+    weights = np.asarray(lr.coef_[0], np.float64)
+    raw = expand(rated) @ weights
+    unit = float(raw.std()) or 1.0
+    return PairwiseRanker(scaler, weights, float(raw.mean()), unit)
+
+
 def fit_scale(mos: F64, floor: float | None = None) -> Scale:
     """Grade boundaries at human-score percentiles; with a damage ``floor``, 0 at ``floor - SCALE_BOTTOM_MARGIN``
     (below the lowest human score, where the heaviest damage lands) so damaged copies keep distinct scores."""
@@ -403,11 +444,13 @@ def fit_scale(mos: F64, floor: float | None = None) -> Scale:
 def fit_model(base: F64, encodings: dict[str, F64], mos: F64, codebooks: dict[str, Codebook], *,
               seed: int = SEED, meta: dict[str, Any] | None = None, check: dict[str, int] | None = None,
               damage: tuple[F64, F64] | None = None,
-              integrity: tuple[F64, F64] | None = None) -> CalibrationModel:  # fmt: skip
+              integrity: tuple[F64, F64] | None = None,
+              ranking: tuple[F64, F64] | None = None) -> CalibrationModel:  # fmt: skip
     """Fit the members on ``base`` (n, F) + ``encodings`` of the given images (nothing else), and on ``damage``:
     rows of damaged copies of some of them with their targets (:func:`damage_rows`; members that read codebook
     encodings cannot use them). ``integrity``: rows and severities for the damage head (:func:`integrity_rows`);
-    without them the model has no damage head and its scores are the human-aligned part alone.
+    without them the model has no damage head and its scores are the human-aligned part alone. ``ranking``:
+    ``(better, worse)`` rows of ordered pairs for the ranking term (:func:`ranking_pairs`); without them, none.
 
     ``check``: image name → row; for those images the model records, in ``meta["check"]``, the per-dimension
     MOS that scikit-learn's fitted estimators predict from the fit-time features: a later load of the file,
@@ -420,9 +463,18 @@ def fit_model(base: F64, encodings: dict[str, F64], mos: F64, codebooks: dict[st
     names = list((meta or {}).get("feature_names") or [])
     has_damage = damage is not None and len(damage[1]) > 0
     has_integrity = integrity is not None and len(integrity[1]) > 0
+    has_ranking = ranking is not None and len(ranking[0]) > 0
     for dim, kind, family, subset in MEMBERS:
         inputs = subset_names(subset, names) if names else None
         cols = slice(None) if inputs is None else [names.index(n) for n in inputs]
+        if dim == RANKING_HEAD:
+            if not has_ranking or ranking is None:
+                continue
+            ranker = fit_ranker(base[:, cols], ranking[0][:, cols], ranking[1][:, cols])
+            members.append(Member(dim, kind, family, ranker, inputs))
+            if rows:
+                fit_time.setdefault(dim, []).append(ranker.predict(base[rows][:, cols]))
+            continue
         if dim == DAMAGE_HEAD:
             if not has_integrity or integrity is None:
                 continue
@@ -460,16 +512,22 @@ def fit_model(base: F64, encodings: dict[str, F64], mos: F64, codebooks: dict[st
     if has_integrity:
         meta["integrity"] = {"weight": INTEGRITY_WEIGHT, "threshold": INTEGRITY_THRESHOLD, "head": DAMAGE_HEAD,
                              "score": "soft_floor(scale(predicted MOS) - 10 * weight * max(0, severity - threshold))"}
+    if has_ranking:
+        meta["ranking"] = {"weight": RANKING_WEIGHT, "head": RANKING_HEAD,
+                           "score": "soft_floor(soft_ceiling(scale(predicted MOS) - damage penalty"
+                                    " + weight * ranking_gain(ranking)))"}
     scale = fit_scale(mos, damage_floor(mos) if has_damage else None)
     return CalibrationModel(meta, dict(codebooks), tuple(members), scale)
 
 
-def integrity_rows(records: Sequence[Record], idx: Iterable[int], natural: tuple[F64, F64] | None = None,
-                   ) -> tuple[F64, F64]:  # fmt: skip
-    """The damage head's rows: every ladder image of ``records[idx]`` as made (severity 0) and its damaged copies
-    (their severities), plus ``natural`` (:func:`.damage.integrity_rows` of the natural-photo ladders)."""
-    from quality.calibration.damage import integrity_rows as rows_of
+#: ``(clean features, its ladders)`` per source image: what the free orderings are made of
+LadderPairs = Sequence[tuple[F64, Ladders]]
 
+
+def ladder_pairs(records: Sequence[Record], idx: Iterable[int], natural: LadderPairs | None = None,
+                 ) -> list[tuple[F64, Ladders]]:  # fmt: skip
+    """``(clean features, ladders)`` of every ladder image of ``records[idx]``, then ``natural`` (the
+    natural-photo ladders of :func:`natural_pairs`)."""
     names = None
     pairs = []
     for i in idx:
@@ -478,11 +536,25 @@ def integrity_rows(records: Sequence[Record], idx: Iterable[int], natural: tuple
             continue
         names = names or list(r.features)
         pairs.append((np.array([r.features[n] for n in names], np.float64), r.ladders))
-    x, t = rows_of(pairs)
-    if natural is not None and len(natural[1]):
-        x = natural[0] if not len(t) else np.vstack([x, natural[0]])
-        t = natural[1] if not len(t) else np.concatenate([t, natural[1]])
-    return x, t
+    return pairs + list(natural or ())
+
+
+def integrity_rows(records: Sequence[Record], idx: Iterable[int], natural: LadderPairs | None = None,
+                   ) -> tuple[F64, F64]:  # fmt: skip
+    """The damage head's rows: every ladder image of ``records[idx]`` and of ``natural`` as made (severity 0) and
+    its damaged copies (their severities)."""
+    from quality.calibration.damage import integrity_rows as rows_of
+
+    return rows_of(ladder_pairs(records, idx, natural))
+
+
+def ranking_pairs(records: Sequence[Record], idx: Iterable[int], natural: LadderPairs | None = None,
+                  ) -> tuple[F64, F64]:  # fmt: skip
+    """The ranking term's ``(better, worse)`` rows: the free orderings within every ladder of ``records[idx]`` and
+    of ``natural`` (:func:`.damage.ordered_pairs`)."""
+    from quality.calibration.damage import ordered_pairs
+
+    return ordered_pairs(ladder_pairs(records, idx, natural))
 
 
 def check_rows(records: Sequence[Record], per_group: int = 2) -> dict[str, int]:
@@ -497,15 +569,14 @@ def check_rows(records: Sequence[Record], per_group: int = 2) -> dict[str, int]:
     return chosen
 
 
-def natural_rows(names: Sequence[str], *, jobs: int = 1, cache: Path | None = None) -> tuple[F64, F64]:
-    """The damage head's rows from the natural-photo ladders of :mod:`.damage` (every fold uses them all; none
-    when :data:`NATURAL_LADDERS` is off)."""
+def natural_pairs(names: Sequence[str], *, jobs: int = 1, cache: Path | None = None) -> list[tuple[F64, Ladders]]:
+    """The natural-photo ladders of :mod:`.damage` (every fold uses them all; none when :data:`NATURAL_LADDERS`
+    is off)."""
     if not NATURAL_LADDERS:
-        return np.empty((0, len(names))), np.empty(0)
-    from quality.calibration.damage import integrity_rows as rows_of
+        return []
     from quality.calibration.damage import natural_ladders
 
-    return rows_of(natural_ladders(names, WORKING_SIDE, jobs=jobs, cache=cache))
+    return natural_ladders(names, WORKING_SIDE, jobs=jobs, cache=cache)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -556,12 +627,12 @@ def cross_validate(records: Sequence[Record], splits: Sequence[Split], *, seed: 
                    on_fold: Callable[[int, CalibrationModel, Split], None] | None = None,
                    sets: Sequence[dict[str, Codebook]] | None = None,
                    encoded: Sequence[dict[str, F64]] | None = None,
-                   natural: tuple[F64, F64] | None = None) -> CVResult:  # fmt: skip
+                   natural: LadderPairs | None = None) -> CVResult:  # fmt: skip
     """Fit on each split's training part only and predict its held-out part. ``records`` must all be usable.
 
     ``on_fold`` sees each fold's model and split (tests use it to prove no held-out image was fitted on).
-    ``natural``: the damage head's rows from natural-photo ladders (:mod:`.damage`; no AGIQA image among them),
-    used by every fold beside the training images' own ladders.
+    ``natural``: the natural-photo ladders (:func:`natural_pairs`; no AGIQA image among them), used by the damage
+    head and the ranking term of every fold beside the training images' own ladders.
     ``sets``/``encoded``: the per-split codebooks (learned on that split's training images) and every record's
     encodings with them, when the caller computed them already (:func:`encode_records` decodes each image once
     for any number of sets).
@@ -584,10 +655,12 @@ def cross_validate(records: Sequence[Record], splits: Sequence[Split], *, seed: 
             raise CalibrationFitError(f"split {i} has images in both its training and its test part")
         damage = damage_rows(records, train, damage_floor(mos[train]))
         integrity = integrity_rows(records, train, natural)
+        ranking = ranking_pairs(records, train, natural)
         model = fit_model(base[train], {f: e[train] for f, e in enc.items()}, mos[train], cbs, seed=seed,
                           meta={"feature_names": names, "dimensions": DIMENSIONS},
                           damage=damage if len(damage[1]) else None,
-                          integrity=integrity if len(integrity[1]) else None)  # fmt: skip
+                          integrity=integrity if len(integrity[1]) else None,
+                          ranking=ranking if len(ranking[0]) else None)  # fmt: skip
         if on_fold is not None:
             on_fold(i, model, (train, test))
         pred = model.predict_mos(base[test], {f: e[test] for f, e in enc.items()})
@@ -667,6 +740,9 @@ def model_meta(name: str, records: Sequence[Record], excluded: Sequence[Record],
                           "svr_epsilon": DAMAGE_SVR_EPSILON,
                           "svr_rows": DAMAGE_SVR_ROWS, "target": "severity (0 as made, 1 heaviest)",
                           "rows": "fit images' ladders + natural-photo ladders (quality.calibration.damage)"},
+            "ranking": {"weight": RANKING_WEIGHT, "c": RANKING_C,
+                        "features": "robust-scaled features and their squares",
+                        "pairs": "every ordered pair within each ladder of the fit images and the natural photos"},
         },
         "dataset": {
             "labels": labels.name,

@@ -25,13 +25,18 @@ from quality.backends import nss_math as nm
 from quality.backends.nss import NSSParams
 from quality.calibration.features import extract, shared_planes
 from quality.calibration.patches import Codebook, family_patches
-from quality.calibration.runtime import F64, Arrays, KernelSVR, Predictor, Scale, TreeEnsemble
+from quality.calibration.runtime import F64, Arrays, KernelSVR, PairwiseRanker, Predictor, Scale, TreeEnsemble
 from quality.errors import ConfigError
 
 FORMAT = "comfy-quality-calibration/1"
 DEFAULT_FILE = "calibration.npz"
 #: the members of this pseudo-dimension predict damage severity (0–1), not a human score (:meth:`scores_of`)
 DAMAGE_HEAD = "damage"
+#: the member of this pseudo-dimension is a ranking function learned from damage orderings (:meth:`scores_of`)
+RANKING_HEAD = "ranking"
+#: the member kind of each predictor class in the file
+KINDS: dict[str, type[TreeEnsemble] | type[KernelSVR] | type[PairwiseRanker]] = {
+    "trees": TreeEnsemble, "svr": KernelSVR, "ranker": PairwiseRanker}  # fmt: skip
 
 
 def soft_floor(v: F64) -> F64:
@@ -40,11 +45,24 @@ def soft_floor(v: F64) -> F64:
     return np.asarray(np.where(v >= 1.0, v, np.exp(np.minimum(v, 1.0) - 1.0)), np.float64)
 
 
+def ranking_gain(r: F64) -> F64:
+    """``r`` below 0, ``log(1 + r)`` above: strictly increasing, but an image the ranking term sees as far cleaner
+    than the rated images gains little (the term is there to make damage cost, not to lift outliers)."""
+    r = np.asarray(r, np.float64)
+    return np.asarray(np.where(r <= 0.0, r, np.log1p(np.maximum(r, 0.0))), np.float64)
+
+
+def soft_ceiling(v: F64) -> F64:
+    """``v`` below 9; ``10 - exp(9 - v)`` above: continuous, strictly increasing, always below 10."""
+    v = np.asarray(v, np.float64)
+    return np.asarray(np.where(v <= 9.0, v, 10.0 - np.exp(9.0 - np.maximum(v, 9.0))), np.float64)
+
+
 @dataclass(frozen=True)
 class Member:
     dimension: str
     kind: str
-    """"trees" or "svr" """
+    """"trees", "svr" or "ranker" (:data:`KINDS`)"""
     codebook: str
     """patch-codebook family whose encoding the member reads after the features ("" for none)"""
     predictor: Predictor
@@ -124,17 +142,18 @@ class CalibrationModel:
                 "refit it (python -m quality.calibration fit DATASET_DIR) or upgrade comfy-quality"
             ) from None
 
-    def score(self, rgb: NDArray[np.uint8], nss: dict[str, Any] | None = None,
-              params: NSSParams | None = None) -> tuple[dict[str, float], dict[str, float]]:
+    def score(self, rgb: NDArray[np.uint8], nss: dict[str, Any] | None = None, params: NSSParams | None = None,
+              source: NDArray[np.uint8] | None = None) -> tuple[dict[str, float], dict[str, float]]:
         """``({dimension: 0–10 score}, {dimension: predicted MOS})`` of a working-size image (the second mapping
         also holds ``"damage"``, the damage head's predicted severity, when the model has one).
 
-        ``nss``: :func:`quality.backends.nss.nss_features` of exactly these pixels, if already computed. Raises
+        ``nss``: :func:`quality.backends.nss.nss_features` of exactly these pixels, if already computed;
+        ``source``: the image ``rgb`` was reduced from, if it was (:func:`.features.extract`). Raises
         :class:`quality.errors.MetricError` where the features are undefined (flat or tiny images) and
         ``ValueError`` if a feature is not finite.
         """
         planes = shared_planes(rgb, nss)
-        feats = extract(rgb, nss, params, planes=planes)
+        feats = extract(rgb, nss, params, planes=planes, source=source)
         base = self.base_vector(feats)
         if not np.all(np.isfinite(base)):
             bad = [n for n, v in zip(self.feature_names, base, strict=True) if not np.isfinite(v)]
@@ -151,24 +170,40 @@ class CalibrationModel:
         spec = self.meta.get("integrity")
         return None if not spec else (float(spec["weight"]), float(spec["threshold"]))
 
+    @property
+    def ranking(self) -> float | None:
+        """Score points per unit of the ranking term (``None``: the model has none)."""
+        spec = self.meta.get("ranking")
+        return None if not spec else float(spec["weight"])
+
     def scores_of(self, pred: dict[str, F64]) -> dict[str, F64]:
         """0–10 scores of the calibrated dimensions from :meth:`predict_mos`'s output.
 
         ``human = scale(predicted MOS)``; with a damage head (``pred["damage"]``: predicted severity, 0 as made,
         1 at the heaviest damage of :mod:`quality.distortions`) and :attr:`integrity` ``(w, t)``,
-        ``score = soft_floor(human - 10·w·max(0, severity - t))``: images the head sees as (nearly) undamaged keep
-        their human-aligned score, damage beyond ``t`` pulls it down steeply. ``soft_floor`` keeps scores below 1
-        positive and strictly ordered (``exp(v - 1)``) instead of clamping them all to 0.
+        ``v = human - 10·w·max(0, severity - t)``: images the head sees as (nearly) undamaged keep their
+        human-aligned score, damage beyond ``t`` pulls it down steeply. With a ranking term (``pred["ranking"]``,
+        0 on average over the rated training images, one unit per standard deviation among them) and
+        :attr:`ranking` ``r``, ``v += r·ranking_gain(ranking)``: every damage moves it, light or heavy, and it has no
+        floor (:func:`ranking_gain` only compresses it above 0).
+        ``score = soft_floor(v)``: scores below 1 stay positive and strictly ordered (``exp(v - 1)``) instead of
+        clamping to 0; with a ranking term the top is :func:`soft_ceiling` too (``10 - exp(9 - v)`` above 9),
+        otherwise scores are clamped at 10.
         """
         spec = self.integrity
+        rank = self.ranking
         out: dict[str, F64] = {}
         for d, v in pred.items():
-            if d == DAMAGE_HEAD:
+            if d in (DAMAGE_HEAD, RANKING_HEAD):
                 continue
             score = np.asarray(self.scale(v), np.float64)
             if spec is not None and DAMAGE_HEAD in pred:
                 w, t = spec
-                score = soft_floor(score - 10.0 * w * np.maximum(0.0, np.asarray(pred[DAMAGE_HEAD]) - t))
+                score = score - 10.0 * w * np.maximum(0.0, np.asarray(pred[DAMAGE_HEAD]) - t)
+            if rank is not None and RANKING_HEAD in pred:
+                score = soft_ceiling(score + rank * ranking_gain(np.asarray(pred[RANKING_HEAD])))
+            if (spec is not None and DAMAGE_HEAD in pred) or (rank is not None and RANKING_HEAD in pred):
+                score = soft_floor(score)
             out[d] = np.asarray(np.minimum(score, 10.0), np.float64)
         return out
 
@@ -224,9 +259,9 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> CalibrationModel:
         members = []
         for i, spec in enumerate(meta["members"]):
             kind = spec["kind"]
-            predictor: Predictor = (
-                TreeEnsemble.from_arrays(arrays, f"m{i}") if kind == "trees" else KernelSVR.from_arrays(arrays, f"m{i}")
-            )
+            if kind not in KINDS:
+                raise ValueError(f"member {i} is of unknown kind {kind!r} (this version reads {', '.join(KINDS)})")
+            predictor: Predictor = KINDS[kind].from_arrays(arrays, f"m{i}")
             inputs = spec.get("inputs")
             members.append(Member(spec["dimension"], kind, spec["codebook"], predictor,
                                   None if inputs is None else tuple(str(n) for n in inputs)))  # fmt: skip

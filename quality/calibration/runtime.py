@@ -185,7 +185,62 @@ class TreeEnsemble:
         )
 
 
-Predictor = TreeEnsemble | KernelSVR
+@dataclass(frozen=True)
+class RobustScaler:
+    """Per-feature ``asinh((x - centre) / spread)``: smooth and strictly increasing with no bound, so inputs beyond
+    the training range (heavier damage than any seen) still move the prediction instead of saturating."""
+
+    centre: F64
+    spread: F64
+
+    @classmethod
+    def fit(cls, x: F64) -> RobustScaler:
+        """Median and interquartile range / 1.349 per feature (the standard deviation where that range is 0, 1
+        where both are)."""
+        x = np.asarray(x, np.float64)
+        centre = np.median(x, axis=0)
+        q25, q75 = np.percentile(x, [25.0, 75.0], axis=0)
+        spread = (q75 - q25) / 1.349
+        sd = x.std(axis=0)
+        spread = np.where(spread > 1e-9 * (1.0 + np.abs(centre)), spread, np.where(sd > 0, sd, 1.0))
+        return cls(np.asarray(centre, np.float64), np.asarray(spread, np.float64))
+
+    def __call__(self, x: F64) -> F64:
+        return np.asarray(np.arcsinh((np.asarray(x, np.float64) - self.centre) / self.spread), np.float64)
+
+
+@dataclass(frozen=True)
+class PairwiseRanker:
+    """A linear ranking function of the :class:`RobustScaler`-ed features and their squares, learned only from
+    orderings (:func:`quality.calibration.fit.fit_ranker`: of two copies of one image, the less damaged ranks
+    higher). ``predict`` gives ``(w · [z, z²] - offset) / unit``: 0 for the rated training images on average, one
+    unit per standard deviation among them, and no bound in either direction, so heavier damage than any seen
+    keeps lowering it where trees and kernels flatten out."""
+
+    scaler: RobustScaler
+    weights: F64
+    """(2 · features,): the weights of ``z`` then of ``z²``"""
+    offset: float
+    unit: float
+
+    def predict(self, x: F64) -> F64:
+        z = self.scaler(np.atleast_2d(np.asarray(x, np.float64)))
+        n = z.shape[1]
+        return np.asarray((z @ self.weights[:n] + (z * z) @ self.weights[n:] - self.offset) / self.unit, np.float64)
+
+    def arrays(self, prefix: str) -> Arrays:
+        return {f"{prefix}.centre": self.scaler.centre, f"{prefix}.spread": self.scaler.spread,
+                f"{prefix}.weights": self.weights, f"{prefix}.scalars": np.array([self.offset, self.unit])}  # fmt: skip
+
+    @classmethod
+    def from_arrays(cls, a: Arrays, prefix: str) -> PairwiseRanker:
+        scalars = np.asarray(a[f"{prefix}.scalars"], np.float64)
+        centre, spread = np.asarray(a[f"{prefix}.centre"], np.float64), np.asarray(a[f"{prefix}.spread"], np.float64)
+        scaler = RobustScaler(centre, spread)
+        return cls(scaler, np.asarray(a[f"{prefix}.weights"], np.float64), float(scalars[0]), float(scalars[1]))
+
+
+Predictor = TreeEnsemble | KernelSVR | PairwiseRanker
 
 
 @dataclass(frozen=True)

@@ -96,8 +96,9 @@ def test_every_fold_fits_codebooks_and_members_on_its_training_images_only(
         assert seen_codebook_images[i].isdisjoint(test_names)
         fitted = {tuple(r) for r in seen_fit_rows[i]}
         assert len(fitted) == len(train) and not any(tuple(base[j]) in fitted for j in test)
-        # no image here carries damage ladders: the damage head has no rows and is left out
-        assert len(model.members) == sum(m[0] != "damage" for m in F.MEMBERS) and model.integrity is None
+        # no image here carries damage ladders: the damage head and the ranking term have no rows and are left out
+        assert len(model.members) == sum(m[0] not in ("damage", "ranking") for m in F.MEMBERS)
+        assert model.integrity is None and model.ranking is None
         checked.append(i)
 
     result = F.cross_validate(records, splits, on_fold=on_fold)
