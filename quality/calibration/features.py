@@ -249,7 +249,8 @@ def _noise_sigma(resp: F32) -> float:
     return float(np.sqrt(np.pi / 2.0) / 6.0 * inner.mean()) if inner.size else 0.0
 
 
-def noise_group(y: F32, lab: F32) -> Features:
+def noise_group(y: F32, lab: F32, block_y: F32 | None = None) -> Features:
+    """``block_y``: the luma the JPEG block measures are taken on (:func:`blockiness`; default ``y``)."""
     resp = _noise_map(y)
     out: Features = {"noise": float(np.log1p(_noise_sigma(resp)))}
     out["noise_a"] = float(np.log1p(_noise_sigma(_noise_map(np.ascontiguousarray(lab[..., 1])))))
@@ -257,7 +258,7 @@ def noise_group(y: F32, lab: F32) -> Features:
     local = _block_means(resp, 16)
     k = max(1, local.size // 10)
     out["noise_flat"] = float(np.log1p(np.sort(local)[:k].mean()))
-    out["block_h"], out["block_v"] = blockiness(y)
+    out["block_h"], out["block_v"] = blockiness(y if block_y is None else block_y)
     return out
 
 
@@ -410,7 +411,8 @@ def extract(rgb: NDArray[np.uint8], nss: dict[str, Any] | None = None, params: N
         polar = planes.polar()
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             rest = sharpness_group(y, gx, gy, polar[0])
-            rest |= noise_group(y, lab)
+            block_y = nm.luma(source) if source is not None and source.shape != rgb.shape else None
+            rest |= noise_group(y, lab, block_y)
             rest |= tone_colour_group(rgb, y, lab)
             rest |= texture_group(y, gx, gy, polar)
             quarter = planes.quarter_luma()
@@ -418,8 +420,6 @@ def extract(rgb: NDArray[np.uint8], nss: dict[str, Any] | None = None, params: N
                 nss = pending.result()
             assert nss is not None
             out = nss_group(y, nss, params, quarter) | rest
-            if source is not None and source.shape != rgb.shape:
-                out["block_h"], out["block_v"] = blockiness(nm.luma(source))
     finally:
         if pending is not None:
             pending.cancel()

@@ -405,7 +405,7 @@ def fit_svr(x: F64, y: F64, weight: F64 | None = None,
     return exported, lambda v: np.asarray(svr.predict(transform(v)), np.float64)
 
 
-def fit_ranker(rated: F64, better: F64, worse: F64, *, c: float | None = None) -> PairwiseRanker:
+def fit_ranker(rated: F64, better: F64, worse: F64) -> PairwiseRanker:
     """A linear ranking function of the robust-scaled features and their squares, fitted by logistic regression
     on the differences of ordered pairs (``better[i]`` above ``worse[i]``, each pair also given reversed, no
     intercept: RankNet's objective for a linear score); ``offset`` and ``unit`` standardise it over ``rated``."""
@@ -418,7 +418,7 @@ def fit_ranker(rated: F64, better: F64, worse: F64, *, c: float | None = None) -
         return np.hstack([z, z * z])
 
     diff = expand(better) - expand(worse)
-    lr = LogisticRegression(C=RANKING_C if c is None else c, fit_intercept=False, max_iter=3000)
+    lr = LogisticRegression(C=RANKING_C, fit_intercept=False, max_iter=3000)
     lr.fit(np.vstack([diff, -diff]), np.r_[np.ones(len(diff)), np.zeros(len(diff))])
     weights = np.asarray(lr.coef_[0], np.float64)
     raw = expand(rated) @ weights

@@ -190,19 +190,18 @@ class CalibrationModel:
         clamping to 0; with a ranking term the top is :func:`soft_ceiling` too (``10 - exp(9 - v)`` above 9),
         otherwise scores are clamped at 10.
         """
-        spec = self.integrity
-        rank = self.ranking
+        spec = self.integrity if DAMAGE_HEAD in pred else None
+        rank = self.ranking if RANKING_HEAD in pred else None
+        penalty = 0.0 if spec is None else 10.0 * spec[0] * np.maximum(0.0, np.asarray(pred[DAMAGE_HEAD]) - spec[1])
+        gain = None if rank is None else rank * ranking_gain(np.asarray(pred[RANKING_HEAD]))
         out: dict[str, F64] = {}
         for d, v in pred.items():
             if d in (DAMAGE_HEAD, RANKING_HEAD):
                 continue
-            score = np.asarray(self.scale(v), np.float64)
-            if spec is not None and DAMAGE_HEAD in pred:
-                w, t = spec
-                score = score - 10.0 * w * np.maximum(0.0, np.asarray(pred[DAMAGE_HEAD]) - t)
-            if rank is not None and RANKING_HEAD in pred:
-                score = soft_ceiling(score + rank * ranking_gain(np.asarray(pred[RANKING_HEAD])))
-            if (spec is not None and DAMAGE_HEAD in pred) or (rank is not None and RANKING_HEAD in pred):
+            score = np.asarray(self.scale(v), np.float64) - penalty
+            if gain is not None:
+                score = soft_ceiling(score + gain)
+            if spec is not None or gain is not None:
                 score = soft_floor(score)
             out[d] = np.asarray(np.minimum(score, 10.0), np.float64)
         return out
