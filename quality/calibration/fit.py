@@ -94,7 +94,7 @@ MEMBERS: tuple[tuple[str, str, str, str], ...] = (
 #: feature-name prefixes of the subsets members may read
 FEATURE_SUBSETS: dict[str, tuple[str, ...]] = {
     "detail": ("lap_", "grad_", "local_sharp", "flat_blocks", "down_loss", "spec_", "noise", "block_", "canny", "lbp",
-               "orient_", "bq", "brisque", "niqe", "local_niqe", "block_contrast", "luma_", "clip_"),
+               "orient_", "bq", "brisque", "niqe", "local_niqe", "block_contrast", "luma_", "clip_", "halo", "level_"),
 }  # fmt: skip
 #: damage ladders: this many fit images (balanced over generators) get :data:`.ladders.STEPS` damaged copies per
 #: kind of :mod:`quality.distortions`; a copy at severity s gets the target ``mos - s * (mos - floor)``, floor =
@@ -119,7 +119,7 @@ NATURAL_LADDERS = True
 #: per standard deviation of the ranker among the rated training images, and the inverse L2 strength of its
 #: logistic pairwise fit; chosen by measurement (README: the trade-off)
 RANKING_WEIGHT = 0.5
-RANKING_C = 1.0
+RANKING_C = 0.03
 #: AGIQA images kept out of every fit (balanced over generators): the ladder check's held-out AI images
 HOLDOUT_IMAGES = 30
 DIMENSIONS: dict[str, dict[str, list[str]]] = {
