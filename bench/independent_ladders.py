@@ -25,12 +25,16 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+if TYPE_CHECKING:
+    from quality.scorer import Scorer
 
 Damage = Callable[[Image.Image, float], Image.Image]
 PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "coins", "hubble_deep_field", "immunohistochemistry", "moon",
@@ -108,14 +112,15 @@ def photo(name: str) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(a[..., :3]).astype(np.uint8))
 
 
-def scorer_for(model: Path | None, calibration: bool, weights: Path) -> object:
+def scorer_for(model: Path | None, calibration: bool, weights: Path) -> Scorer:
+    """A scorer with the model file ``model`` (``None``: the shipped model, which the scorer loads itself)."""
     from quality.calibration.model import from_bytes
     from quality.scorer import Scorer
     from quality.settings import QualitySettings
 
     settings = QualitySettings(offline=True, weights_dir=weights, device="cpu", calibration=calibration)
     loaded = from_bytes(model.read_bytes(), str(model)) if model is not None else None
-    return Scorer(settings, calibration_model=loaded) if loaded is not None else Scorer(settings)
+    return Scorer(settings, calibration_model=loaded)
 
 
 def run_set(score: Callable[[Image.Image], tuple[float, float]], title: str,
@@ -177,9 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     for title, model in runs:
         scorer = scorer_for(model, not args.no_calibration, args.weights)
 
-        def score(im: Image.Image, scorer: object = scorer) -> tuple[float, float]:
-            report = scorer.score(im)  # type: ignore[attr-defined]
-            return float(report.dimension_score("technical")), float(report.composite_score)
+        def score(im: Image.Image, scorer: Scorer = scorer) -> tuple[float, float]:
+            report = scorer.score(im)
+            technical = report.dimension_score("technical")
+            if technical is None:  # every sample photo is large enough for BRISQUE and NIQE
+                raise RuntimeError(f"technical not scored: {report.grade_reasons}")
+            return technical, float(report.composite_score)
 
         print(f"{title}{' (calibration off)' if args.no_calibration else ''}:")
         run_set(score, "issue 10's set", ISSUE, ISSUE_PHOTOS)

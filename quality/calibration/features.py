@@ -243,9 +243,10 @@ def halo(y: F32, gx: F32, gy: F32, mag: F32) -> float:
         c = np.clip(np.rint(cols + k * nx).astype(np.intp), 0, w - 1)
         return y[r, c]
 
-    near_b, far_b = np.maximum(at(1), at(2)), np.maximum(at(4), at(5))
-    near_d, far_d = np.minimum(at(-1), at(-2)), np.minimum(at(-4), at(-5))
-    contrast = at(5) - at(-5)
+    bright5, dark5 = at(5), at(-5)
+    near_b, far_b = np.maximum(at(1), at(2)), np.maximum(at(4), bright5)
+    near_d, far_d = np.minimum(at(-1), at(-2)), np.minimum(at(-4), dark5)
+    contrast = bright5 - dark5
     ok = contrast >= 8.0
     if not ok.any():
         return 0.0
