@@ -160,7 +160,9 @@ def _integrity(model: CalibrationModel) -> str:
     if model.integrity is None:
         return "none (scores are the human-aligned part alone)"
     w, t = model.integrity
-    return f"score -= 10 x {w:g} x max(0, severity - {t:g}) (then soft_floor: scores below 1 stay above 0)"
+    cap = model.severity_cap
+    severity = "severity" if cap is None else f"min(severity, {cap:g})"
+    return f"score -= 10 x {w:g} x max(0, {severity} - {t:g}) (then soft_floor: scores below 1 stay above 0)"
 
 
 def _ranking(model: CalibrationModel) -> str:

@@ -16,11 +16,12 @@ The protocol is fixed (nothing below is tuned on the images a figure is reported
    (:data:`FEATURE_SUBSETS`). A dimension is the mean of its members. Two more members, the *damage head*
    (boosted trees and an SVR on all features), predict damage severity (0 as made, 1 heaviest) from the fit
    images' ladders and the natural-photo ladders of :mod:`.damage` (:func:`integrity_rows`); a score is
-   ``scale(MOS) - 10 * INTEGRITY_WEIGHT * max(0, severity - INTEGRITY_THRESHOLD)`` plus the *ranking term*:
-   a linear function of the robust-scaled features and their squares, fitted by pairwise logistic regression on
-   every ordering within every ladder of the same images (:func:`fit_ranker`, :func:`ranking_pairs`), standardised
-   over the rated images and weighted :data:`RANKING_WEIGHT` points per unit (compressed above 0); the sum goes
-   through ``soft_ceiling`` and ``soft_floor`` (:meth:`.model.CalibrationModel.scores_of`): heavy damage pulls
+   ``scale(MOS) - 10 * INTEGRITY_WEIGHT * max(0, min(severity, INTEGRITY_CAP) - INTEGRITY_THRESHOLD)`` plus the
+   *ranking term*: a linear function of the robust-scaled features and their squares, fitted by pairwise logistic
+   regression on every ordering within every ladder of the same images (:func:`fit_ranker`,
+   :func:`ranking_pairs`), standardised over the rated images and weighted :data:`RANKING_WEIGHT` points per unit
+   (compressed above 0); the sum goes through ``soft_ceiling`` and ``soft_floor``
+   (:meth:`.model.CalibrationModel.scores_of`): heavy damage pulls
    the score down steeply, every damage, light or heavy, moves the ranking term. (Patch codebooks, used before the
    damage ladders, are still supported by the model format but no member reads one: with damage in training they did
    not raise agreement, and they cost most of the scoring time);
@@ -106,9 +107,13 @@ DAMAGE_WEIGHT = 1.0
 #: the SVR members see a fixed random subset of this many damaged rows (the trees see them all)
 SVR_DAMAGE_ROWS = 2000
 #: the damage-integrity penalty on the technical and detail scores (:meth:`.model.CalibrationModel.scores_of`):
-#: ``10 * weight * max(0, severity - threshold)`` points; chosen by measurement (README: the trade-off)
+#: ``10 * weight * max(0, min(severity, cap) - threshold)`` points; chosen by measurement (README: the trade-off)
 INTEGRITY_WEIGHT = 0.75
 INTEGRITY_THRESHOLD = 0.5
+#: the damage head's severity is capped here before the penalty: near the top of its range its trees flatten out,
+#: and what they read between the two heaviest copies is noise (README: measured; one photo ladder more, nothing
+#: else measured worse but one leave-one-generator-out ladder)
+INTEGRITY_CAP = 0.9
 #: the damage head's members: more trees (a simpler target with many rows), a finer SVR tube, more SVR rows
 DAMAGE_TREE_PARAMS: dict[str, Any] = {"max_iter": 400}
 DAMAGE_SVR_EPSILON = 0.02
@@ -510,8 +515,9 @@ def fit_model(base: F64, encodings: dict[str, F64], mos: F64, codebooks: dict[st
         means = {d: np.mean(v, axis=0) for d, v in fit_time.items()}
         meta["check"] = {name: {d: float(means[d][i]) for d in means} for i, name in enumerate(check)}
     if has_integrity:
-        meta["integrity"] = {"weight": INTEGRITY_WEIGHT, "threshold": INTEGRITY_THRESHOLD, "head": DAMAGE_HEAD,
-                             "score": "soft_floor(scale(predicted MOS) - 10 * weight * max(0, severity - threshold))"}
+        meta["integrity"] = {"weight": INTEGRITY_WEIGHT, "threshold": INTEGRITY_THRESHOLD, "cap": INTEGRITY_CAP,
+                             "head": DAMAGE_HEAD,
+                             "score": "damage penalty = 10 * weight * max(0, min(severity, cap) - threshold)"}
     if has_ranking:
         meta["ranking"] = {"weight": RANKING_WEIGHT, "head": RANKING_HEAD,
                            "score": "soft_floor(soft_ceiling(scale(predicted MOS) - damage penalty"
@@ -736,7 +742,8 @@ def model_meta(name: str, records: Sequence[Record], excluded: Sequence[Record],
                        "svr_rows": SVR_DAMAGE_ROWS, "floor_margin": DAMAGE_FLOOR_MARGIN, "weight": DAMAGE_WEIGHT,
                        "target": "mos - severity * (mos - floor)"},
             "holdout_images": HOLDOUT_IMAGES,
-            "integrity": {"weight": INTEGRITY_WEIGHT, "threshold": INTEGRITY_THRESHOLD, "trees": DAMAGE_TREE_PARAMS,
+            "integrity": {"weight": INTEGRITY_WEIGHT, "threshold": INTEGRITY_THRESHOLD, "cap": INTEGRITY_CAP,
+                          "trees": DAMAGE_TREE_PARAMS,
                           "svr_epsilon": DAMAGE_SVR_EPSILON,
                           "svr_rows": DAMAGE_SVR_ROWS, "target": "severity (0 as made, 1 heaviest)",
                           "rows": "fit images' ladders + natural-photo ladders (quality.calibration.damage)"},

@@ -171,6 +171,14 @@ class CalibrationModel:
         return None if not spec else (float(spec["weight"]), float(spec["threshold"]))
 
     @property
+    def severity_cap(self) -> float | None:
+        """The damage head's severity is capped here before the penalty (``None``: no cap; models fitted before the
+        cap have none): near the top of its range the head's trees flatten out and its reading of the heaviest
+        copies is noise, not information."""
+        spec = self.meta.get("integrity") or {}
+        return None if spec.get("cap") is None else float(spec["cap"])
+
+    @property
     def ranking(self) -> float | None:
         """Score points per unit of the ranking term (``None``: the model has none)."""
         spec = self.meta.get("ranking")
@@ -181,8 +189,9 @@ class CalibrationModel:
 
         ``human = scale(predicted MOS)``; with a damage head (``pred["damage"]``: predicted severity, 0 as made,
         1 at the heaviest damage of :mod:`quality.distortions`) and :attr:`integrity` ``(w, t)``,
-        ``v = human - 10·w·max(0, severity - t)``: images the head sees as (nearly) undamaged keep their
-        human-aligned score, damage beyond ``t`` pulls it down steeply. With a ranking term (``pred["ranking"]``,
+        ``v = human - 10·w·max(0, min(severity, cap) - t)`` (``cap``: :attr:`severity_cap`, none if the model has
+        none): images the head sees as (nearly) undamaged keep their human-aligned score, damage beyond ``t`` pulls
+        it down steeply. With a ranking term (``pred["ranking"]``,
         0 on average over the rated training images, one unit per standard deviation among them) and
         :attr:`ranking` ``r``, ``v += r·ranking_gain(ranking)``: every damage moves it, light or heavy, and it has no
         floor (:func:`ranking_gain` only compresses it above 0).
@@ -192,7 +201,12 @@ class CalibrationModel:
         """
         spec = self.integrity if DAMAGE_HEAD in pred else None
         rank = self.ranking if RANKING_HEAD in pred else None
-        penalty = 0.0 if spec is None else 10.0 * spec[0] * np.maximum(0.0, np.asarray(pred[DAMAGE_HEAD]) - spec[1])
+        penalty: F64 | float = 0.0
+        if spec is not None:
+            severity = np.asarray(pred[DAMAGE_HEAD], np.float64)
+            if self.severity_cap is not None:
+                severity = np.minimum(severity, self.severity_cap)
+            penalty = 10.0 * spec[0] * np.maximum(0.0, severity - spec[1])
         gain = None if rank is None else rank * ranking_gain(np.asarray(pred[RANKING_HEAD]))
         out: dict[str, F64] = {}
         for d, v in pred.items():

@@ -310,3 +310,24 @@ def test_heavy_damage_never_keeps_composite_five_on_a_synthetic_scene(shipped):
     for kind, img in heavy_copies(scene(512, seed=3)).items():
         scores = shipped.score(np.ascontiguousarray(img))[0]
         assert composite(scores) < 5.0, (kind, scores)
+
+
+def test_the_damage_heads_severity_is_capped_before_the_penalty(shipped):
+    import dataclasses
+
+    from quality.calibration.model import RANKING_HEAD
+
+    assert shipped.severity_cap == F.INTEGRITY_CAP
+    assert shipped.meta["integrity"]["cap"] == F.INTEGRITY_CAP
+    severity = np.array([0.2, 0.6, 0.8, F.INTEGRITY_CAP, 0.95, 1.2])
+    pred = {"technical": np.full(6, 3.0), "detail": np.full(6, 3.0), DAMAGE_HEAD: severity,
+            RANKING_HEAD: np.full(6, -0.5)}  # fmt: skip
+    tech = shipped.scores_of(pred)["technical"]
+    assert tech[0] > tech[1] > tech[2] > tech[3]  # up to the cap every bit of severity beyond the threshold costs
+    assert tech[3] == tech[4] == tech[5]  # above it the head's reading changes nothing
+    # a model file without a cap (fitted before it) keeps the uncapped formula
+    meta = {**shipped.meta, "integrity": {k: v for k, v in shipped.meta["integrity"].items() if k != "cap"}}
+    older = dataclasses.replace(shipped, meta=meta)
+    assert older.severity_cap is None
+    old = older.scores_of(pred)["technical"]
+    assert np.array_equal(old[:4], tech[:4]) and old[3] > old[4] > old[5]

@@ -1,0 +1,499 @@
+"""Alternatives to the shipped calibration protocol, measured on the same folds, ladders and held-out images.
+
+    python bench/calibration_variants.py DATASET_DIR --cache DIR [--jobs 2] [--monotone] [--photos DIR]
+
+Not a timing benchmark: the script behind README's "measured, not shipped" figures for the grade's monotonicity.
+It fits the protocol's parts (:func:`quality.calibration.fit.fit_model`: human-aligned members, damage head,
+ranking term) on each of the 5 folds and once on all fit images, keeps each part's raw predictions, and scores
+every variant from them, so that variants differ only in what they change:
+
+* out of fold: the composite's SROCC against the human scores, pair accuracy and selection gain inside
+  (prompt, generator) groups, false positives (bottom-quartile images at composite ≥ 7.0), and the held-out
+  folds' own damage ladders (the fit's severities);
+* with the model fitted on all fit images: the ladders of scikit-image's ten sample photos and of the AGIQA images
+  kept out of every fit, at the ladder check's severities (:data:`quality.distortions.LEVELS`; damage at full
+  size, then reduced to the working size as the scorer does), technical and composite.
+
+The shipped variant reproduces ``python -m quality.calibration fit`` and ``python -m quality eval --ladders``
+(the script checks that its formula equals :meth:`quality.calibration.model.CalibrationModel.scores_of`). Other
+variants: a larger ranking weight, a steeper ranking slope below -1, no cap on the damage head's severity, a
+ranking term with a hidden layer (RankNet on the same ordered pairs, with torch), the linear and that term
+averaged, a linear term also fitted on the human orderings inside (prompt, generator) groups, the five fold
+models averaged, and each part alone. ``--monotone`` also refits every fold with monotone constraints on the
+damage-specific features in the boosted trees (slower: one more set of six fits). Features and ladders are cached
+in ``--cache`` (the fit's own cache layout; the first run takes ~20 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from quality.calibration import fit as F  # noqa: E402
+from quality.calibration.evaluate import composite_of  # noqa: E402
+from quality.calibration.model import (  # noqa: E402
+    DAMAGE_HEAD,
+    RANKING_HEAD,
+    CalibrationModel,
+    ranking_gain,
+    soft_ceiling,
+    soft_floor,
+)
+from quality.calibration.runtime import RobustScaler  # noqa: E402
+
+F64 = NDArray[np.float64]
+PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "coins", "hubble_deep_field", "immunohistochemistry", "moon",
+          "retina", "rocket")  # fmt: skip
+#: monotone constraints of ``--monotone`` (feature-name prefix → sign for the human-aligned trees; the damage
+#: head's trees get the opposite sign): more energy in the spectrum's bands reads as better, halos and empty
+#: levels as worse
+MONOTONE = {"spec_band": 1, "halo": -1, "level_gaps": -1}
+#: the within-group human orderings' weight beside the damage orderings (each pair repeated this many times)
+GROUP_REPEAT = 30
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class Data:
+    records: list[F.Record]
+    names: list[str]
+    natural: F.LadderPairs
+    photos: F64
+    """(photos, kinds, 1 + levels, features): the clean photo then its copies"""
+    held: F64
+    """the same for the AGIQA images kept out of every fit"""
+
+
+def ladder_features(path: str, names: Sequence[str]) -> F64:
+    """Features of an image and its copies at the ladder check's severities, reduced as the scorer reduces."""
+    from PIL import Image
+
+    from quality.calibration.features import WORKING_SIDE, extract
+    from quality.distortions import KINDS, LEVELS, ladder
+    from quality.image_io import load_image
+
+    rgb = load_image(path).rgb
+    out = np.full((len(KINDS), 1 + len(LEVELS), len(names)), np.nan)
+    for i, kind in enumerate(KINDS):
+        for k, arr in enumerate(ladder(kind, rgb, LEVELS, 0)):
+            work = load_image(Image.fromarray(arr)).fit(WORKING_SIDE)
+            try:
+                f = extract(work, source=arr if work.shape != arr.shape else None)
+            except Exception:  # undefined features: the rung stays NaN and the ladder counts as not scored
+                continue
+            out[i, k] = [f[n] for n in names]
+    return out
+
+
+def _ladder_features_job(args: tuple[str, list[str]]) -> F64:
+    return ladder_features(*args)
+
+
+def load_data(dataset: Path, cache: Path, photos: Path, jobs: int) -> Data:
+    from quality.calibration.parallel import parallel_map
+    from quality.eval import load_dataset
+
+    samples = load_dataset(dataset)
+    records = [F.Record(s.name, str(s.path), s.mos_quality, s.generator, prompt=s.prompt) for s in samples]
+    records = F.prepare_records(records, seed=F.SEED, jobs=jobs, cache=cache)
+    usable = [r for r in records if r.usable]
+    held_names = set(F.holdout_names(usable, F.HOLDOUT_IMAGES))
+    held = [r for r in usable if r.name in held_names]
+    fit = [r for r in usable if r.name not in held_names]
+    F.attach_ladders(fit, F.ladder_names(fit, F.LADDER_IMAGES), jobs=jobs, cache=cache)
+    names = list(fit[0].features or {})
+    natural = F.natural_pairs(names, jobs=jobs, cache=cache)
+    photo_paths = [str(photos / f"{p}.png") for p in PHOTOS]
+    store = cache / "variants-ladders.npz"
+    key = f"{len(names)}:{'|'.join(names)}:{'|'.join(r.name for r in held)}"
+    if store.is_file():
+        with np.load(store, allow_pickle=False) as z:
+            if str(z["key"]) == key:
+                return Data(fit, names, natural, np.asarray(z["photos"]), np.asarray(z["held"]))
+    feats = parallel_map(_ladder_features_job, [(p, names) for p in [*photo_paths, *(r.path for r in held)]], jobs)
+    photo_f, held_f = np.stack(feats[: len(photo_paths)]), np.stack(feats[len(photo_paths) :])
+    np.savez(store, key=np.array(key), photos=photo_f, held=held_f)
+    return Data(fit, names, natural, photo_f, held_f)
+
+
+def write_photos(folder: Path) -> Path:
+    """scikit-image's ten sample photos as PNG files (what ``python -m quality eval --ladders`` is given)."""
+    import skimage.data
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in PHOTOS:
+        target = folder / f"{name}.png"
+        if not target.is_file():
+            Image.fromarray(np.asarray(getattr(skimage.data, name)())).save(target)
+    return folder
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# fits: raw predictions of every part
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class Fold:
+    train: NDArray[np.intp]
+    test: NDArray[np.intp]
+    model: CalibrationModel
+    test_pred: dict[str, F64]
+    ladders: dict[int, dict[str, F64]] = field(default_factory=dict)
+    """test record → head → (kinds, steps) predictions of its damaged copies"""
+    photos: dict[str, F64] = field(default_factory=dict)
+    held: dict[str, F64] = field(default_factory=dict)
+
+
+def predict_grid(model: CalibrationModel, x: F64) -> dict[str, F64]:
+    """``model.predict_mos`` of every finite row of ``x`` (any leading shape), NaN elsewhere."""
+    flat = x.reshape(-1, x.shape[-1])
+    ok = np.isfinite(flat).all(axis=1)
+    pred = model.predict_mos(flat[ok], {})
+    out = {}
+    for head, v in pred.items():
+        full = np.full(len(flat), np.nan)
+        full[ok] = v
+        out[head] = full.reshape(x.shape[:-1])
+    return out
+
+
+def fit_folds(data: Data, log: logging.Logger) -> list[Fold]:
+    """Five folds (the fit's own split) and the final model (trained on all, its test part empty)."""
+    recs = data.records
+    base = F.base_matrix(recs, data.names)
+    mos = np.array([r.mos for r in recs])
+    splits = [*F.kfold(len(recs), 5), (np.arange(len(recs)), np.array([], dtype=np.intp))]
+    folds = []
+    for i, (train, test) in enumerate(splits):
+        damage = F.damage_rows(recs, train, F.damage_floor(mos[train]))
+        model = F.fit_model(base[train], {}, mos[train], {}, seed=F.SEED,
+                            meta={"feature_names": data.names, "dimensions": F.DIMENSIONS}, damage=damage,
+                            integrity=F.integrity_rows(recs, train, data.natural),
+                            ranking=F.ranking_pairs(recs, train, data.natural))  # fmt: skip
+        fold = Fold(train, test, model, model.predict_mos(base[test], {}) if len(test) else {})
+        for j in test:
+            lad = recs[j].ladders
+            if lad is not None:
+                fold.ladders[int(j)] = predict_grid(model, lad.features)
+        fold.photos, fold.held = predict_grid(model, data.photos), predict_grid(model, data.held)
+        folds.append(fold)
+        log.info("fitted %s", f"fold {i + 1} of 5" if len(test) else "the final model")
+    return folds
+
+
+def group_pairs(
+    recs: Sequence[F.Record], train: NDArray[np.intp], min_delta: float = 0.5
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """``(better, worse)`` record indices of the training images' pairs inside one (prompt, generator) group whose
+    human scores differ by ``min_delta`` or more: the orderings refinement has to make."""
+    by_group: dict[tuple[str | None, str], list[int]] = {}
+    for j in train:
+        by_group.setdefault((recs[j].prompt, recs[j].group), []).append(int(j))
+    better, worse = [], []
+    for members in by_group.values():
+        for i, j in itertools.combinations(members, 2):
+            if abs(recs[i].mos - recs[j].mos) >= min_delta:
+                better.append(i if recs[i].mos > recs[j].mos else j)
+                worse.append(j if recs[i].mos > recs[j].mos else i)
+    return np.array(better, np.intp), np.array(worse, np.intp)
+
+
+def monotone_fit_trees(names: Sequence[str]) -> Callable[..., Any]:
+    """:func:`quality.calibration.fit.fit_trees` with :data:`MONOTONE` constraints (for ``--monotone``)."""
+    original = F.fit_trees
+    detail = list(F.subset_names("detail", names) or ())
+
+    def fit_trees(x: F64, y: F64, seed: int = F.SEED, weight: F64 | None = None,
+                  params: dict[str, Any] | None = None) -> Any:  # fmt: skip
+        cols = names if x.shape[1] == len(names) else detail
+        sign = -1 if params is not None else 1  # only the damage head's members pass their own parameters
+        cst = [next((s * sign for p, s in MONOTONE.items() if n.startswith(p)), 0) for n in cols]
+        return original(x, y, seed, weight, {**(params or {}), "monotonic_cst": cst})
+
+    return fit_trees
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# rankers
+# ----------------------------------------------------------------------------------------------------------------
+class HiddenLayerRanker:
+    """``w · z + v · softplus(A z + b)`` of the robust-scaled, clipped features, fitted by RankNet's loss on
+    ordered pairs and standardised over the rated images like :class:`quality.calibration.runtime.PairwiseRanker`."""
+
+    def __init__(self, rated: F64, better: F64, worse: F64, *, hidden: int = 64, weight_decay: float = 1e-4,
+                 epochs: int = 600, clip: float = 10.0, seed: int = 0) -> None:  # fmt: skip
+        import torch
+
+        torch.manual_seed(seed)
+        self.scaler = RobustScaler.fit(np.vstack([rated, better, worse]))
+        self.clip = clip
+        n = rated.shape[1]
+        self.linear = torch.nn.Linear(n, 1, bias=False)
+        self.hidden = torch.nn.Sequential(torch.nn.Linear(n, hidden), torch.nn.Softplus(),
+                                          torch.nn.Linear(hidden, 1, bias=False))  # fmt: skip
+        params = [*self.linear.parameters(), *self.hidden.parameters()]
+        opt = torch.optim.Adam(params, lr=3e-3, weight_decay=weight_decay)
+        zb, zw = self._z(better), self._z(worse)
+        for _ in range(epochs):
+            opt.zero_grad()
+            loss = torch.nn.functional.softplus(self._net(zw) - self._net(zb)).mean()
+            loss.backward()
+            opt.step()
+        raw = self._raw(rated)
+        self.offset, self.unit = float(raw.mean()), float(raw.std()) or 1.0
+
+    def _z(self, x: F64) -> Any:
+        import torch
+
+        return torch.tensor(np.clip(self.scaler(np.atleast_2d(x)), -self.clip, self.clip), dtype=torch.float32)
+
+    def _net(self, z: Any) -> Any:
+        return (self.linear(z) + self.hidden(z)).squeeze(-1)
+
+    def _raw(self, x: F64) -> F64:
+        import torch
+
+        with torch.no_grad():
+            return np.asarray(self._net(self._z(x)).double().numpy(), np.float64)
+
+    def predict(self, x: F64) -> F64:
+        return (self._raw(x) - self.offset) / self.unit
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# variants
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    weight: float | None = None
+    """ranking points per unit (None: the model's)"""
+    slope: float = 0.0
+    """extra ranking points per unit below ``knee``"""
+    knee: float = -1.0
+    cap: float | None = None
+    """the damage head's severity is capped here before the penalty (None: the model's cap; ``math.inf``: none)"""
+    bagged: bool = False
+    """photos and held-out AI ladders scored by the five fold models averaged instead of the final model"""
+
+
+def variant_scores(model: CalibrationModel, pred: dict[str, F64], v: Variant) -> dict[str, F64]:
+    """Technical, detail and composite of the raw predictions ``pred`` (as :meth:`CalibrationModel.scores_of`
+    when ``v`` changes nothing)."""
+    integrity, weight = model.integrity, model.ranking
+    assert integrity is not None and weight is not None
+    cap = model.severity_cap if v.cap is None else v.cap
+    severity = pred[DAMAGE_HEAD] if cap is None else np.minimum(pred[DAMAGE_HEAD], cap)
+    penalty = 10.0 * integrity[0] * np.maximum(0.0, severity - integrity[1])
+    r = pred[RANKING_HEAD]
+    gain = (weight if v.weight is None else v.weight) * ranking_gain(r) + v.slope * np.minimum(0.0, r - v.knee)
+    out = {d: np.minimum(soft_floor(soft_ceiling(model.scale(pred[d]) - penalty + gain)), 10.0)
+           for d in ("technical", "detail")}  # fmt: skip
+    out["composite"] = composite_grid(out["technical"], out["detail"])
+    return out
+
+
+def composite_grid(technical: F64, detail: F64) -> F64:
+    flat = [composite_of({"technical": float(t), "detail": float(d)})[0] if np.isfinite(t) and np.isfinite(d)
+            else np.nan for t, d in zip(technical.ravel(), detail.ravel(), strict=True)]  # fmt: skip
+    return np.asarray(flat, np.float64).reshape(technical.shape)
+
+
+def falling(scores: F64) -> tuple[float, int, int]:
+    """``(share of strictly falling steps, strictly falling ladders, ladders)`` of ``(..., rungs)`` scores."""
+    ok = np.isfinite(scores).all(axis=-1)
+    steps = scores[..., 1:] < scores[..., :-1]
+    return float(steps[ok].mean()), int(steps[ok].all(axis=-1).sum()), int(ok.sum())
+
+
+def with_ranker(pred: dict[str, F64], ranker: Any, x: F64) -> dict[str, F64]:
+    flat = x.reshape(-1, x.shape[-1])
+    ok = np.isfinite(flat).all(axis=1)
+    r = np.full(len(flat), np.nan)
+    r[ok] = ranker.predict(flat[ok])
+    return {**pred, RANKING_HEAD: r.reshape(x.shape[:-1])}
+
+
+def measure(data: Data, folds: list[Fold], v: Variant, rankers: list[Any] | None = None) -> dict[str, Any]:
+    from scipy.stats import spearmanr
+
+    from quality.stats import pair_accuracy, selection_gain
+
+    recs = data.records
+    base = F.base_matrix(recs, data.names)
+    mos = np.array([r.mos for r in recs])
+    comp = np.full(len(recs), np.nan)
+    cv: dict[str, list[F64]] = {"technical": [], "composite": []}
+    for i, fold in enumerate(folds[:5]):
+        ranker = None if rankers is None else rankers[i]
+        pred = fold.test_pred if ranker is None else with_ranker(fold.test_pred, ranker, base[fold.test])
+        s = variant_scores(fold.model, pred, v)
+        comp[fold.test] = s["composite"]
+        for pos, j in enumerate(fold.test):
+            if int(j) not in fold.ladders:
+                continue
+            lad = recs[j].ladders
+            assert lad is not None
+            lp = fold.ladders[int(j)] if ranker is None else with_ranker(fold.ladders[int(j)], ranker, lad.features)
+            rungs = variant_scores(fold.model, lp, v)
+            for key in cv:
+                cv[key].append(np.column_stack([np.full(lad.features.shape[0], s[key][pos]), rungs[key]]))
+    out: dict[str, Any] = {"variant": v.label, "srocc": float(spearmanr(comp, mos)[0])}
+    groups = [(r.prompt, r.group) for r in recs]
+    out["pair_accuracy"] = pair_accuracy(comp, mos, groups, min_delta=0.5)[0]
+    out["selection_gain"] = selection_gain(comp, mos, groups)[0]
+    out["false_positives"] = int(((mos <= np.quantile(mos, 0.25)) & (comp >= 7.0)).sum())
+    for key in cv:
+        out[f"folds_{key}"] = falling(np.vstack(cv[key]))
+    final = folds[5]
+    for name, x in (("photos", data.photos), ("held_out_ai", data.held)):
+        preds = []
+        for k in range(5) if v.bagged else [5]:
+            p = folds[k].photos if name == "photos" else folds[k].held
+            preds.append(p if rankers is None else with_ranker(p, rankers[k], x))
+        pred = {h: np.mean([p[h] for p in preds], axis=0) for h in preds[0]}
+        s = variant_scores(final.model, pred, v)
+        for key in ("technical", "composite"):
+            out[f"{name}_{key}"] = falling(s[key])
+    return out
+
+
+def part_alone(data: Data, folds: list[Fold], head: str, rankers: list[Any] | None = None) -> dict[str, Any]:
+    """Ladders (and, for a ranking term, agreement) of one part alone: is any part more monotone than the sum?"""
+    from scipy.stats import spearmanr
+
+    from quality.stats import pair_accuracy, selection_gain
+
+    sign = -1.0 if head == DAMAGE_HEAD else 1.0
+    out: dict[str, Any] = {"variant": f"{head} alone" + (" (hidden layer)" if rankers else "")}
+    final = folds[5]
+    for name, x, pred in (("photos", data.photos, final.photos), ("held_out_ai", data.held, final.held)):
+        p = pred if rankers is None else with_ranker(pred, rankers[5], x)
+        out[f"{name}_technical"] = falling(sign * p[head])
+    if head == RANKING_HEAD:
+        recs = data.records
+        base = F.base_matrix(recs, data.names)
+        mos = np.array([r.mos for r in recs])
+        r = np.full(len(recs), np.nan)
+        for i, fold in enumerate(folds[:5]):
+            p = fold.test_pred if rankers is None else with_ranker(fold.test_pred, rankers[i], base[fold.test])
+            r[fold.test] = p[RANKING_HEAD]
+        groups = [(x.prompt, x.group) for x in recs]
+        out["srocc"] = float(spearmanr(r, mos)[0])
+        out["pair_accuracy"] = pair_accuracy(r, mos, groups, min_delta=0.5)[0]
+        out["selection_gain"] = selection_gain(r, mos, groups)[0]
+    return out
+
+
+def render(row: dict[str, Any]) -> str:
+    def lad(key: str) -> str:
+        if key not in row:
+            return "–"
+        share, strict, total = row[key]
+        return f"{100 * share:.1f} % ({strict}/{total})"
+
+    cells = [row["variant"]]
+    cells += [f"{row[k]:.3f}" if k in row else "–" for k in ("srocc", "pair_accuracy")]
+    cells.append(f"{100 * row['selection_gain']:.1f} %" if "selection_gain" in row else "–")
+    cells.append(str(row.get("false_positives", "–")))
+    cells += [lad(k) for k in ("folds_composite", "photos_technical", "photos_composite", "held_out_ai_technical",
+                               "held_out_ai_composite")]  # fmt: skip
+    return "| " + " | ".join(cells) + " |"
+
+
+HEADER = ("| variant | SROCC (5-fold) | pair acc. | selection gain | false pos. | held-out folds' ladders, composite "
+          "| photos, technical | photos, composite | held-out AI, technical | held-out AI, composite |\n"
+          "|" + " --- |" * 10)  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("dataset", type=Path, help="rated folder (labels.csv and images), e.g. ../shared/data/agiqa3k")
+    p.add_argument("--cache", type=Path, required=True, help="feature cache folder (outside the repository)")
+    p.add_argument("--photos", type=Path, help="folder of the ten sample photos as PNG (default: written to the cache)")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--monotone", action="store_true", help="also refit every fold with monotone constraints")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    log = logging.getLogger("variants")
+    F._sklearn()
+    photos = args.photos or write_photos(args.cache / "photos")
+    data = load_data(args.dataset, args.cache, photos, max(1, args.jobs))
+    folds = fit_folds(data, log)
+    final = folds[5]
+    shipped = variant_scores(final.model, final.photos, Variant("check"))
+    expected = final.model.scores_of({h: v.ravel() for h, v in final.photos.items()})
+    assert np.allclose(shipped["technical"].ravel(), expected["technical"], equal_nan=True), "formula drifted"
+    log.info("fitting the hidden-layer ranking terms")
+    base = F.base_matrix(data.records, data.names)
+    hidden = []
+    for fold in folds:
+        better, worse = F.ranking_pairs(data.records, fold.train, data.natural)
+        hidden.append(HiddenLayerRanker(base[fold.train], better, worse))
+    linear = [f.model.members[-1].predictor for f in folds]
+
+    class Mean:
+        def __init__(self, a: Any, b: Any) -> None:
+            self.a, self.b = a, b
+
+        def predict(self, x: F64) -> F64:
+            return np.asarray(0.5 * (self.a.predict(x) + self.b.predict(x)), np.float64)
+
+    mean = [Mean(a, b) for a, b in zip(linear, hidden, strict=True)]
+    grouped = []  # the linear term, also fitted on within-group human orderings (each repeated GROUP_REPEAT times)
+    for fold in folds:
+        better, worse = F.ranking_pairs(data.records, fold.train, data.natural)
+        gb, gw = group_pairs(data.records, fold.train)
+        grouped.append(
+            F.fit_ranker(
+                base[fold.train],
+                np.vstack([better, np.repeat(base[gb], GROUP_REPEAT, axis=0)]),
+                np.vstack([worse, np.repeat(base[gw], GROUP_REPEAT, axis=0)]),
+            )
+        )
+    rows = [measure(data, folds, Variant("shipped"))]
+    for v in (
+        Variant("ranking weight 0.75", weight=0.75),
+        Variant("ranking weight 1.0", weight=1.0),
+        Variant("ranking slope +1 point per unit below -1", slope=1.0),
+        Variant("no severity cap (the previous protocol)", cap=math.inf),
+        Variant("five fold models averaged", bagged=True),
+    ):
+        rows.append(measure(data, folds, v))
+    for w in (0.5, 0.75):
+        rows.append(measure(data, folds, Variant(f"hidden-layer ranking term, weight {w}", weight=w), hidden))
+    rows.append(measure(data, folds, Variant("linear and hidden-layer terms averaged"), mean))
+    rows.append(
+        measure(data, folds, Variant(f"ranking term also on within-group human pairs (x{GROUP_REPEAT})"), grouped)
+    )
+    rows += [
+        part_alone(data, folds, RANKING_HEAD),
+        part_alone(data, folds, RANKING_HEAD, hidden),
+        part_alone(data, folds, DAMAGE_HEAD),
+    ]
+    if args.monotone:
+        F.fit_trees = monotone_fit_trees(data.names)
+        rows.append(measure(data, fit_folds(data, log), Variant("monotone constraints in the trees")))
+    print(HEADER)
+    for row in rows:
+        print(render(row))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
