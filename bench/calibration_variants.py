@@ -21,7 +21,7 @@ ranking term with a hidden layer (RankNet on the same ordered pairs, with torch)
 averaged, a linear term also fitted on the human orderings inside (prompt, generator) groups, the five fold
 models averaged, and each part alone. ``--monotone`` also refits every fold with monotone constraints on the
 damage-specific features in the boosted trees (slower: one more set of six fits). Features and ladders are cached
-in ``--cache`` (the fit's own cache layout; the first run takes ~20 minutes on 2 cores).
+in ``--cache`` (the fit's own cache layout; a first run takes ~35 minutes on 2 cores).
 """
 
 from __future__ import annotations
