@@ -15,7 +15,7 @@ every variant from them, so that variants differ only in what they change:
   size, then reduced to the working size as the scorer does), technical and composite.
 
 The shipped variant reproduces ``python -m quality.calibration fit`` and ``python -m quality eval --ladders``
-(the script checks that its formula equals :meth:`quality.calibration.model.CalibrationModel.scores_of`). Other
+(variants are scored by :meth:`quality.calibration.model.CalibrationModel.scores_of` itself). Other
 variants: a larger ranking weight, a steeper ranking slope below -1, no cap on the damage head's severity, a
 ranking term with a hidden layer (RankNet on the same ordered pairs, with torch), the linear and that term
 averaged, a linear term also fitted on the human orderings inside (prompt, generator) groups, the five fold
@@ -32,7 +32,7 @@ import logging
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +44,7 @@ sys.path.insert(0, str(REPO))
 
 from quality.calibration import fit as F  # noqa: E402
 from quality.calibration.evaluate import composite_of  # noqa: E402
-from quality.calibration.model import (  # noqa: E402
-    DAMAGE_HEAD,
-    RANKING_HEAD,
-    CalibrationModel,
-    ranking_gain,
-    soft_ceiling,
-    soft_floor,
-)
+from quality.calibration.model import DAMAGE_HEAD, RANKING_HEAD, CalibrationModel  # noqa: E402
 from quality.calibration.runtime import RobustScaler  # noqa: E402
 
 F64 = NDArray[np.float64]
@@ -77,6 +70,11 @@ class Data:
     """(photos, kinds, 1 + levels, features): the clean photo then its copies"""
     held: F64
     """the same for the AGIQA images kept out of every fit"""
+
+    def __post_init__(self) -> None:
+        # (records, features) and the human scores: what every fit, prediction and figure reads
+        self.base = F.base_matrix(self.records, self.names)
+        self.mos = np.array([r.mos for r in self.records])
 
 
 def ladder_features(path: str, names: Sequence[str]) -> F64:
@@ -174,9 +172,7 @@ def predict_grid(model: CalibrationModel, x: F64) -> dict[str, F64]:
 
 def fit_folds(data: Data, log: logging.Logger) -> list[Fold]:
     """Five folds (the fit's own split) and the final model (trained on all, its test part empty)."""
-    recs = data.records
-    base = F.base_matrix(recs, data.names)
-    mos = np.array([r.mos for r in recs])
+    recs, base, mos = data.records, data.base, data.mos
     splits = [*F.kfold(len(recs), 5), (np.arange(len(recs)), np.array([], dtype=np.intp))]
     folds = []
     for i, (train, test) in enumerate(splits):
@@ -293,17 +289,20 @@ class Variant:
 
 
 def variant_scores(model: CalibrationModel, pred: dict[str, F64], v: Variant) -> dict[str, F64]:
-    """Technical, detail and composite of the raw predictions ``pred`` (as :meth:`CalibrationModel.scores_of`
-    when ``v`` changes nothing)."""
-    integrity, weight = model.integrity, model.ranking
-    assert integrity is not None and weight is not None
-    cap = model.severity_cap if v.cap is None else v.cap
-    severity = pred[DAMAGE_HEAD] if cap is None else np.minimum(pred[DAMAGE_HEAD], cap)
-    penalty = 10.0 * integrity[0] * np.maximum(0.0, severity - integrity[1])
+    """Technical, detail and composite of the raw predictions ``pred``, by the model's own
+    :meth:`CalibrationModel.scores_of` with the cap and ranking weight ``v`` names in its metadata. A steeper slope
+    below ``knee`` (≤ 0) is a stretch of the ranking term there: below 0 its gain is the identity, so
+    ``w·r' = w·r + slope·(r - knee)`` for ``r' = r + slope / w · (r - knee)``."""
+    assert v.knee <= 0.0, "the stretch is exact only where the ranking gain is the identity"
+    integrity, ranking = dict(model.meta["integrity"]), dict(model.meta["ranking"])
+    if v.cap is not None:
+        integrity["cap"] = None if math.isinf(v.cap) else v.cap
+    if v.weight is not None:
+        ranking["weight"] = v.weight
+    variant = replace(model, meta={**model.meta, "integrity": integrity, "ranking": ranking})
     r = pred[RANKING_HEAD]
-    gain = (weight if v.weight is None else v.weight) * ranking_gain(r) + v.slope * np.minimum(0.0, r - v.knee)
-    out = {d: np.minimum(soft_floor(soft_ceiling(model.scale(pred[d]) - penalty + gain)), 10.0)
-           for d in ("technical", "detail")}  # fmt: skip
+    stretched = r + v.slope / (variant.ranking or 1.0) * np.minimum(0.0, r - v.knee)
+    out = variant.scores_of({**pred, RANKING_HEAD: stretched})
     out["composite"] = composite_grid(out["technical"], out["detail"])
     return out
 
@@ -334,9 +333,7 @@ def measure(data: Data, folds: list[Fold], v: Variant, rankers: list[Any] | None
 
     from quality.stats import pair_accuracy, selection_gain
 
-    recs = data.records
-    base = F.base_matrix(recs, data.names)
-    mos = np.array([r.mos for r in recs])
+    recs, base, mos = data.records, data.base, data.mos
     comp = np.full(len(recs), np.nan)
     cv: dict[str, list[F64]] = {"technical": [], "composite": []}
     for i, fold in enumerate(folds[:5]):
@@ -386,9 +383,7 @@ def part_alone(data: Data, folds: list[Fold], head: str, rankers: list[Any] | No
         p = pred if rankers is None else with_ranker(pred, rankers[5], x)
         out[f"{name}_technical"] = falling(sign * p[head])
     if head == RANKING_HEAD:
-        recs = data.records
-        base = F.base_matrix(recs, data.names)
-        mos = np.array([r.mos for r in recs])
+        recs, base, mos = data.records, data.base, data.mos
         r = np.full(len(recs), np.nan)
         for i, fold in enumerate(folds[:5]):
             p = fold.test_pred if rankers is None else with_ranker(fold.test_pred, rankers[i], base[fold.test])
@@ -435,12 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     photos = args.photos or write_photos(args.cache / "photos")
     data = load_data(args.dataset, args.cache, photos, max(1, args.jobs))
     folds = fit_folds(data, log)
-    final = folds[5]
-    shipped = variant_scores(final.model, final.photos, Variant("check"))
-    expected = final.model.scores_of({h: v.ravel() for h, v in final.photos.items()})
-    assert np.allclose(shipped["technical"].ravel(), expected["technical"], equal_nan=True), "formula drifted"
     log.info("fitting the hidden-layer ranking terms")
-    base = F.base_matrix(data.records, data.names)
+    base = data.base
     hidden = []
     for fold in folds:
         better, worse = F.ranking_pairs(data.records, fold.train, data.natural)
