@@ -83,3 +83,74 @@ def test_group_pairs_are_ordered_within_prompt_and_generator_only(variants):
     assert sorted(zip(better.tolist(), worse.tolist(), strict=True)) == [(0, 1), (2, 1)]
     better, worse = variants.group_pairs(recs, np.array([0, 2, 3, 4]))  # b outside the training part
     assert len(better) == len(worse) == 0
+
+
+def test_with_penalty_subtracts_exactly_the_points_before_the_floor(variants, predictions):
+    model = load_default()
+    shipped = model.scores_of(predictions)
+    points = np.linspace(0.0, 2.0, len(predictions[RANKING_HEAD]))
+    moved = model.scores_of(variants.with_penalty(predictions, model, points))
+    inside = (moved["technical"] > 1.0) & (shipped["technical"] < 9.0)  # neither soft floor nor soft ceiling
+    assert inside.sum() > 50
+    np.testing.assert_allclose(moved["technical"][inside], shipped["technical"][inside] - points[inside], atol=1e-9)
+    assert (moved["technical"][points > 0] < shipped["technical"][points > 0]).all()  # the floor keeps order
+    same = model.scores_of(variants.with_penalty(predictions, model, np.zeros_like(points)))
+    np.testing.assert_allclose(same["detail"], shipped["detail"], atol=1e-12)
+
+
+def _synthetic_ladders(n_images=12, seed=0):
+    """Records whose ladders have two kinds: kind "a" lowers feature 0, kind "b" raises feature 1 (feature 2 is
+    noise); each image's clean features differ."""
+    from quality.calibration.ladders import Ladders
+
+    rng = np.random.default_rng(seed)
+    recs = []
+    for i in range(n_images):
+        clean = rng.normal(0.0, 1.0, 3)
+        sev = np.tile(np.array([0.25, 0.5, 0.75, 1.0]), (2, 1))
+        feats = np.repeat(np.repeat(clean[None, None, :], 2, axis=0), 4, axis=1).copy()
+        feats[0, :, 0] -= 3.0 * sev[0]
+        feats[1, :, 1] += 3.0 * sev[1]
+        feats[..., 2] += rng.normal(0.0, 0.1, (2, 4))
+        lad = Ladders(f"im{i}", ["a", "b"], sev, feats)
+        recs.append(Record(f"im{i}", "", 3.0, "g", features={f"f{k}": float(v) for k, v in enumerate(clean)},
+                           ladders=lad))  # fmt: skip
+    return recs
+
+
+def test_kind_detectors_order_their_own_kind_and_penalise_beyond_the_threshold(variants):
+    recs = _synthetic_ladders()
+    rated = np.array([[r.features[f"f{k}"] for k in range(3)] for r in recs])
+    det = variants.KindDetectors(recs, np.arange(len(recs)), rated, [], ["a", "b"])
+    for i in range(len(recs)):
+        for k in range(2):  # each detector falls at every step of its own kind's ladder
+            readings = det.readings(np.vstack([rated[i], *recs[i].ladders.features[k]]))[:, k]
+            assert (np.diff(readings) < 0).all(), (i, k, readings)
+    # the penalty grows where a detector reads below its threshold and is near 0 well above it
+    x = np.vstack([rated[0], *recs[0].ladders.features[0]])
+    pen = det.penalty(x, ["a"], weight=1.0, quantile=0.5, tau=0.05)
+    assert (np.diff(pen) > 0).all()
+    high = det.penalty(rated, ["a"], weight=1.0, quantile=0.0, tau=0.05)  # the threshold is the lowest rated image
+    assert high.max() < 0.05
+    nan = det.readings(np.full((2, 3), np.nan))
+    assert np.isnan(nan).all()
+
+
+def test_natural_human_rows_fall_below_the_pseudo_score_with_severity(variants):
+    recs = _synthetic_ladders(n_images=3)
+    natural = [(np.array([recs[i].features[f"f{k}"] for k in range(3)]), recs[i].ladders) for i in range(3)]
+
+    class Fixed:  # a model that predicts a human score of 4.0 + the first feature
+        @staticmethod
+        def predict_mos(x, encodings):
+            return {"technical": 4.0 + x[:, 0]}
+
+    x, t = variants.natural_human_rows(Fixed(), natural, floor=0.0)
+    assert x.shape == (3 * (1 + 8), 3) and t.shape == (27,)
+    for i in range(3):
+        block = t[9 * i : 9 * (i + 1)]
+        pseudo = 4.0 + natural[i][0][0]
+        assert block[0] == pytest.approx(pseudo)  # the clean source: the earlier model's own reading
+        for k in range(2):  # every copy below its source and below every weaker copy of its kind
+            rungs = block[1:].reshape(2, 4)[k]
+            assert (rungs < pseudo).all() and (np.diff(rungs) < 0).all()
