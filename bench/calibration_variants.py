@@ -1,7 +1,7 @@
 """Alternatives to the shipped calibration protocol, measured on the same folds, ladders and held-out images.
 
     python bench/calibration_variants.py DATASET_DIR --cache DIR [--jobs 2] [--monotone] [--natural-human]
-        [--new-only] [--photos DIR]
+        [--new-only] [--independent] [--photos DIR]
 
 Not a timing benchmark: the script behind README's "measured, not shipped" figures for the grade's monotonicity.
 It fits the protocol's parts (:func:`quality.calibration.fit.fit_model`: human-aligned members, damage head,
@@ -24,13 +24,16 @@ models averaged, each part alone, and a penalty from per-kind detectors (one ran
 :class:`KindDetectors`; the script also prints how each detector orders every kind). ``--monotone`` also refits
 every fold with monotone constraints on the damage-specific features in the boosted trees, ``--natural-human``
 with the natural-photo ladders in the human-aligned part (pseudo human scores; each one more set of six fits);
-``--new-only`` skips the alternatives of the first table. Features and ladders are cached
+``--new-only`` skips the alternatives of the first table; ``--independent`` scores ``bench/independent_ladders.py``'s
+sets with the final model, with and without the penalty of the kinds read backwards (:func:`independent_check`).
+Features and ladders are cached
 in ``--cache`` (the fit's own cache layout; a first run takes ~35 minutes on 2 cores).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import logging
 import math
@@ -366,6 +369,61 @@ class Detectors:
         return [one(d) for d in fitted]
 
 
+@dataclass(frozen=True)
+class PenalisedModel(CalibrationModel):
+    """``model`` with a detector penalty in its ranking term (:func:`with_penalty`), as the scorer would use it if
+    it shipped: :meth:`predict_mos` is the only change, so the full scorer can score images with it."""
+
+    penalty: Callable[[F64], F64] | None = None
+
+    @classmethod
+    def of(cls, model: CalibrationModel, penalty: Callable[[F64], F64]) -> PenalisedModel:
+        from dataclasses import fields
+
+        return cls(**{f.name: getattr(model, f.name) for f in fields(CalibrationModel)}, penalty=penalty)
+
+    def predict_mos(self, base: F64, encodings: dict[str, F64]) -> dict[str, F64]:
+        pred = super().predict_mos(base, encodings)
+        if self.penalty is None:
+            return pred
+        return with_penalty(pred, self, self.penalty(np.atleast_2d(np.asarray(base, np.float64))))
+
+
+def independent_check(data: Data, folds: list[Fold], det: Detectors) -> None:
+    """``bench/independent_ladders.py``'s sets (damage code of their own, other levels) scored by the full scorer
+    with the final model and with the same model plus ``det``'s penalty (detectors fitted on all fit images)."""
+    from quality.scorer import Scorer
+    from quality.settings import QualitySettings
+
+    spec = importlib.util.spec_from_file_location("independent_ladders", REPO / "bench" / "independent_ladders.py")
+    assert spec is not None and spec.loader is not None
+    ind = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ind)
+    final = folds[5]
+    detectors = KindDetectors(data.records, final.train, data.base[final.train], data.natural, list(det.kinds))
+    models = {
+        "final model (the shipped protocol)": final.model,
+        f"with the penalty of {', '.join(det.kinds)} ({det.weight} beyond the {det.quantile:.0%} quantile)":
+            PenalisedModel.of(final.model, lambda x: detectors.penalty(x, det.kinds, det.weight, det.quantile,
+                                                                       det.tau)),
+    }  # fmt: skip
+    settings = QualitySettings(offline=True, weights_dir=REPO / ".no-weights", device="cpu", calibration=True)
+    for title, model in models.items():
+        scorer = Scorer(settings, calibration_model=model)
+
+        def score(im: Any, scorer: Scorer = scorer) -> tuple[float, float]:
+            report = scorer.score(im)
+            technical = report.dimension_score("technical")
+            if technical is None:
+                raise RuntimeError(f"technical not scored: {report.grade_reasons}")
+            return technical, float(report.composite_score)
+
+        print(f"independent ladders, {title}:")
+        ind.run_set(score, "issue 10's set", ind.ISSUE, ind.ISSUE_PHOTOS)
+        ind.run_set(score, "extended set", ind.EXTENDED, ind.PHOTOS)
+        ind.run_heavy(score)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # variants
 # ----------------------------------------------------------------------------------------------------------------
@@ -535,6 +593,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also refit every fold with the natural-photo ladders in the human-aligned part (slower)",
     )
     p.add_argument(
+        "--independent",
+        action="store_true",
+        help="also score bench/independent_ladders.py's sets with the final model, with and without the penalty of "
+        "the kind detectors of the kinds read backwards",
+    )
+    p.add_argument(
         "--new-only",
         action="store_true",
         help="only the shipped row and this stop's alternatives (per-kind detectors, --natural-human)",
@@ -562,6 +626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(HEADER)
     for row in rows:
         print(render(row))
+    if args.independent:
+        independent_check(data, folds, Detectors(BACKWARDS, 1.0, 0.05))
     return 0
 
 

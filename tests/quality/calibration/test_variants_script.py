@@ -154,3 +154,34 @@ def test_natural_human_rows_fall_below_the_pseudo_score_with_severity(variants):
         for k in range(2):  # every copy below its source and below every weaker copy of its kind
             rungs = block[1:].reshape(2, 4)[k]
             assert (rungs < pseudo).all() and (np.diff(rungs) < 0).all()
+
+
+def test_a_penalised_model_lowers_the_full_scorers_technical_score_by_its_points(variants, tmp_path):
+    """What ``--independent`` scores with: the penalty reaches the scorer's reports through predict_mos alone."""
+    import skimage.data
+    from PIL import Image
+
+    from quality.scorer import Scorer
+    from quality.settings import QualitySettings
+
+    model = load_default()
+    im = Image.fromarray(skimage.data.astronaut()).resize((256, 256))  # technical about 5: away from floor and ceiling
+    settings = QualitySettings(offline=True, weights_dir=tmp_path, device="cpu", calibration=True)
+    plain = Scorer(settings, calibration_model=model).score(im)
+    width = len(model.feature_names)
+    seen = []
+
+    def penalty(x):
+        seen.append(x.shape)
+        return np.full(len(x), 0.5)
+
+    penalised = variants.PenalisedModel.of(model, penalty)
+    moved = Scorer(settings, calibration_model=penalised).score(im)
+    assert seen and all(s == (1, width) for s in seen)  # one row of the model's features per scored image
+    before, after = plain.dimension_score("technical"), moved.dimension_score("technical")
+    assert before is not None and after is not None
+    assert after > 1.0 and before < 9.0  # away from the soft floor and ceiling: exactly the points
+    assert after == pytest.approx(before - 0.5, abs=0.02)  # the report rounds to 2 decimals
+    x = np.zeros((2, width))
+    expected = variants.with_penalty(model.predict_mos(x, {}), model, np.full(2, 0.5))
+    np.testing.assert_allclose(penalised.predict_mos(x, {})[RANKING_HEAD], expected[RANKING_HEAD])
