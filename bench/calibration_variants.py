@@ -39,7 +39,7 @@ import logging
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,8 @@ PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "coins", "hubble_deep_fiel
 #: head's trees get the opposite sign): more energy in the spectrum's bands reads as better, halos and empty
 #: levels as worse
 MONOTONE = {"spec_band": 1, "halo": -1, "level_gaps": -1}
+#: the kinds whose steps the shipped model still reads backwards (README: what still fails)
+BACKWARDS = ("oversharpen", "resolution_loss", "webp")
 #: the within-group human orderings' weight beside the damage orderings (each pair repeated this many times)
 GROUP_REPEAT = 30
 
@@ -304,6 +306,10 @@ class HiddenLayerRanker:
         return (self._raw(x) - self.offset) / self.unit
 
 
+#: a change of one fold's raw predictions ``pred`` of feature rows ``x`` (:func:`measure`)
+Adjust = Callable[[CalibrationModel, dict[str, F64], F64], dict[str, F64]]
+
+
 class KindDetectors:
     """One ranking term per kind of damage (:func:`quality.calibration.fit.fit_ranker` on that kind's orderings
     only) and a penalty from those that read an image as damaged beyond what most rated images show:
@@ -359,9 +365,8 @@ class Detectors:
     quantile: float
     tau: float = 0.1
 
-    def adjust(self, fitted: list[KindDetectors]) -> list[Callable[[CalibrationModel, dict[str, F64], F64],
-                                                                   dict[str, F64]]]:  # fmt: skip
-        def one(det: KindDetectors) -> Callable[[CalibrationModel, dict[str, F64], F64], dict[str, F64]]:
+    def adjust(self, fitted: list[KindDetectors]) -> list[Adjust]:
+        def one(det: KindDetectors) -> Adjust:
             return lambda model, pred, x: with_penalty(
                 pred, model, det.penalty(x, self.kinds, self.weight, self.quantile, self.tau)
             )
@@ -378,8 +383,6 @@ class PenalisedModel(CalibrationModel):
 
     @classmethod
     def of(cls, model: CalibrationModel, penalty: Callable[[F64], F64]) -> PenalisedModel:
-        from dataclasses import fields
-
         return cls(**{f.name: getattr(model, f.name) for f in fields(CalibrationModel)}, penalty=penalty)
 
     def predict_mos(self, base: F64, encodings: dict[str, F64]) -> dict[str, F64]:
@@ -392,9 +395,6 @@ class PenalisedModel(CalibrationModel):
 def independent_check(data: Data, folds: list[Fold], det: Detectors) -> None:
     """``bench/independent_ladders.py``'s sets (damage code of their own, other levels) scored by the full scorer
     with the final model and with the same model plus ``det``'s penalty (detectors fitted on all fit images)."""
-    from quality.scorer import Scorer
-    from quality.settings import QualitySettings
-
     spec = importlib.util.spec_from_file_location("independent_ladders", REPO / "bench" / "independent_ladders.py")
     assert spec is not None and spec.loader is not None
     ind = importlib.util.module_from_spec(spec)
@@ -407,21 +407,9 @@ def independent_check(data: Data, folds: list[Fold], det: Detectors) -> None:
             PenalisedModel.of(final.model, lambda x: detectors.penalty(x, det.kinds, det.weight, det.quantile,
                                                                        det.tau)),
     }  # fmt: skip
-    settings = QualitySettings(offline=True, weights_dir=REPO / ".no-weights", device="cpu", calibration=True)
     for title, model in models.items():
-        scorer = Scorer(settings, calibration_model=model)
-
-        def score(im: Any, scorer: Scorer = scorer) -> tuple[float, float]:
-            report = scorer.score(im)
-            technical = report.dimension_score("technical")
-            if technical is None:
-                raise RuntimeError(f"technical not scored: {report.grade_reasons}")
-            return technical, float(report.composite_score)
-
         print(f"independent ladders, {title}:")
-        ind.run_set(score, "issue 10's set", ind.ISSUE, ind.ISSUE_PHOTOS)
-        ind.run_set(score, "extended set", ind.EXTENDED, ind.PHOTOS)
-        ind.run_heavy(score)
+        ind.run_all(ind.scorer_for(model, True, REPO / ".no-weights"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -479,9 +467,6 @@ def with_ranker(pred: dict[str, F64], ranker: Any, x: F64) -> dict[str, F64]:
     r = np.full(len(flat), np.nan)
     r[ok] = ranker.predict(flat[ok])
     return {**pred, RANKING_HEAD: r.reshape(x.shape[:-1])}
-
-
-Adjust = Callable[[CalibrationModel, dict[str, F64], F64], dict[str, F64]]
 
 
 def measure(data: Data, folds: list[Fold], v: Variant, rankers: list[Any] | None = None,
@@ -601,7 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--new-only",
         action="store_true",
-        help="only the shipped row and this stop's alternatives (per-kind detectors, --natural-human)",
+        help="only the shipped row, the per-kind detector penalties and --natural-human (not the first table's)",
     )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -631,10 +616,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-#: the kinds whose steps the shipped model still reads backwards (README: what still fails)
-BACKWARDS = ("oversharpen", "resolution_loss", "webp")
-
-
 def detector_rows(data: Data, folds: list[Fold], log: logging.Logger) -> list[dict[str, Any]]:
     """Per-kind detectors (:class:`KindDetectors`) as a penalty beside the shipped parts; prints how each detector
     alone orders each kind's photo and held-out AI ladders (the final model's detectors)."""
@@ -645,11 +626,11 @@ def detector_rows(data: Data, folds: list[Fold], log: logging.Logger) -> list[di
     final = fitted[5]
     print("share of strictly falling steps, photo and held-out AI ladders: detector (row) along each kind (column)")
     print("| detector | " + " | ".join(KINDS) + " |\n|" + " --- |" * (len(KINDS) + 1))
+    # readings[j]: every detector along kind j's photo and held-out AI ladders, (images, steps, detectors)
+    readings = [np.vstack([final.readings(data.photos[:, j]), final.readings(data.held[:, j])])
+                for j in range(len(KINDS))]  # fmt: skip
     for k, kind in enumerate(KINDS):
-        cells = []
-        for j in range(len(KINDS)):
-            r = np.vstack([final.readings(data.photos[:, j])[..., k], final.readings(data.held[:, j])[..., k]])
-            cells.append(f"{100 * falling(r)[0]:.0f} %")
+        cells = [f"{100 * falling(r[..., k])[0]:.0f} %" for r in readings]
         print(f"| {kind} | " + " | ".join(cells) + " |")
     rows = []
     for label, det in (

@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 if TYPE_CHECKING:
+    from quality.calibration.model import CalibrationModel
     from quality.scorer import Scorer
 
 Damage = Callable[[Image.Image, float], Image.Image]
@@ -112,14 +113,15 @@ def photo(name: str) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(a[..., :3]).astype(np.uint8))
 
 
-def scorer_for(model: Path | None, calibration: bool, weights: Path) -> Scorer:
-    """A scorer with the model file ``model`` (``None``: the shipped model, which the scorer loads itself)."""
+def scorer_for(model: Path | CalibrationModel | None, calibration: bool, weights: Path) -> Scorer:
+    """A scorer with the model file (or loaded model) ``model`` (``None``: the shipped model, which the scorer
+    loads itself)."""
     from quality.calibration.model import from_bytes
     from quality.scorer import Scorer
     from quality.settings import QualitySettings
 
     settings = QualitySettings(offline=True, weights_dir=weights, device="cpu", calibration=calibration)
-    loaded = from_bytes(model.read_bytes(), str(model)) if model is not None else None
+    loaded = from_bytes(model.read_bytes(), str(model)) if isinstance(model, Path) else model
     return Scorer(settings, calibration_model=loaded)
 
 
@@ -168,6 +170,21 @@ def run_heavy(score: Callable[[Image.Image], tuple[float, float]]) -> None:
     print("\n".join(rows))
 
 
+def run_all(scorer: Scorer) -> None:
+    """Every set of this script (issue 10's, the extended one, the heavy copies), scored by ``scorer``."""
+
+    def score(im: Image.Image) -> tuple[float, float]:
+        report = scorer.score(im)
+        technical = report.dimension_score("technical")
+        if technical is None:  # every sample photo is large enough for BRISQUE and NIQE
+            raise RuntimeError(f"technical not scored: {report.grade_reasons}")
+        return technical, float(report.composite_score)
+
+    run_set(score, "issue 10's set", ISSUE, ISSUE_PHOTOS)
+    run_set(score, "extended set", EXTENDED, PHOTOS)
+    run_heavy(score)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, help="calibration model file (default: the shipped one)")
@@ -180,19 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare is not None:
         runs.append((str(args.compare), args.compare))
     for title, model in runs:
-        scorer = scorer_for(model, not args.no_calibration, args.weights)
-
-        def score(im: Image.Image, scorer: Scorer = scorer) -> tuple[float, float]:
-            report = scorer.score(im)
-            technical = report.dimension_score("technical")
-            if technical is None:  # every sample photo is large enough for BRISQUE and NIQE
-                raise RuntimeError(f"technical not scored: {report.grade_reasons}")
-            return technical, float(report.composite_score)
-
         print(f"{title}{' (calibration off)' if args.no_calibration else ''}:")
-        run_set(score, "issue 10's set", ISSUE, ISSUE_PHOTOS)
-        run_set(score, "extended set", EXTENDED, PHOTOS)
-        run_heavy(score)
+        run_all(scorer_for(model, not args.no_calibration, args.weights))
     return 0
 
 
