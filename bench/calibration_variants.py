@@ -1,7 +1,7 @@
 """Alternatives to the shipped calibration protocol, measured on the same folds, ladders and held-out images.
 
     python bench/calibration_variants.py DATASET_DIR --cache DIR [--jobs 2] [--monotone] [--natural-human]
-        [--new-only] [--independent] [--photos DIR]
+        [--new-only] [--independent] [--ringing] [--reversals KIND] [--photos DIR]
 
 Not a timing benchmark: the script behind README's "measured, not shipped" figures for the grade's monotonicity.
 It fits the protocol's parts (:func:`quality.calibration.fit.fit_model`: human-aligned members, damage head,
@@ -25,8 +25,10 @@ models averaged, each part alone, and a penalty from per-kind detectors (one ran
 every fold with monotone constraints on the damage-specific features in the boosted trees, ``--natural-human``
 with the natural-photo ladders in the human-aligned part (pseudo human scores; each one more set of six fits);
 ``--new-only`` skips the alternatives of the first table; ``--independent`` scores ``bench/independent_ladders.py``'s
-sets with the final model, with and without the penalty of the kinds read backwards (:func:`independent_check`).
-Features and ladders are cached
+sets with the final model, with and without the penalty of the kinds read backwards (:func:`independent_check`);
+``--ringing`` adds a penalty from a measure of unsharp-mask halos that is not one of the model's features
+(:func:`ringing`, :class:`RingingPenalty`); ``--reversals KIND`` prints where that kind's ladders turn back
+(:func:`reversals`). Features and ladders are cached
 in ``--cache`` (the fit's own cache layout; a first run takes ~35 minutes on 2 cores).
 """
 
@@ -79,6 +81,8 @@ class Data:
     """(photos, kinds, 1 + levels, features): the clean photo then its copies"""
     held: F64
     """the same for the AGIQA images kept out of every fit"""
+    held_paths: list[str] = field(default_factory=list)
+    """those images' files, in ``held``'s order"""
 
     def __post_init__(self) -> None:
         # (records, features) and the human scores: what every fit, prediction and figure reads
@@ -131,11 +135,11 @@ def load_data(dataset: Path, cache: Path, photos: Path, jobs: int) -> Data:
     if store.is_file():
         with np.load(store, allow_pickle=False) as z:
             if str(z["key"]) == key:
-                return Data(fit, names, natural, np.asarray(z["photos"]), np.asarray(z["held"]))
+                return Data(fit, names, natural, np.asarray(z["photos"]), np.asarray(z["held"]), [r.path for r in held])
     feats = parallel_map(_ladder_features_job, [(p, names) for p in [*photo_paths, *(r.path for r in held)]], jobs)
     photo_f, held_f = np.stack(feats[: len(photo_paths)]), np.stack(feats[len(photo_paths) :])
     np.savez(store, key=np.array(key), photos=photo_f, held=held_f)
-    return Data(fit, names, natural, photo_f, held_f)
+    return Data(fit, names, natural, photo_f, held_f, [r.path for r in held])
 
 
 def write_photos(folder: Path) -> Path:
@@ -415,6 +419,221 @@ def independent_check(data: Data, folds: list[Fold], det: Detectors) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 # variants
 # ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------------
+# a ringing measure: unsharp-mask halos on both sides of an edge, as a penalty
+# ----------------------------------------------------------------------------------------------------------------
+def ringing(rgb: NDArray[np.uint8], top: float = 5.0, reach: int = 6) -> float:
+    """Symmetric overshoot at strong edges: at the ``top`` % of pixels with the strongest gradient, the luma profile
+    along the gradient (bilinear, ``-reach`` to ``reach`` px); the bright side's peak 1–3 px out above its plateau
+    (the last two samples) and the dark side's trough below its own, the smaller of the two as a share of the
+    edge's contrast, averaged over edges with at least 8 grey levels of contrast. A natural edge, sharp or soft,
+    runs into its plateaus (0; blur never creates overshoot); an unsharp-masked one overshoots on both sides, so
+    the smaller of the two ignores one-sided texture next to an edge (what the model's ``halo`` feature also counts).
+    """
+    import cv2
+
+    from quality.analysis import sobel
+    from quality.backends.nss_math import luma
+
+    y = luma(rgb)
+    gx, gy = sobel(y)
+    mag = np.hypot(gx, gy)
+    h, w = y.shape
+    m = reach + 1
+    if h <= 2 * m or w <= 2 * m:
+        return 0.0
+    inner = mag[m:-m, m:-m]
+    rows, cols = np.nonzero(inner > max(float(np.percentile(inner, 100.0 - top)), 1e-3))
+    if rows.size == 0:
+        return 0.0
+    rows, cols = rows + m, cols + m
+    g = mag[rows, cols]
+    ny, nx = gy[rows, cols] / g, gx[rows, cols] / g
+    ks = np.arange(-reach, reach + 1, dtype=np.float32)[:, None]
+    prof = cv2.remap(y, (cols + ks * nx).astype(np.float32), (rows + ks * ny).astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+    c = reach  # the edge pixel's row of ``prof``
+    bright, dark = prof[-2:].mean(axis=0), prof[:2].mean(axis=0)
+    contrast = bright - dark
+    ok = contrast >= 8.0
+    if not ok.any():
+        return 0.0
+    over = prof[c + 1 : c + 4].max(axis=0) - bright
+    under = dark - prof[c - 3 : c].min(axis=0)
+    return float(np.mean(np.maximum(np.minimum(over, under)[ok], 0.0) / contrast[ok]))
+
+
+def _ringing_rated(path: str) -> float:
+    return ringing(F.working_rgb(path))
+
+
+def _ringing_fit_ladder(args: tuple[str, str, list[str], F64]) -> F64:
+    """:func:`ringing` of the fit's damaged copies of one image (:func:`quality.calibration.ladders.compute`'s)."""
+    import hashlib
+
+    from quality.distortions import apply
+
+    name, path, kinds, severity = args
+    rgb = F.working_rgb(path)
+    seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
+    return np.array([[ringing(apply(kind, rgb, float(s), seed)) for s in row] for kind, row in zip(kinds, severity,
+                     strict=True)])  # fmt: skip
+
+
+def _ringing_check_ladder(path: str) -> F64:
+    """:func:`ringing` of an image and its copies at the ladder check's severities (as :func:`ladder_features`)."""
+    from PIL import Image
+
+    from quality.calibration.features import WORKING_SIDE
+    from quality.distortions import KINDS, LEVELS, ladder
+    from quality.image_io import load_image
+
+    rgb = load_image(path).rgb
+    return np.array([[ringing(load_image(Image.fromarray(a)).fit(WORKING_SIDE)) for a in ladder(kind, rgb, LEVELS, 0)]
+                     for kind in KINDS])  # fmt: skip
+
+
+class RowValues:
+    """A value per feature row that is not one of the model's features (:func:`ringing`), looked up by the row's
+    bytes: every variant's adjustment gets only the rows (:data:`Adjust`), and no two images here share a row."""
+
+    def __init__(self) -> None:
+        self.values: dict[bytes, float] = {}
+
+    def add(self, x: F64, values: F64) -> None:
+        flat, vals = x.reshape(-1, x.shape[-1]), np.asarray(values, np.float64).reshape(-1)
+        assert len(flat) == len(vals)
+        for row, v in zip(flat, vals, strict=True):
+            if np.isfinite(row).all():
+                self.values[np.ascontiguousarray(row, np.float64).tobytes()] = float(v)
+
+    def __call__(self, x: F64) -> F64:
+        flat = x.reshape(-1, x.shape[-1])
+        out = [self.values[np.ascontiguousarray(r, np.float64).tobytes()] if np.isfinite(r).all() else np.nan
+               for r in flat]  # fmt: skip
+        return np.asarray(out, np.float64).reshape(x.shape[:-1])
+
+
+def ringing_values(data: Data, photos: Path, cache: Path, jobs: int) -> tuple[RowValues, F64]:
+    """:func:`ringing` of every row :func:`measure` scores: the rated images, the fit's ladders, the photos' and
+    the held-out AI images' ladders at the check's severities (cached in ``cache``; ~2 minutes on 2 cores), and
+    the rated images' values alone."""
+    from quality.calibration.parallel import parallel_map
+
+    recs = data.records
+    laddered = [r for r in recs if r.ladders is not None]
+    held = data.held_paths
+    store = cache / "variants-ringing.npz"
+    key = "ringing/1:" + "|".join([*(r.name for r in recs), *held])
+    cached = None
+    if store.is_file():
+        with np.load(store, allow_pickle=False) as z:
+            if str(z["key"]) == key:
+                cached = np.asarray(z["rated"]), np.asarray(z["fit"]), np.asarray(z["check"])
+    if cached is not None:
+        rated, fit_l, check = cached
+    else:
+        rated = np.array(parallel_map(_ringing_rated, [r.path for r in recs], jobs))
+        jobs_l = [(r.name, r.path, r.ladders.kinds, r.ladders.severity) for r in laddered]  # type: ignore[union-attr]
+        fit_l = np.stack(parallel_map(_ringing_fit_ladder, jobs_l, jobs))
+        paths = [str(photos / f"{p}.png") for p in PHOTOS] + held
+        check = np.stack(parallel_map(_ringing_check_ladder, paths, jobs))
+        np.savez(store, key=np.array(key), rated=rated, fit=fit_l, check=check)
+    values = RowValues()
+    values.add(data.base, rated)
+    for r, v in zip(laddered, fit_l, strict=True):
+        values.add(r.ladders.features, v)  # type: ignore[union-attr]
+    values.add(data.photos, check[: len(PHOTOS)])
+    values.add(data.held, check[len(PHOTOS) :])
+    return values, rated
+
+
+@dataclass(frozen=True)
+class RingingPenalty:
+    """``weight · τ · softplus((ringing - c) / τ)`` points, ``c`` the ``quantile`` of :func:`ringing` over the
+    fold's rated training images, subtracted before the soft floor (:func:`with_penalty`)."""
+
+    weight: float
+    quantile: float
+    tau: float = 0.02
+
+    def adjust(self, values: RowValues, rated: F64, folds: list[Fold]) -> list[Adjust]:
+        def one(c: float) -> Adjust:
+            return lambda model, pred, x: with_penalty(
+                pred, model, self.weight * self.tau * np.logaddexp(0.0, (values(x) - c) / self.tau)
+            )
+
+        return [one(float(np.quantile(rated[f.train], self.quantile))) for f in folds]
+
+
+def ringing_rows(data: Data, folds: list[Fold], photos: Path, cache: Path, jobs: int,
+                 log: logging.Logger) -> list[dict[str, Any]]:  # fmt: skip
+    """The :class:`RingingPenalty` variants, and how :func:`ringing` moves along each kind's check ladders."""
+    from quality.distortions import KINDS
+
+    log.info("measuring the ringing of every rated image and ladder")
+    values, rated = ringing_values(data, photos, cache, jobs)
+    grid = np.vstack([values(data.photos), values(data.held)])  # (images, kinds, rungs)
+    sharpen = grid[:, list(KINDS).index("oversharpen")]
+    step1, clean = sharpen[:, 1], sharpen[:, 0]
+    print(f"ringing of the rated images: median {np.median(rated):.3f}, 95th percentile "
+          f"{np.quantile(rated, 0.95):.3f}; first oversharpening step above its clean image in "
+          f"{np.mean(step1 > clean):.0%} of the photos and held-out AI images (median x"
+          f"{np.median(step1 / np.maximum(clean, 1e-6)):.1f}), above the rated median in "
+          f"{np.mean(step1 > np.median(rated)):.0%}, above the 95th percentile in "
+          f"{np.mean(step1 > np.quantile(rated, 0.95)):.0%}")  # fmt: skip
+    final = folds[5]
+    shipped = np.vstack([variant_scores(final.model, pred, Variant("shipped"))["technical"][:, list(KINDS).index(
+        "oversharpen")] for pred in (final.photos, final.held)])  # fmt: skip
+    names = [*PHOTOS, *(Path(h).stem for h in data.held_paths)]
+    rising = [f"{names[i]} ({100 * np.mean(rated < step1[i]):.0f})" for i in range(len(names))
+              if not (np.diff(shipped[i]) < 0).all()]  # fmt: skip
+    print(
+        "oversharpening ladders the shipped model does not order, with the rated images' percentile of their "
+        "first step's ringing: " + ", ".join(rising)
+    )
+    print("| kind | steps where ringing rises |\n| --- | --- |")
+    for j, kind in enumerate(KINDS):
+        print(f"| {kind} | {100 * np.mean(np.diff(grid[:, j], axis=1) > 0):.0f} % |")
+    rows = []
+    for w, q in ((5.0, 0.95), (10.0, 0.95), (5.0, 0.8), (10.0, 0.5)):
+        label = f"ringing penalty, {w:g} points per unit beyond the {q:.0%} quantile"
+        rows.append(measure(data, folds, Variant(label), adjust=RingingPenalty(w, q).adjust(values, rated, folds)))
+    return rows
+
+
+def reversals(data: Data, folds: list[Fold], kind: str, top: int = 8) -> None:
+    """Where a kind's ladders stop falling: the damage head's steps read as less damage, on the fit's own ladders
+    (final model), the held-out folds' ladders (fold models) and the check's photo and held-out AI ladders (final
+    model), and the features that turn back at the check's last step (moving against the step before it)."""
+    from quality.distortions import KINDS
+
+    j, final = list(KINDS).index(kind), folds[5]
+
+    def backwards(sev: F64) -> str:
+        d = np.diff(sev, axis=-1)
+        ok = np.isfinite(d)
+        return " / ".join(f"{100 * np.mean(d[..., k][ok[..., k]] < 0):.0f} %" for k in range(d.shape[-1]))
+
+    own = [r.ladders for r in data.records if r.ladders is not None]
+    fit_sev = predict_grid(final.model, np.stack([lad.features[lad.kinds.index(kind)] for lad in own]))[DAMAGE_HEAD]
+    out_sev = np.stack([f.ladders[i][DAMAGE_HEAD][data.records[i].ladders.kinds.index(kind)]  # type: ignore[union-attr]
+                        for f in folds[:5] for i in f.ladders])  # fmt: skip
+    check = np.vstack([final.photos[DAMAGE_HEAD][:, j], final.held[DAMAGE_HEAD][:, j]])
+    print(
+        f"{kind}: damage head's steps read as less damage, step by step: fit ladders (final model) "
+        f"{backwards(fit_sev)}; held-out folds' ladders {backwards(out_sev)}; check ladders {backwards(check)}"
+    )
+    x = np.vstack([data.photos[:, j], data.held[:, j]])  # (images, rungs, features)
+    turn = np.sign(x[:, -1] - x[:, -2]) * np.sign(x[:, -2] - x[:, -3]) < 0
+    share = np.mean(turn, axis=0)
+    order = np.argsort(-share)[:top]
+    print(
+        f"features turning back at the last step of the check's {kind} ladders (share of the {len(x)} images): "
+        + ", ".join(f"{data.names[k]} {100 * share[k]:.0f} %" for k in order)
+    )
+
+
 @dataclass(frozen=True)
 class Variant:
     label: str
@@ -584,6 +803,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "the kind detectors of the kinds read backwards",
     )
     p.add_argument(
+        "--ringing",
+        action="store_true",
+        help="also measure a penalty from the ringing (symmetric edge overshoot) of every image (~2 minutes more)",
+    )
+    p.add_argument("--reversals", metavar="KIND", help="also print where this kind's ladders turn back")
+    p.add_argument(
         "--new-only",
         action="store_true",
         help="only the shipped row, the per-kind detector penalties and --natural-human (not the first table's)",
@@ -599,6 +824,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.new_only:
         rows += published_rows(data, folds, log, args.monotone)
     rows += detector_rows(data, folds, log)
+    if args.ringing:
+        rows += ringing_rows(data, folds, photos, args.cache, max(1, args.jobs), log)
     if args.natural_human:
         log.info("refitting every fold with the natural-photo ladders in the human-aligned part")
         rows.append(
@@ -611,6 +838,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(HEADER)
     for row in rows:
         print(render(row))
+    if args.reversals:
+        reversals(data, folds, args.reversals)
     if args.independent:
         independent_check(data, folds, Detectors(BACKWARDS, 1.0, 0.05))
     return 0

@@ -185,3 +185,65 @@ def test_a_penalised_model_lowers_the_full_scorers_technical_score_by_its_points
     x = np.zeros((2, width))
     expected = variants.with_penalty(model.predict_mos(x, {}), model, np.full(2, 0.5))
     np.testing.assert_allclose(penalised.predict_mos(x, {})[RANKING_HEAD], expected[RANKING_HEAD])
+
+
+def _disc(ridge=False, side=512):
+    """A brighter disc on a grey ground with a soft (Gaussian σ 1) edge, levels far from clipping: a natural edge,
+    no overshoot; ``ridge``: a bright ring 2–4 px inside the edge (structure on the bright side only)."""
+    import cv2
+
+    yy, xx = np.mgrid[:side, :side]
+    r2 = (yy - side / 2) ** 2 + (xx - side / 2) ** 2
+    disc = np.where(r2 < (side / 4) ** 2, 150.0, 100.0).astype(np.float32)
+    if ridge:
+        disc[(r2 < (side / 4 - 2) ** 2) & (r2 > (side / 4 - 4) ** 2)] = 190.0
+    disc = cv2.GaussianBlur(disc, (0, 0), 1.0)
+    return np.repeat(np.clip(np.rint(disc), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def test_ringing_is_zero_on_natural_edges_and_rises_with_unsharp_masking(variants):
+    import cv2
+
+    from quality.analysis import sobel
+    from quality.backends.nss_math import luma
+    from quality.calibration.features import halo
+    from quality.distortions import apply, gaussian_blur
+
+    clean = _disc()
+    assert variants.ringing(clean) < 0.005  # a soft edge runs into its plateaus
+    rungs = [variants.ringing(apply("oversharpen", clean, s)) for s in (0.25, 0.5, 0.75, 1.0)]
+    assert rungs[0] > 0.05 and (np.diff(rungs) > 0).all(), rungs
+    sharpened = apply("oversharpen", clean, 0.5)
+    assert variants.ringing(gaussian_blur(sharpened, 0.75)) < rungs[1] / 2  # blur takes halos away, never adds one
+    # one-sided structure beside an edge: the model's halo feature counts it, the symmetric measure does not
+    ridge = _disc(ridge=True)
+    y = luma(ridge)
+    gx, gy = sobel(y)
+    assert halo(y, gx, gy, cv2.cartToPolar(gx, gy)[0]) > 0.1
+    assert variants.ringing(ridge) < 0.005
+    assert variants.ringing(np.zeros((10, 10, 3), np.uint8)) == 0.0  # too small for the profile: no reading
+
+
+def test_ringing_penalty_looks_each_row_up_and_subtracts_beyond_the_rated_quantile(variants, predictions):
+    model = load_default()
+    n = len(predictions[RANKING_HEAD])
+    x = np.random.default_rng(1).normal(size=(n, 4))
+    ring = np.linspace(0.0, 1.0, n)
+    values = variants.RowValues()
+    values.add(x, ring)
+    np.testing.assert_array_equal(values(x[::-1].reshape(n // 20, 20, 4)), ring[::-1].reshape(n // 20, 20))
+    assert np.isnan(values(np.full((1, 4), np.nan))).all()
+    with pytest.raises(KeyError):
+        values(x[:1] + 1.0)  # a row it was never given is an error, not a silent 0
+    rated = ring[:100]  # the fold's rated training images: their median ringing is the threshold
+    fold = variants.Fold(np.arange(100), np.arange(100, n), model, {})
+    (adjust,) = variants.RingingPenalty(4.0, 0.5, tau=0.02).adjust(values, rated, [fold])
+    shipped = model.scores_of(predictions)
+    moved = model.scores_of(adjust(model, predictions, x))
+    c = float(np.median(rated))
+    points = 4.0 * 0.02 * np.logaddexp(0.0, (ring - c) / 0.02)
+    inside = (moved["technical"] > 1.0) & (shipped["technical"] < 9.0)
+    assert inside.sum() > 50
+    np.testing.assert_allclose(moved["technical"][inside], shipped["technical"][inside] - points[inside], atol=1e-9)
+    far_below = ring < c - 0.2
+    np.testing.assert_allclose(moved["technical"][far_below], shipped["technical"][far_below], atol=1e-3)
