@@ -1,7 +1,7 @@
 """Alternatives to the shipped calibration protocol, measured on the same folds, ladders and held-out images.
 
     python bench/calibration_variants.py DATASET_DIR --cache DIR [--jobs 2] [--monotone] [--natural-human]
-        [--new-only] [--independent] [--ringing] [--reversals KIND] [--photos DIR]
+        [--new-only] [--independent] [--ringing] [--whole] [--reversals KIND] [--photos DIR]
 
 Not a timing benchmark: the script behind README's "measured, not shipped" figures for the grade's monotonicity.
 It fits the protocol's parts (:func:`quality.calibration.fit.fit_model`: human-aligned members, damage head,
@@ -27,8 +27,10 @@ with the natural-photo ladders in the human-aligned part (pseudo human scores; e
 ``--new-only`` skips the alternatives of the first table; ``--independent`` scores ``bench/independent_ladders.py``'s
 sets with the final model, with and without the penalty of the kinds read backwards (:func:`independent_check`);
 ``--ringing`` adds a penalty from a measure of unsharp-mask halos that is not one of the model's features
-(:func:`ringing`, :class:`RingingPenalty`); ``--reversals KIND`` prints where that kind's ladders turn back
-(:func:`reversals`). Features and ladders are cached
+(:func:`ringing`, :class:`RingingPenalty`); ``--whole`` refits without the fit's whole-factor resolution-loss ladder
+(:data:`quality.calibration.ladders.WHOLE_FACTOR_KIND`) and with it in every part, beside a refit with another
+seed, with and without it (:func:`whole_rows`);
+``--reversals KIND`` prints where that kind's ladders turn back (:func:`reversals`). Features and ladders are cached
 in ``--cache`` (the fit's own cache layout; a first run takes ~35 minutes on 2 cores).
 """
 
@@ -40,7 +42,7 @@ import itertools
 import logging
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -53,8 +55,10 @@ sys.path.insert(0, str(REPO))
 
 from quality.calibration import fit as F  # noqa: E402
 from quality.calibration.evaluate import composite_of  # noqa: E402
+from quality.calibration.ladders import FIT_KINDS, WHOLE_FACTOR_KIND, Ladders  # noqa: E402
 from quality.calibration.model import DAMAGE_HEAD, RANKING_HEAD, CalibrationModel, ranking_gain  # noqa: E402
 from quality.calibration.runtime import RobustScaler  # noqa: E402
+from quality.distortions import KINDS  # noqa: E402
 
 F64 = NDArray[np.float64]
 PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "coins", "hubble_deep_field", "immunohistochemistry", "moon",
@@ -83,6 +87,12 @@ class Data:
     """the same for the AGIQA images kept out of every fit"""
     held_paths: list[str] = field(default_factory=list)
     """those images' files, in ``held``'s order"""
+    whole: dict[str, Ladders] = field(default_factory=dict)
+    """the fit's whole-factor resolution-loss ladder of each ladder image (record name →; the records' own
+    ``ladders`` keep the ladder check's kinds, which every figure reads), learnt from as the fit does
+    (:func:`fit_folds`)"""
+    whole_natural: list[Ladders] = field(default_factory=list)
+    """the same for each :attr:`natural` pair, in its order"""
 
     def __post_init__(self) -> None:
         # (records, features) and the human scores: what every fit, prediction and figure reads
@@ -90,24 +100,39 @@ class Data:
         self.mos = np.array([r.mos for r in self.records])
 
 
-def ladder_features(path: str, names: Sequence[str]) -> F64:
-    """Features of an image and its copies at the ladder check's severities, reduced as the scorer reduces."""
+def check_rungs(path: str) -> Iterator[tuple[int, int, NDArray[np.uint8], NDArray[np.uint8]]]:
+    """``(kind index, rung, copy, copy at working size)`` of an image and its copies at the ladder check's
+    severities (rung 0 the image itself), reduced as the scorer reduces."""
     from PIL import Image
 
-    from quality.calibration.features import WORKING_SIDE, extract
+    from quality.calibration.features import WORKING_SIDE
     from quality.distortions import KINDS, LEVELS, ladder
     from quality.image_io import load_image
 
     rgb = load_image(path).rgb
-    out = np.full((len(KINDS), 1 + len(LEVELS), len(names)), np.nan)
     for i, kind in enumerate(KINDS):
         for k, arr in enumerate(ladder(kind, rgb, LEVELS, 0)):
-            work = load_image(Image.fromarray(arr)).fit(WORKING_SIDE)
-            try:
-                f = extract(work, source=arr if work.shape != arr.shape else None)
-            except Exception:  # undefined features: the rung stays NaN and the ladder counts as not scored
-                continue
-            out[i, k] = [f[n] for n in names]
+            yield i, k, arr, load_image(Image.fromarray(arr)).fit(WORKING_SIDE)
+
+
+def rung_features(arr: NDArray[np.uint8], work: NDArray[np.uint8], names: Sequence[str]) -> F64:
+    """Features of one copy ``arr`` reduced to ``work`` as the scorer does (NaN where they are undefined)."""
+    from quality.calibration.features import extract
+
+    try:
+        f = extract(work, source=arr if work.shape != arr.shape else None)
+    except Exception:  # undefined features: the rung stays NaN and its ladder counts as not scored
+        return np.full(len(names), np.nan)
+    return np.array([f[n] for n in names], np.float64)
+
+
+def ladder_features(path: str, names: Sequence[str]) -> F64:
+    """Features of an image and its copies at the ladder check's severities (:func:`check_rungs`)."""
+    from quality.distortions import KINDS, LEVELS
+
+    out = np.full((len(KINDS), 1 + len(LEVELS), len(names)), np.nan)
+    for i, k, arr, work in check_rungs(path):
+        out[i, k] = rung_features(arr, work, names)
     return out
 
 
@@ -127,19 +152,26 @@ def load_data(dataset: Path, cache: Path, photos: Path, jobs: int) -> Data:
     held = [r for r in usable if r.name in held_names]
     fit = [r for r in usable if r.name not in held_names]
     F.attach_ladders(fit, F.ladder_names(fit, F.LADDER_IMAGES), jobs=jobs, cache=cache)
+    whole = {}
+    for r in fit:
+        if r.ladders is not None:
+            whole[r.name], r.ladders = r.ladders.only({WHOLE_FACTOR_KIND}), r.ladders.only(KINDS)
     names = list(fit[0].features or {})
-    natural = F.natural_pairs(names, jobs=jobs, cache=cache)
+    pairs = F.natural_pairs(names, jobs=jobs, cache=cache)
+    natural = [(clean, lad.only(KINDS)) for clean, lad in pairs]
+    whole_natural = [lad.only({WHOLE_FACTOR_KIND}) for _, lad in pairs]
     photo_paths = [str(photos / f"{p}.png") for p in PHOTOS]
     store = cache / "variants-ladders.npz"
     key = f"{len(names)}:{'|'.join(names)}:{'|'.join(r.name for r in held)}"
     if store.is_file():
         with np.load(store, allow_pickle=False) as z:
             if str(z["key"]) == key:
-                return Data(fit, names, natural, np.asarray(z["photos"]), np.asarray(z["held"]), [r.path for r in held])
+                photo_f, held_f = np.asarray(z["photos"]), np.asarray(z["held"])
+                return Data(fit, names, natural, photo_f, held_f, [r.path for r in held], whole, whole_natural)
     feats = parallel_map(_ladder_features_job, [(p, names) for p in [*photo_paths, *(r.path for r in held)]], jobs)
     photo_f, held_f = np.stack(feats[: len(photo_paths)]), np.stack(feats[len(photo_paths) :])
     np.savez(store, key=np.array(key), photos=photo_f, held=held_f)
-    return Data(fit, names, natural, photo_f, held_f, [r.path for r in held])
+    return Data(fit, names, natural, photo_f, held_f, [r.path for r in held], whole, whole_natural)
 
 
 def write_photos(folder: Path) -> Path:
@@ -201,25 +233,36 @@ def natural_human_rows(model: CalibrationModel, natural: F.LadderPairs, floor: f
     return np.concatenate(xs), np.concatenate(ts)
 
 
-def fit_folds(data: Data, log: logging.Logger, pseudo_from: list[Fold] | None = None) -> list[Fold]:
+def fit_folds(data: Data, log: logging.Logger, pseudo_from: list[Fold] | None = None, whole: str = "shipped",
+              seed: int = F.SEED) -> list[Fold]:  # fmt: skip
     """Five folds (the fit's own split) and the final model (trained on all, its test part empty).
 
     ``pseudo_from``: the same folds fitted before; the human-aligned members then also learn the natural-photo
     ladders, with the earlier fold model's predicted human score of each clean source (:func:`natural_human_rows`).
+    ``whole``: what learns from the whole-factor resolution-loss ladders (:attr:`Data.whole`): ``"shipped"`` the
+    damage head and the ranking term, ``"all"`` the human-aligned members too, ``"none"`` nothing (the protocol
+    before it). Every figure reads the ladder check's kinds only. ``seed``: the models' (the split stays the fit's).
     """
+    if whole not in ("shipped", "all", "none"):
+        raise ValueError(f"whole: shipped, all or none, not {whole!r}")
     recs, base, mos = data.records, data.base, data.mos
+    train_recs, train_nat = recs, data.natural
+    if whole != "none":
+        train_recs = [r if r.ladders is None else replace(r, ladders=join(r.ladders, data.whole[r.name])) for r in recs]
+        train_nat = [(c, join(lad, w)) for (c, lad), w in zip(data.natural, data.whole_natural, strict=True)]
+    human_kinds = FIT_KINDS if whole == "all" else KINDS
     splits = [*F.kfold(len(recs), 5), (np.arange(len(recs)), np.array([], dtype=np.intp))]
     folds = []
     for i, (train, test) in enumerate(splits):
         floor = F.damage_floor(mos[train])
-        damage = F.damage_rows(recs, train, floor)
+        damage = F.damage_rows(train_recs, train, floor, human_kinds)
         if pseudo_from is not None:
             nx, nt = natural_human_rows(pseudo_from[i].model, data.natural, floor)
             damage = (np.vstack([damage[0], nx]), np.concatenate([damage[1], nt]))
-        model = F.fit_model(base[train], {}, mos[train], {}, seed=F.SEED,
+        model = F.fit_model(base[train], {}, mos[train], {}, seed=seed,
                             meta={"feature_names": data.names, "dimensions": F.DIMENSIONS}, damage=damage,
-                            integrity=F.integrity_rows(recs, train, data.natural),
-                            ranking=F.ranking_pairs(recs, train, data.natural))  # fmt: skip
+                            integrity=F.integrity_rows(train_recs, train, train_nat),
+                            ranking=F.ranking_pairs(train_recs, train, train_nat))  # fmt: skip
         fold = Fold(train, test, model, model.predict_mos(base[test], {}) if len(test) else {})
         for j in test:
             lad = recs[j].ladders
@@ -396,13 +439,19 @@ class PenalisedModel(CalibrationModel):
         return with_penalty(pred, self, self.penalty(np.atleast_2d(np.asarray(base, np.float64))))
 
 
-def independent_check(data: Data, folds: list[Fold], det: Detectors) -> None:
+def independent(model: CalibrationModel) -> None:
     """``bench/independent_ladders.py``'s sets (damage code of their own, other levels) scored by the full scorer
-    with the final model and with the same model plus ``det``'s penalty (detectors fitted on all fit images)."""
+    with ``model``."""
     spec = importlib.util.spec_from_file_location("independent_ladders", REPO / "bench" / "independent_ladders.py")
     assert spec is not None and spec.loader is not None
     ind = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ind)
+    ind.run_all(ind.scorer_for(model, True, REPO / ".no-weights"))
+
+
+def independent_check(data: Data, folds: list[Fold], det: Detectors) -> None:
+    """:func:`independent` with the final model and with the same model plus ``det``'s penalty (detectors fitted
+    on all fit images)."""
     final = folds[5]
     detectors = KindDetectors(data.records, final.train, data.base[final.train], data.natural, list(det.kinds))
     models = {
@@ -413,12 +462,9 @@ def independent_check(data: Data, folds: list[Fold], det: Detectors) -> None:
     }  # fmt: skip
     for title, model in models.items():
         print(f"independent ladders, {title}:")
-        ind.run_all(ind.scorer_for(model, True, REPO / ".no-weights"))
+        independent(model)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# variants
-# ----------------------------------------------------------------------------------------------------------------
 # ----------------------------------------------------------------------------------------------------------------
 # a ringing measure: unsharp-mask halos on both sides of an edge, as a penalty
 # ----------------------------------------------------------------------------------------------------------------
@@ -469,28 +515,23 @@ def _ringing_rated(path: str) -> float:
 
 def _ringing_fit_ladder(args: tuple[str, str, list[str], F64]) -> F64:
     """:func:`ringing` of the fit's damaged copies of one image (:func:`quality.calibration.ladders.compute`'s)."""
-    import hashlib
-
+    from quality.calibration.ladders import image_seed
     from quality.distortions import apply
 
     name, path, kinds, severity = args
-    rgb = F.working_rgb(path)
-    seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
+    rgb, seed = F.working_rgb(path), image_seed(name)
     return np.array([[ringing(apply(kind, rgb, float(s), seed)) for s in row] for kind, row in zip(kinds, severity,
                      strict=True)])  # fmt: skip
 
 
 def _ringing_check_ladder(path: str) -> F64:
-    """:func:`ringing` of an image and its copies at the ladder check's severities (as :func:`ladder_features`)."""
-    from PIL import Image
+    """:func:`ringing` of an image and its copies at the ladder check's severities (:func:`check_rungs`)."""
+    from quality.distortions import KINDS, LEVELS
 
-    from quality.calibration.features import WORKING_SIDE
-    from quality.distortions import KINDS, LEVELS, ladder
-    from quality.image_io import load_image
-
-    rgb = load_image(path).rgb
-    return np.array([[ringing(load_image(Image.fromarray(a)).fit(WORKING_SIDE)) for a in ladder(kind, rgb, LEVELS, 0)]
-                     for kind in KINDS])  # fmt: skip
+    out = np.zeros((len(KINDS), 1 + len(LEVELS)))
+    for i, k, _, work in check_rungs(path):
+        out[i, k] = ringing(work)
+    return out
 
 
 class RowValues:
@@ -634,6 +675,65 @@ def reversals(data: Data, folds: list[Fold], kind: str, top: int = 8) -> None:
     )
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# whole-factor resolution loss: the fit's extra ladder, and what it changes
+# ----------------------------------------------------------------------------------------------------------------
+def join(lad: Ladders, more: Ladders) -> Ladders:
+    """``lad``'s ladders followed by ``more``'s (one image's)."""
+    return Ladders(lad.name, [*lad.kinds, *more.kinds], np.vstack([lad.severity, more.severity]),
+                   np.concatenate([lad.features, more.features], axis=0))  # fmt: skip
+
+
+def whole_factor_jump(model: CalibrationModel, data: Data, factors: Sequence[float] = (3.0, 3.9, 4.0)) -> F64:
+    """``(held-out images, factors)``: ``model``'s technical score of each held-out AI image's resolution-loss copy
+    at ``factors`` (the ladder check's code; 4× is its heaviest level, 3.9× a copy 1 px larger at 512 px)."""
+    from PIL import Image
+
+    from quality.calibration.features import WORKING_SIDE
+    from quality.distortions import apply, resolution_loss_severity
+    from quality.image_io import load_image
+
+    rows = []
+    for path in data.held_paths:
+        rgb = load_image(path).rgb
+        for f in factors:
+            arr = apply("resolution_loss", rgb, resolution_loss_severity(f))
+            rows.append(rung_features(arr, load_image(Image.fromarray(arr)).fit(WORKING_SIDE), data.names))
+    x = np.stack(rows).reshape(len(data.held_paths), len(factors), -1)
+    return variant_scores(model, predict_grid(model, x), Variant("jump"))["technical"]
+
+
+def print_whole_factor_jump(title: str, model: CalibrationModel, data: Data) -> None:
+    t = whole_factor_jump(model, data)
+    print(f"{title}: held-out AI images whose 4× resolution-loss copy does not score below the 3.9× one "
+          f"{int(np.sum(t[:, 2] >= t[:, 1]))} of {len(t)}, below the 3× one {int(np.sum(t[:, 2] >= t[:, 0]))}; "
+          f"3.9× not below 3× {int(np.sum(t[:, 1] >= t[:, 0]))}")  # fmt: skip
+
+
+def whole_rows(data: Data, log: logging.Logger, shipped: list[Fold] | None = None) -> list[dict[str, Any]]:
+    """The protocol without the whole-factor resolution-loss ladder (as before it) and with it in every part,
+    beside the shipped protocol and the one without it refitted with another seed (what a refit alone moves);
+    prints :func:`whole_factor_jump` for the final models of the first and of ``shipped``."""
+    rows = []
+    for whole, label in (("none", "without the whole-factor resolution-loss ladder (the protocol before it)"),
+                         ("all", "whole-factor resolution-loss ladder in every part")):  # fmt: skip
+        log.info("refitting every fold %s", label)
+        folds = fit_folds(data, log, whole=whole)
+        rows.append(measure(data, folds, Variant(label)))
+        if whole == "none":
+            print_whole_factor_jump(label, folds[5].model, data)
+    if shipped is not None:
+        print_whole_factor_jump("shipped protocol", shipped[5].model, data)
+    for whole, label in (("shipped", "shipped protocol"), ("none", "without the whole-factor ladder")):
+        log.info("refitting the %s with seed %d", label, F.SEED + 1)
+        reseeded = fit_folds(data, log, whole=whole, seed=F.SEED + 1)
+        rows.append(measure(data, reseeded, Variant(f"{label}, fit seed {F.SEED + 1}")))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# variants
+# ----------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Variant:
     label: str
@@ -785,6 +885,8 @@ HEADER = ("| variant | SROCC (5-fold) | pair acc. | selection gain | false pos. 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from quality.distortions import KINDS
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("dataset", type=Path, help="rated folder (labels.csv and images), e.g. ../shared/data/agiqa3k")
     p.add_argument("--cache", type=Path, required=True, help="feature cache folder (outside the repository)")
@@ -807,7 +909,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also measure a penalty from the ringing (symmetric edge overshoot) of every image (~2 minutes more)",
     )
-    p.add_argument("--reversals", metavar="KIND", help="also print where this kind's ladders turn back")
+    p.add_argument(
+        "--whole",
+        action="store_true",
+        help="also refit without the whole-factor resolution-loss ladder, with it in every part, and with another seed",
+    )
+    p.add_argument("--reversals", metavar="KIND", choices=list(KINDS),
+                   help="also print where this kind's ladders turn back")  # fmt: skip
     p.add_argument(
         "--new-only",
         action="store_true",
@@ -826,6 +934,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows += detector_rows(data, folds, log)
     if args.ringing:
         rows += ringing_rows(data, folds, photos, args.cache, max(1, args.jobs), log)
+    if args.whole:
+        rows += whole_rows(data, log, folds)
     if args.natural_human:
         log.info("refitting every fold with the natural-photo ladders in the human-aligned part")
         rows.append(

@@ -118,9 +118,19 @@ def webp(rgb: U8, s: float, seed: int = 0) -> U8:
     return _codec(rgb, ".webp", cv2.IMWRITE_WEBP_QUALITY, quality)
 
 
+RESOLUTION_FACTORS = (1.25, 4.0)
+"""``resolution_loss``'s downscale factor at severities 0 and 1 (geometric in between)"""
+
+
+def resolution_loss_severity(factor: float) -> float:
+    """The ``resolution_loss`` severity whose downscale factor is ``factor``."""
+    lo, hi = RESOLUTION_FACTORS
+    return math.log(factor / lo) / math.log(hi / lo)
+
+
 def resolution_loss(rgb: U8, s: float, seed: int = 0) -> U8:
     """Area downscale by a factor 1.25–4, then bilinear upscale back to the original size."""
-    factor = _lerp_log(1.25, 4.0, s)
+    factor = _lerp_log(*RESOLUTION_FACTORS, s)
     h, w = rgb.shape[:2]
     small = cv2.resize(rgb, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
     return np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), np.uint8)
@@ -187,7 +197,7 @@ KINDS: dict[str, Kind] = {
         Kind("colour_noise", colour_noise, "chroma sigma", lambda s: _lerp_log(4.0, 60.0, s)),
         Kind("jpeg", jpeg, "quality", lambda s: round(_lerp_log(90.0, 4.0, s))),
         Kind("webp", webp, "quality", lambda s: max(1, round(_lerp_log(85.0, 1.0, s)))),
-        Kind("resolution_loss", resolution_loss, "downscale factor", lambda s: _lerp_log(1.25, 4.0, s)),
+        Kind("resolution_loss", resolution_loss, "downscale factor", lambda s: _lerp_log(*RESOLUTION_FACTORS, s)),
         Kind("posterise", posterise, "levels per channel", lambda s: _lerp_log(40.0, 3.0, s)),
         Kind("oversharpen", oversharpen, "unsharp amount", lambda s: _lerp_log(0.8, 8.0, s)),
         Kind("contrast_loss", contrast_loss, "contrast kept", lambda s: _lerp_log(0.8, 0.15, s)),

@@ -28,6 +28,7 @@ import numpy as np
 from quality.calibration import fit as F
 from quality.calibration.evaluate import composite_of, cross_validate_schemes, scheme_names
 from quality.calibration.model import DEFAULT_FILE, CalibrationModel, load, load_default
+from quality.distortions import KINDS
 from quality.errors import QualityError
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ def ladder_summary(records: Sequence[F.Record], result: F.CVResult) -> dict[str,
         lad = records[j].ladders
         assert lad is not None
         for k, kind in enumerate(lad.kinds):
+            if kind not in KINDS:  # the fit's whole-factor ladder is not a kind of the ladder check
+                continue
             tech = [float(v) for v in dims["technical"][k]]
             comp = [composite_of({d: float(dims[d][k][i]) for d in dims})[0] for i in range(len(tech))]
             entries.append({"image": records[j].name, "kind": kind,

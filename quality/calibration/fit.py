@@ -10,7 +10,8 @@ The protocol is fixed (nothing below is tuned on the images a figure is reported
    4 damaged copies per kind (13 kinds); a copy at severity ``s`` is a row whose target is
    ``mos - s * (mos - floor)``, below its original and below every weaker copy (the free orderings: a distorted
    copy is worse than its original, a stronger distortion worse than a weaker one); all damaged rows together
-   weigh as much as the human-scored rows;
+   weigh as much as the human-scored rows. One more ladder per image, resolution loss at whole factors
+   (:data:`.ladders.WHOLE_FACTOR_KIND`), teaches the damage head and the ranking term only;
 3. per fit set: four members predicting ``mos_quality`` — technical: boosted trees and an RBF SVR on all
    handcrafted features; detail: the same two on the sharpness / noise / texture / NSS subset
    (:data:`FEATURE_SUBSETS`). A dimension is the mean of its members. Two more members, the *damage head*
@@ -43,7 +44,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -54,7 +55,15 @@ from numpy.typing import NDArray
 
 from quality.backends import nss_math as nm
 from quality.calibration.features import FEATURES_VERSION, WORKING_SIDE, extract
-from quality.calibration.ladders import STEPS, LadderCache, Ladders, balanced
+from quality.calibration.ladders import (
+    FIT_KINDS,
+    STEPS,
+    WHOLE_FACTOR_KIND,
+    WHOLE_FACTORS,
+    LadderCache,
+    Ladders,
+    balanced,
+)
 from quality.calibration.ladders import compute as compute_ladders
 from quality.calibration.model import DAMAGE_HEAD, RANKING_HEAD, CalibrationModel, Member
 from quality.calibration.parallel import parallel_map
@@ -273,21 +282,25 @@ def attach_ladders(records: Sequence[Record], chosen: Sequence[str], *, jobs: in
     if not todo:
         return
     names = list(todo[0].features or {})
-    kind_list = list(kinds or KINDS)
+    kind_list = list(kinds or FIT_KINDS)
     work = [(r.name, r.path, names, None if cache is None else str(cache), kind_list) for r in todo]
     for r, lad in zip(todo, parallel_map(_ladder_one, work, jobs), strict=True):
         r.ladders = lad
 
 
-def damage_rows(records: Sequence[Record], idx: Iterable[int], floor: float) -> tuple[F64, F64]:
+def damage_rows(records: Sequence[Record], idx: Iterable[int], floor: float, kinds: Collection[str] = tuple(KINDS),
+                ) -> tuple[F64, F64]:  # fmt: skip
     """Rows and targets of the damaged copies of ``records[idx]``: a copy at severity ``s`` of an image with human
-    score ``mos`` gets ``mos - s * (mos - floor)`` (so a stronger damage always has a lower target)."""
+    score ``mos`` gets ``mos - s * (mos - floor)`` (so a stronger damage always has a lower target). ``kinds``:
+    the ladder check's by default; the whole-factor ladder teaches the damage head and the ranking term only (in
+    the human-aligned members too it cost more photo ladders than it gained: README)."""
     xs: list[F64] = []
     ts: list[F64] = []
     for i in idx:
         lad = records[i].ladders
         if lad is None:
             continue
+        lad = lad.only(kinds)
         feats = lad.features.reshape(-1, lad.features.shape[-1])
         sev = lad.severity.reshape(-1)
         ok = np.isfinite(feats).all(axis=1)
@@ -739,6 +752,8 @@ def model_meta(name: str, records: Sequence[Record], excluded: Sequence[Record],
             "members": [list(m) for m in MEMBERS],
             "feature_subsets": {k: list(v) for k, v in FEATURE_SUBSETS.items()},
             "damage": {"ladder_images": LADDER_IMAGES, "steps": STEPS, "kinds": list(KINDS),
+                       "whole_factor_ladder": {"kind": WHOLE_FACTOR_KIND, "factors": list(WHOLE_FACTORS),
+                                               "rows": "damage head and ranking term only"},
                        "svr_rows": SVR_DAMAGE_ROWS, "floor_margin": DAMAGE_FLOOR_MARGIN, "weight": DAMAGE_WEIGHT,
                        "target": "mos - severity * (mos - floor)"},
             "holdout_images": HOLDOUT_IMAGES,

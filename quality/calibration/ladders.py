@@ -5,6 +5,12 @@ For an image and every kind of :mod:`quality.distortions`, :data:`STEPS` copies 
 and step), so the model sees severities between the ladder check's levels rather than only those levels. The
 fit turns each copy into a row whose target lies below its original's (:func:`damage_targets`).
 
+Beside them the fit gets one more ladder per image, :data:`WHOLE_FACTOR_KIND`: resolution loss at the whole (and
+half-whole) downscale factors :data:`WHOLE_FACTORS`, always at those severities. A copy downscaled by a whole
+factor repeats one interpolation pattern (a 512-px image at 4× is exactly 128 px), which the random severities
+never meet and which the features read differently from a copy 1 % less reduced: without this ladder the model
+read the ladder check's 4× copy as less damaged than a 3.95× one on every held-out image.
+
 Features are the expensive part (≈ 0.08 s per copy per core): :class:`LadderCache` keeps one ``.npz`` per image
 (its features matrix, severities and the spec they were made with) in a folder outside the repository, keyed by
 the features version and the image's bytes, so a refit never recomputes them.
@@ -16,7 +22,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,22 +30,40 @@ import numpy as np
 from numpy.typing import NDArray
 
 from quality.calibration.features import FEATURES_VERSION, extract
-from quality.distortions import KINDS, apply
+from quality.distortions import KINDS, apply, resolution_loss_severity
 from quality.errors import QualityError
 
 log = logging.getLogger(__name__)
 
 F64 = NDArray[np.float64]
 STEPS = 4
-LADDER_VERSION = "ladders/1"
+LADDER_VERSION = "ladders/2"
+#: the fit's extra ladder (not a kind of the ladder check): ``resolution_loss`` at :data:`WHOLE_FACTORS`
+WHOLE_FACTOR_KIND = "resolution_loss_whole"
+WHOLE_FACTORS = (1.5, 2.0, 3.0, 4.0)
+#: what every fit image's ladders cover
+FIT_KINDS = (*KINDS, WHOLE_FACTOR_KIND)
+
+
+def distortion_of(kind: str) -> str:
+    """The :mod:`quality.distortions` kind that makes a ladder of ``kind``."""
+    return "resolution_loss" if kind == WHOLE_FACTOR_KIND else kind
 
 
 def severities(name: str, kinds: Sequence[str], steps: int = STEPS, seed: int = 0) -> F64:
-    """``(kinds, steps)`` strictly increasing severities for one image (reproducible from its name)."""
+    """``(kinds, steps)`` strictly increasing severities for one image (reproducible from its name; those of
+    :data:`WHOLE_FACTOR_KIND` are fixed, and since it comes last in :data:`FIT_KINDS` the other kinds draw what
+    they drew before it was added)."""
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
     rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
     u = rng.uniform(0.2, 1.0, (len(kinds), steps))
-    return np.asarray((np.arange(steps)[None, :] + u) / steps, np.float64)
+    out = np.asarray((np.arange(steps)[None, :] + u) / steps, np.float64)
+    for i, kind in enumerate(kinds):
+        if kind == WHOLE_FACTOR_KIND:
+            if steps != len(WHOLE_FACTORS):
+                raise ValueError(f"{WHOLE_FACTOR_KIND} has {len(WHOLE_FACTORS)} steps, not {steps}")
+            out[i] = [resolution_loss_severity(f) for f in WHOLE_FACTORS]
+    return out
 
 
 @dataclass
@@ -53,16 +77,26 @@ class Ladders:
     features: F64
     """(kinds, steps, n_features)"""
 
+    def only(self, kinds: Collection[str]) -> Ladders:
+        """The ladders of ``kinds`` alone (in this object's order)."""
+        keep = [i for i, k in enumerate(self.kinds) if k in kinds]
+        return Ladders(self.name, [self.kinds[i] for i in keep], self.severity[keep], self.features[keep])
+
+
+def image_seed(name: str) -> int:
+    """The seed of an image's random distortions (noise, dither), reproducible from its name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
+
 
 def compute(name: str, rgb: NDArray[np.uint8], feature_names: Sequence[str], kinds: Sequence[str] | None = None,
             steps: int = STEPS, seed: int = 0) -> Ladders:  # fmt: skip
-    kinds = list(kinds or KINDS)
+    kinds = list(kinds or FIT_KINDS)
     sev = severities(name, kinds, steps, seed)
     feats = np.full((len(kinds), steps, len(feature_names)), np.nan)
-    image_seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
+    seed_ = image_seed(name)
     for i, kind in enumerate(kinds):
         for k in range(steps):
-            damaged = apply(kind, rgb, float(sev[i, k]), image_seed)
+            damaged = apply(distortion_of(kind), rgb, float(sev[i, k]), seed_)
             try:
                 f = extract(damaged)
             except (QualityError, ValueError):

@@ -27,6 +27,18 @@ def test_severities_rise_strictly_and_are_reproducible():
     assert not np.array_equal(a, L.severities("y.png", ["jpeg", "gaussian_blur"]))
 
 
+def test_a_ladders_noise_comes_from_the_images_own_seed(monkeypatch):
+    from quality.distortions import apply
+
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    seen = []
+    monkeypatch.setattr(L, "extract", lambda a: seen.append(a) or {"f": float(a.mean())})
+    lad = L.compute("x.png", rgb, ["f"], kinds=["gaussian_noise"])
+    want = [apply("gaussian_noise", rgb, float(s), L.image_seed("x.png")) for s in lad.severity[0]]
+    assert all(np.array_equal(a, b) for a, b in zip(seen, want, strict=True))
+    assert L.image_seed("x.png") == L.image_seed("x.png") != L.image_seed("y.png")
+
+
 def test_damaged_rows_get_targets_below_their_original_falling_with_severity(with_ladders):
     records = with_ladders
     mos = np.array([r.mos for r in records])
@@ -97,3 +109,41 @@ def test_held_out_and_ladder_images_are_balanced_and_disjoint(synthetic_records)
     lad = F.ladder_names(rest, 6)
     assert len(lad) == 6 and not set(lad) & set(held)
     assert F.holdout_names(synthetic_records, 3) == held and F.holdout_names(synthetic_records, 0) == []
+
+
+def test_the_whole_factor_ladder_sits_at_whole_factors_and_leaves_the_other_draws_alone():
+    from quality.distortions import KINDS as CHECK
+    from quality.distortions import RESOLUTION_FACTORS
+
+    with_whole = L.severities("x.png", L.FIT_KINDS)
+    assert np.array_equal(with_whole[:-1], L.severities("x.png", list(CHECK)))  # the check's kinds draw as before
+    lo, hi = RESOLUTION_FACTORS
+    factors = lo * (hi / lo) ** with_whole[-1]
+    assert np.allclose(factors, L.WHOLE_FACTORS) and L.FIT_KINDS[-1] == L.WHOLE_FACTOR_KIND
+    assert L.WHOLE_FACTOR_KIND not in CHECK and L.distortion_of(L.WHOLE_FACTOR_KIND) == "resolution_loss"
+    with pytest.raises(ValueError, match="4 steps"):
+        L.severities("x.png", [L.WHOLE_FACTOR_KIND], steps=3)
+
+
+def test_a_whole_factor_copy_is_an_exact_down_up_copy(monkeypatch):
+    import cv2
+
+    rgb = np.random.default_rng(3).integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    seen = []
+    monkeypatch.setattr(L, "extract", lambda a: seen.append(a) or {"f": 0.0})
+    L.compute("x.png", rgb, ["f"], kinds=[L.WHOLE_FACTOR_KIND])
+    quarter = cv2.resize(rgb, (32, 16), interpolation=cv2.INTER_AREA)  # 4x: exactly 4x4 block means
+    assert np.array_equal(seen[-1], cv2.resize(quarter, (128, 64), interpolation=cv2.INTER_LINEAR))
+    assert len(seen) == len(L.WHOLE_FACTORS)
+
+
+def test_the_human_aligned_rows_skip_the_whole_factor_ladder_unless_asked():
+    feats = np.arange(2 * 4 * 2, dtype=float).reshape(2, 4, 2)
+    sev = np.vstack([L.severities("r.png", ["jpeg"]), L.severities("r.png", [L.WHOLE_FACTOR_KIND])])
+    rec = F.Record("r.png", "r.png", 4.0, "g", features={"a": 0.0, "b": 0.0},
+                   ladders=L.Ladders("r.png", ["jpeg", L.WHOLE_FACTOR_KIND], sev, feats))  # fmt: skip
+    x, t = F.damage_rows([rec], [0], floor=1.0)
+    assert np.array_equal(x, feats[0]) and np.allclose(t, 4.0 - sev[0] * 3.0)
+    x_all, _ = F.damage_rows([rec], [0], floor=1.0, kinds=L.FIT_KINDS)
+    assert np.array_equal(x_all, feats.reshape(-1, 2))
+    assert rec.ladders.only({L.WHOLE_FACTOR_KIND}).kinds == [L.WHOLE_FACTOR_KIND]

@@ -2,6 +2,7 @@
 is the shipped model's, and its counting and pairing helpers do what the figures say (no fitting here)."""
 
 import importlib.util
+import logging
 import math
 import sys
 from pathlib import Path
@@ -247,3 +248,74 @@ def test_ringing_penalty_looks_each_row_up_and_subtracts_beyond_the_rated_quanti
     np.testing.assert_allclose(moved["technical"][inside], shipped["technical"][inside] - points[inside], atol=1e-9)
     far_below = ring < c - 0.2
     np.testing.assert_allclose(moved["technical"][far_below], shipped["technical"][far_below], atol=1e-3)
+
+
+def test_an_unknown_kind_for_reversals_is_refused_before_any_work(variants, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        variants.main([str(tmp_path), "--cache", str(tmp_path / "cache"), "--reversals", "blurr"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "invalid choice: 'blurr'" in err and "resolution_loss" in err
+    assert not (tmp_path / "cache").exists()
+
+
+def test_check_rungs_are_the_image_then_each_kinds_copies_at_working_size(variants, tmp_path):
+    from PIL import Image
+
+    from quality.calibration.features import WORKING_SIDE
+    from quality.distortions import KINDS, LEVELS
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 700, 3), dtype=np.uint8)).save(path)
+    rungs = list(variants.check_rungs(str(path)))
+    assert [(i, k) for i, k, _, _ in rungs] == [(i, k) for i in range(len(KINDS)) for k in range(1 + len(LEVELS))]
+    assert all(a.shape == (300, 700, 3) and max(w.shape[:2]) == WORKING_SIDE for _, _, a, w in rungs)
+    assert np.array_equal(rungs[0][2], np.asarray(Image.open(path)))
+
+
+def test_the_fits_whole_factor_ladder_reaches_only_the_parts_asked_and_never_the_figures(variants, monkeypatch):
+    from quality.calibration.ladders import FIT_KINDS, WHOLE_FACTOR_KIND
+
+    names = ["a", "b"]
+    lad = F.Ladders("r0", ["jpeg"], np.array([[0.2, 0.4]]), np.ones((1, 2, 2)))
+    whole = F.Ladders("r0", [WHOLE_FACTOR_KIND], np.array([[0.5, 1.0]]), np.full((1, 2, 2), 7.0))
+    recs = [
+        Record("r0", "r0.png", 3.0, "g", features={"a": 1.0, "b": 2.0}, ladders=lad),
+        Record("r1", "r1.png", 2.0, "g", features={"a": 0.0, "b": 1.0}),
+    ]
+    nat = [(np.zeros(2), F.Ladders("n0", ["jpeg"], np.array([[0.1, 0.9]]), np.zeros((1, 2, 2))))]
+    nat_whole = [F.Ladders("n0", [WHOLE_FACTOR_KIND], np.array([[0.5, 1.0]]), np.full((1, 2, 2), 8.0))]
+    data = variants.Data(recs, names, nat, np.zeros((1, 1, 3, 2)), np.zeros((1, 1, 3, 2)), [], {"r0": whole}, nat_whole)
+    seen: dict[str, list] = {"damage": [], "integrity": [], "ranking": []}
+
+    def kinds_of(rs):
+        return [r.ladders.kinds if r.ladders is not None else None for r in rs]
+
+    monkeypatch.setattr(F, "kfold", lambda n, k: [(np.array([0, 1]), np.array([], dtype=np.intp))] * 5)
+    monkeypatch.setattr(
+        F, "damage_rows", lambda rs, idx, floor, kinds: seen["damage"].append(set(kinds)) or (None, None)
+    )
+    monkeypatch.setattr(F, "integrity_rows", lambda rs, idx, n: seen["integrity"].append((kinds_of(rs), n)))
+    monkeypatch.setattr(F, "ranking_pairs", lambda rs, idx, n: seen["ranking"].append(kinds_of(rs)))
+
+    class Model:
+        def predict_mos(self, x, enc):
+            return {"technical": np.asarray(x)[:, 0]}
+
+    monkeypatch.setattr(F, "fit_model", lambda *a, **k: Model())
+    predicted = []
+    monkeypatch.setattr(variants, "predict_grid", lambda m, x: predicted.append(x.shape) or {})
+    for whole_mode, ranked, human in (("shipped", True, False), ("all", True, True), ("none", False, False)):
+        for key in seen:
+            seen[key].clear()
+        variants.fit_folds(data, logging.getLogger("test"), whole=whole_mode)
+        want = ["jpeg", WHOLE_FACTOR_KIND] if ranked else ["jpeg"]
+        assert seen["ranking"] == [[want, None]] * 6
+        (kinds, natural), *_ = seen["integrity"]
+        assert kinds == [want, None] and natural[0][1].kinds == want
+        if ranked:
+            assert natural[0][1].features[1].tolist() == np.full((2, 2), 8.0).tolist()
+        assert seen["damage"] == [set(FIT_KINDS) if human else set(variants.KINDS)] * 6
+    assert recs[0].ladders.kinds == ["jpeg"] and nat[0][1].kinds == ["jpeg"]  # nothing changed in place
+    assert all(shape == (1, 1, 3, 2) for shape in predicted)  # figures: the check's ladders only
+    with pytest.raises(ValueError, match="shipped, all or none"):
+        variants.fit_folds(data, logging.getLogger("test"), whole="some")
