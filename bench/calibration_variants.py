@@ -100,18 +100,19 @@ class Data:
         self.mos = np.array([r.mos for r in self.records])
 
 
-def check_rungs(path: str) -> Iterator[tuple[int, int, NDArray[np.uint8], NDArray[np.uint8]]]:
-    """``(kind index, rung, copy, copy at working size)`` of an image and its copies at the ladder check's
-    severities (rung 0 the image itself), reduced as the scorer reduces."""
+def check_rungs(path: str, kinds: Sequence[str] | None = None, levels: tuple[float, ...] | None = None,
+                ) -> Iterator[tuple[int, int, NDArray[np.uint8], NDArray[np.uint8]]]:  # fmt: skip
+    """``(kind index, rung, copy, copy at working size)`` of an image and its copies at ``levels`` (default: the
+    ladder check's kinds and severities; rung 0 the image itself), reduced as the scorer reduces."""
     from PIL import Image
 
     from quality.calibration.features import WORKING_SIDE
-    from quality.distortions import KINDS, LEVELS, ladder
+    from quality.distortions import LEVELS, ladder
     from quality.image_io import load_image
 
     rgb = load_image(path).rgb
-    for i, kind in enumerate(KINDS):
-        for k, arr in enumerate(ladder(kind, rgb, LEVELS, 0)):
+    for i, kind in enumerate(kinds or KINDS):
+        for k, arr in enumerate(ladder(kind, rgb, levels or LEVELS, 0)):
             yield i, k, arr, load_image(Image.fromarray(arr)).fit(WORKING_SIDE)
 
 
@@ -128,7 +129,7 @@ def rung_features(arr: NDArray[np.uint8], work: NDArray[np.uint8], names: Sequen
 
 def ladder_features(path: str, names: Sequence[str]) -> F64:
     """Features of an image and its copies at the ladder check's severities (:func:`check_rungs`)."""
-    from quality.distortions import KINDS, LEVELS
+    from quality.distortions import LEVELS
 
     out = np.full((len(KINDS), 1 + len(LEVELS), len(names)), np.nan)
     for i, k, arr, work in check_rungs(path):
@@ -526,7 +527,7 @@ def _ringing_fit_ladder(args: tuple[str, str, list[str], F64]) -> F64:
 
 def _ringing_check_ladder(path: str) -> F64:
     """:func:`ringing` of an image and its copies at the ladder check's severities (:func:`check_rungs`)."""
-    from quality.distortions import KINDS, LEVELS
+    from quality.distortions import LEVELS
 
     out = np.zeros((len(KINDS), 1 + len(LEVELS)))
     for i, k, _, work in check_rungs(path):
@@ -610,12 +611,11 @@ class RingingPenalty:
 def ringing_rows(data: Data, folds: list[Fold], photos: Path, cache: Path, jobs: int,
                  log: logging.Logger) -> list[dict[str, Any]]:  # fmt: skip
     """The :class:`RingingPenalty` variants, and how :func:`ringing` moves along each kind's check ladders."""
-    from quality.distortions import KINDS
-
     log.info("measuring the ringing of every rated image and ladder")
     values, rated = ringing_values(data, photos, cache, jobs)
     grid = np.vstack([values(data.photos), values(data.held)])  # (images, kinds, rungs)
-    sharpen = grid[:, list(KINDS).index("oversharpen")]
+    j = list(KINDS).index("oversharpen")
+    sharpen = grid[:, j]
     step1, clean = sharpen[:, 1], sharpen[:, 0]
     print(f"ringing of the rated images: median {np.median(rated):.3f}, 95th percentile "
           f"{np.quantile(rated, 0.95):.3f}; first oversharpening step above its clean image in "
@@ -624,8 +624,8 @@ def ringing_rows(data: Data, folds: list[Fold], photos: Path, cache: Path, jobs:
           f"{np.mean(step1 > np.median(rated)):.0%}, above the 95th percentile in "
           f"{np.mean(step1 > np.quantile(rated, 0.95)):.0%}")  # fmt: skip
     final = folds[5]
-    shipped = np.vstack([variant_scores(final.model, pred, Variant("shipped"))["technical"][:, list(KINDS).index(
-        "oversharpen")] for pred in (final.photos, final.held)])  # fmt: skip
+    shipped = np.vstack([variant_scores(final.model, pred, Variant("shipped"))["technical"][:, j]
+                         for pred in (final.photos, final.held)])  # fmt: skip
     names = [*PHOTOS, *(Path(h).stem for h in data.held_paths)]
     rising = [f"{names[i]} ({100 * np.mean(rated < step1[i]):.0f})" for i in range(len(names))
               if not (np.diff(shipped[i]) < 0).all()]  # fmt: skip
@@ -647,8 +647,6 @@ def reversals(data: Data, folds: list[Fold], kind: str, top: int = 8) -> None:
     """Where a kind's ladders stop falling: the damage head's steps read as less damage, on the fit's own ladders
     (final model), the held-out folds' ladders (fold models) and the check's photo and held-out AI ladders (final
     model), and the features that turn back at the check's last step (moving against the step before it)."""
-    from quality.distortions import KINDS
-
     j, final = list(KINDS).index(kind), folds[5]
 
     def backwards(sev: F64) -> str:
@@ -684,27 +682,27 @@ def join(lad: Ladders, more: Ladders) -> Ladders:
                    np.concatenate([lad.features, more.features], axis=0))  # fmt: skip
 
 
-def whole_factor_jump(model: CalibrationModel, data: Data, factors: Sequence[float] = (3.0, 3.9, 4.0)) -> F64:
-    """``(held-out images, factors)``: ``model``'s technical score of each held-out AI image's resolution-loss copy
-    at ``factors`` (the ladder check's code; 4× is its heaviest level, 3.9× a copy 1 px larger at 512 px)."""
-    from PIL import Image
-
-    from quality.calibration.features import WORKING_SIDE
-    from quality.distortions import apply, resolution_loss_severity
-    from quality.image_io import load_image
-
-    rows = []
-    for path in data.held_paths:
-        rgb = load_image(path).rgb
-        for f in factors:
-            arr = apply("resolution_loss", rgb, resolution_loss_severity(f))
-            rows.append(rung_features(arr, load_image(Image.fromarray(arr)).fit(WORKING_SIDE), data.names))
-    x = np.stack(rows).reshape(len(data.held_paths), len(factors), -1)
-    return variant_scores(model, predict_grid(model, x), Variant("jump"))["technical"]
+JUMP_FACTORS = (3.0, 3.9, 4.0)
+"""the ladder check's 3× and 4× (its heaviest) resolution loss, and 3.9× (a copy 1 px larger at 512 px)"""
 
 
-def print_whole_factor_jump(title: str, model: CalibrationModel, data: Data) -> None:
-    t = whole_factor_jump(model, data)
+def jump_features(data: Data) -> F64:
+    """``(held-out images, factors, features)`` of each held-out AI image's resolution-loss copies at
+    :data:`JUMP_FACTORS` (the ladder check's code)."""
+    from quality.distortions import resolution_loss_severity
+
+    levels = tuple(resolution_loss_severity(f) for f in JUMP_FACTORS)
+    x = np.full((len(data.held_paths), len(JUMP_FACTORS), len(data.names)), np.nan)
+    for i, path in enumerate(data.held_paths):
+        for _, k, arr, work in check_rungs(path, ["resolution_loss"], levels):
+            if k > 0:  # rung 0: the image itself
+                x[i, k - 1] = rung_features(arr, work, data.names)
+    return x
+
+
+def print_whole_factor_jump(title: str, model: CalibrationModel, x: F64) -> None:
+    """How ``model``'s technical score orders :func:`jump_features`' copies ``x``."""
+    t = variant_scores(model, predict_grid(model, x), Variant("jump"))["technical"]
     print(f"{title}: held-out AI images whose 4× resolution-loss copy does not score below the 3.9× one "
           f"{int(np.sum(t[:, 2] >= t[:, 1]))} of {len(t)}, below the 3× one {int(np.sum(t[:, 2] >= t[:, 0]))}; "
           f"3.9× not below 3× {int(np.sum(t[:, 1] >= t[:, 0]))}")  # fmt: skip
@@ -713,17 +711,17 @@ def print_whole_factor_jump(title: str, model: CalibrationModel, data: Data) -> 
 def whole_rows(data: Data, log: logging.Logger, shipped: list[Fold] | None = None) -> list[dict[str, Any]]:
     """The protocol without the whole-factor resolution-loss ladder (as before it) and with it in every part,
     beside the shipped protocol and the one without it refitted with another seed (what a refit alone moves);
-    prints :func:`whole_factor_jump` for the final models of the first and of ``shipped``."""
-    rows = []
+    prints :func:`print_whole_factor_jump` for the final models of the first and of ``shipped``."""
+    rows, jump = [], jump_features(data)
     for whole, label in (("none", "without the whole-factor resolution-loss ladder (the protocol before it)"),
                          ("all", "whole-factor resolution-loss ladder in every part")):  # fmt: skip
         log.info("refitting every fold %s", label)
         folds = fit_folds(data, log, whole=whole)
         rows.append(measure(data, folds, Variant(label)))
         if whole == "none":
-            print_whole_factor_jump(label, folds[5].model, data)
+            print_whole_factor_jump(label, folds[5].model, jump)
     if shipped is not None:
-        print_whole_factor_jump("shipped protocol", shipped[5].model, data)
+        print_whole_factor_jump("shipped protocol", shipped[5].model, jump)
     for whole, label in (("shipped", "shipped protocol"), ("none", "without the whole-factor ladder")):
         log.info("refitting the %s with seed %d", label, F.SEED + 1)
         reseeded = fit_folds(data, log, whole=whole, seed=F.SEED + 1)
@@ -885,8 +883,6 @@ HEADER = ("| variant | SROCC (5-fold) | pair acc. | selection gain | false pos. 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from quality.distortions import KINDS
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("dataset", type=Path, help="rated folder (labels.csv and images), e.g. ../shared/data/agiqa3k")
     p.add_argument("--cache", type=Path, required=True, help="feature cache folder (outside the repository)")
@@ -958,8 +954,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def detector_rows(data: Data, folds: list[Fold], log: logging.Logger) -> list[dict[str, Any]]:
     """Per-kind detectors (:class:`KindDetectors`) as a penalty beside the shipped parts; prints how each detector
     alone orders each kind's photo and held-out AI ladders (the final model's detectors)."""
-    from quality.distortions import KINDS
-
     log.info("fitting one ranking term per kind of damage in every fold")
     fitted = [KindDetectors(data.records, f.train, data.base[f.train], data.natural, list(KINDS)) for f in folds]
     final = fitted[5]

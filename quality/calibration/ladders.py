@@ -41,28 +41,42 @@ LADDER_VERSION = "ladders/2"
 #: the fit's extra ladder (not a kind of the ladder check): ``resolution_loss`` at :data:`WHOLE_FACTORS`
 WHOLE_FACTOR_KIND = "resolution_loss_whole"
 WHOLE_FACTORS = (1.5, 2.0, 3.0, 4.0)
-#: what every fit image's ladders cover
-FIT_KINDS = (*KINDS, WHOLE_FACTOR_KIND)
+
+
+@dataclass(frozen=True)
+class FixedLadder:
+    """A fit ladder beyond the ladder check's kinds: a :mod:`quality.distortions` kind at fixed severities."""
+
+    distortion: str
+    severities: tuple[float, ...]
+
+
+#: the fit's ladders beyond the check's kinds, by name
+FIXED_LADDERS = {
+    WHOLE_FACTOR_KIND: FixedLadder("resolution_loss", tuple(resolution_loss_severity(f) for f in WHOLE_FACTORS)),
+}
+#: what every fit image's ladders cover (the fixed ones last, so the check's kinds draw what they drew without them)
+FIT_KINDS = (*KINDS, *FIXED_LADDERS)
 
 
 def distortion_of(kind: str) -> str:
     """The :mod:`quality.distortions` kind that makes a ladder of ``kind``."""
-    return "resolution_loss" if kind == WHOLE_FACTOR_KIND else kind
+    return FIXED_LADDERS[kind].distortion if kind in FIXED_LADDERS else kind
 
 
 def severities(name: str, kinds: Sequence[str], steps: int = STEPS, seed: int = 0) -> F64:
     """``(kinds, steps)`` strictly increasing severities for one image (reproducible from its name; those of
-    :data:`WHOLE_FACTOR_KIND` are fixed, and since it comes last in :data:`FIT_KINDS` the other kinds draw what
-    they drew before it was added)."""
+    :data:`FIXED_LADDERS` are theirs, and a kind's draw depends only on its position in ``kinds``)."""
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
     rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
     u = rng.uniform(0.2, 1.0, (len(kinds), steps))
     out = np.asarray((np.arange(steps)[None, :] + u) / steps, np.float64)
     for i, kind in enumerate(kinds):
-        if kind == WHOLE_FACTOR_KIND:
-            if steps != len(WHOLE_FACTORS):
-                raise ValueError(f"{WHOLE_FACTOR_KIND} has {len(WHOLE_FACTORS)} steps, not {steps}")
-            out[i] = [resolution_loss_severity(f) for f in WHOLE_FACTORS]
+        if kind in FIXED_LADDERS:
+            fixed = FIXED_LADDERS[kind].severities
+            if steps != len(fixed):
+                raise ValueError(f"{kind} has {len(fixed)} steps, not {steps}")
+            out[i] = fixed
     return out
 
 

@@ -113,12 +113,10 @@ def test_held_out_and_ladder_images_are_balanced_and_disjoint(synthetic_records)
 
 def test_the_whole_factor_ladder_sits_at_whole_factors_and_leaves_the_other_draws_alone():
     from quality.distortions import KINDS as CHECK
-    from quality.distortions import RESOLUTION_FACTORS
 
     with_whole = L.severities("x.png", L.FIT_KINDS)
     assert np.array_equal(with_whole[:-1], L.severities("x.png", list(CHECK)))  # the check's kinds draw as before
-    lo, hi = RESOLUTION_FACTORS
-    factors = lo * (hi / lo) ** with_whole[-1]
+    factors = [CHECK["resolution_loss"].values(float(s)) for s in with_whole[-1]]
     assert np.allclose(factors, L.WHOLE_FACTORS) and L.FIT_KINDS[-1] == L.WHOLE_FACTOR_KIND
     assert L.WHOLE_FACTOR_KIND not in CHECK and L.distortion_of(L.WHOLE_FACTOR_KIND) == "resolution_loss"
     with pytest.raises(ValueError, match="4 steps"):

@@ -270,6 +270,9 @@ def test_check_rungs_are_the_image_then_each_kinds_copies_at_working_size(varian
     assert [(i, k) for i, k, _, _ in rungs] == [(i, k) for i in range(len(KINDS)) for k in range(1 + len(LEVELS))]
     assert all(a.shape == (300, 700, 3) and max(w.shape[:2]) == WORKING_SIDE for _, _, a, w in rungs)
     assert np.array_equal(rungs[0][2], np.asarray(Image.open(path)))
+    chosen = list(variants.check_rungs(str(path), ["jpeg"], (0.5,)))
+    assert [(i, k) for i, k, _, _ in chosen] == [(0, 0), (0, 1)]
+    assert np.array_equal(chosen[1][2], rungs[(1 + len(LEVELS)) * list(KINDS).index("jpeg") + 2][2])  # jpeg at 0.5
 
 
 def test_the_fits_whole_factor_ladder_reaches_only_the_parts_asked_and_never_the_figures(variants, monkeypatch):
