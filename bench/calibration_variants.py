@@ -1,7 +1,8 @@
 """Alternatives to the shipped calibration protocol, measured on the same folds, ladders and held-out images.
 
     python bench/calibration_variants.py DATASET_DIR --cache DIR [--jobs 2] [--monotone] [--natural-human]
-        [--new-only] [--independent] [--ringing] [--whole] [--reversals KIND] [--photos DIR]
+        [--new-only] [--shipped-only] [--independent] [--ringing] [--whole] [--encode] [--reversals KIND]
+        [--photos DIR]
 
 Not a timing benchmark: the script behind README's "measured, not shipped" figures for the grade's monotonicity.
 It fits the protocol's parts (:func:`quality.calibration.fit.fit_model`: human-aligned members, damage head,
@@ -17,7 +18,7 @@ every variant from them, so that variants differ only in what they change:
 
 The shipped variant reproduces ``python -m quality.calibration fit`` and ``python -m quality eval --ladders``
 (variants are scored by :meth:`quality.calibration.model.CalibrationModel.scores_of` itself). Other
-variants: a larger ranking weight, a steeper ranking slope below -1, no cap on the damage head's severity, a
+variants: a larger ranking weight, another ranking slope below -1, no cap on the damage head's severity, a
 ranking term with a hidden layer (RankNet on the same ordered pairs, with torch), the linear and that term
 averaged, a linear term also fitted on the human orderings inside (prompt, generator) groups, the five fold
 models averaged, each part alone, and a penalty from per-kind detectors (one ranking term per kind of damage,
@@ -29,7 +30,9 @@ sets with the final model, with and without the penalty of the kinds read backwa
 ``--ringing`` adds a penalty from a measure of unsharp-mask halos that is not one of the model's features
 (:func:`ringing`, :class:`RingingPenalty`); ``--whole`` refits without the fit's whole-factor resolution-loss ladder
 (:data:`quality.calibration.ladders.WHOLE_FACTOR_KIND`) and with it in every part, beside a refit with another
-seed, with and without it (:func:`whole_rows`);
+seed, with and without it (:func:`whole_rows`); ``--encode`` scores the shipped folds with other ranking slopes
+and refits with the re-encoding features in other parts (:func:`encode_rows`); ``--shipped-only`` leaves out the
+detector rows too;
 ``--reversals KIND`` prints where that kind's ladders turn back (:func:`reversals`). Features and ladders are cached
 in ``--cache`` (the fit's own cache layout; a first run takes ~35 minutes on 2 cores).
 """
@@ -398,10 +401,18 @@ class KindDetectors:
 
 def with_penalty(pred: dict[str, F64], model: CalibrationModel, points: F64) -> dict[str, F64]:
     """``pred`` with its ranking term moved so that :meth:`CalibrationModel.scores_of` subtracts ``points`` more
-    before the soft floor and ceiling: ``w · gain(r') = w · gain(r) - points`` (``gain`` is invertible)."""
+    before the soft floor and ceiling: ``f(r') = f(r) - points`` for the model's ranking points
+    ``f(r) = w · gain(r) + slope · min(0, r - knee)``, strictly increasing and so invertible (for ``knee ≤ 0``,
+    where ``gain`` is the identity below the knee)."""
     w = model.ranking or 1.0
-    y = ranking_gain(np.asarray(pred[RANKING_HEAD], np.float64)) - points / w
-    return {**pred, RANKING_HEAD: np.where(y <= 0.0, y, np.expm1(np.maximum(y, 0.0)))}
+    slope, knee = model.ranking_slope
+    assert knee <= 0.0, "the inverse is exact only for a knee where the ranking gain is the identity"
+    r = np.asarray(pred[RANKING_HEAD], np.float64)
+    t = w * ranking_gain(r) + slope * np.minimum(0.0, r - knee) - points
+    y = t / w  # above the knee: gain(r') = t / w
+    above = np.where(y <= 0.0, y, np.expm1(np.maximum(y, 0.0)))
+    below = (t + slope * knee) / (w + slope)
+    return {**pred, RANKING_HEAD: np.where(t >= w * knee, above, below)}
 
 
 @dataclass(frozen=True)
@@ -729,6 +740,48 @@ def whole_rows(data: Data, log: logging.Logger, shipped: list[Fold] | None = Non
     return rows
 
 
+#: where the re-encoding features (fit subset ``encode``) are read, beside the shipped protocol (the ranking term
+#: only): label → feature subsets of the technical, damage-head and ranking members
+ENCODE_PLACES: dict[str, tuple[str, str, str]] = {
+    "re-encoding features in every part": ("", "", ""),
+    "re-encoding features in the damage head and ranking term": ("-encode", "", ""),
+    "re-encoding features in the damage head only": ("-encode", "", "-encode"),
+    "re-encoding features in the human-aligned part and ranking term": ("", "-encode", ""),
+    "no re-encoding features (features version 3's inputs)": ("-encode", "-encode", "-encode"),
+}
+
+
+def members_reading(technical: str, damage: str, ranking: str) -> tuple[tuple[str, str, str, str], ...]:
+    """:data:`quality.calibration.fit.MEMBERS` with these feature subsets for the technical, damage-head and
+    ranking members (the detail members keep theirs)."""
+    subsets = {"technical": technical, DAMAGE_HEAD: damage, RANKING_HEAD: ranking}
+    return tuple((d, k, fam, subsets.get(d, sub)) for d, k, fam, sub in F.MEMBERS)
+
+
+def slope_variants(label: str) -> list[Variant]:
+    """The ranking slope below the knee: none, the shipped one and its neighbours."""
+    out = [Variant(f"{label}, no ranking slope", slope=0.0)]
+    pairs = ((0.5, -1.0), (F.RANKING_SLOPE, F.RANKING_KNEE), (1.0, -1.0), (F.RANKING_SLOPE, -0.5))
+    out += [Variant(f"{label}, ranking slope {s:g} below {k:g}", slope=s, knee=k) for s, k in pairs]
+    return out
+
+
+def encode_rows(data: Data, log: logging.Logger, shipped: list[Fold]) -> list[dict[str, Any]]:
+    """The ranking slope's neighbours on the shipped folds, then every fold refitted with the re-encoding features
+    in other parts (:data:`ENCODE_PLACES`), each with and without the slope."""
+    rows = [measure(data, shipped, v) for v in slope_variants("shipped")]
+    original = F.MEMBERS
+    try:
+        for label, subsets in ENCODE_PLACES.items():
+            F.MEMBERS = members_reading(*subsets)
+            log.info("refitting every fold: %s", label)
+            folds = fit_folds(data, log)
+            rows += [measure(data, folds, v) for v in slope_variants(label)[:3:2]]
+    finally:
+        F.MEMBERS = original
+    return rows
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # variants
 # ----------------------------------------------------------------------------------------------------------------
@@ -737,8 +790,8 @@ class Variant:
     label: str
     weight: float | None = None
     """ranking points per unit (None: the model's)"""
-    slope: float = 0.0
-    """extra ranking points per unit below ``knee``"""
+    slope: float | None = None
+    """ranking points per unit below ``knee``, in place of the model's own (None: the model's)"""
     knee: float = -1.0
     cap: float | None = None
     """the damage head's severity is capped here before the penalty (None: the model's cap; ``math.inf``: none)"""
@@ -748,19 +801,17 @@ class Variant:
 
 def variant_scores(model: CalibrationModel, pred: dict[str, F64], v: Variant) -> dict[str, F64]:
     """Technical, detail and composite of the raw predictions ``pred``, by the model's own
-    :meth:`CalibrationModel.scores_of` with the cap and ranking weight ``v`` names in its metadata. A steeper slope
-    below ``knee`` (≤ 0) is a stretch of the ranking term there: below 0 its gain is the identity, so
-    ``w·r' = w·r + slope·(r - knee)`` for ``r' = r + slope / w · (r - knee)``."""
-    assert v.knee <= 0.0, "the stretch is exact only where the ranking gain is the identity"
+    :meth:`CalibrationModel.scores_of` with the cap, ranking weight and ranking slope ``v`` names in its
+    metadata."""
     integrity, ranking = dict(model.meta["integrity"]), dict(model.meta["ranking"])
     if v.cap is not None:
         integrity["cap"] = None if math.isinf(v.cap) else v.cap
     if v.weight is not None:
         ranking["weight"] = v.weight
+    if v.slope is not None:
+        ranking["slope"], ranking["knee"] = v.slope, v.knee
     variant = replace(model, meta={**model.meta, "integrity": integrity, "ranking": ranking})
-    r = pred[RANKING_HEAD]
-    stretched = r + v.slope / (variant.ranking or 1.0) * np.minimum(0.0, r - v.knee)
-    out = variant.scores_of({**pred, RANKING_HEAD: stretched})
+    out = variant.scores_of(pred)
     out["composite"] = composite_grid(out["technical"], out["detail"])
     return out
 
@@ -910,12 +961,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also refit without the whole-factor resolution-loss ladder, with it in every part, and with another seed",
     )
+    p.add_argument(
+        "--encode",
+        action="store_true",
+        help="also measure the ranking slope's neighbours, and refit with the re-encoding features in other parts",
+    )
     p.add_argument("--reversals", metavar="KIND", choices=list(KINDS),
                    help="also print where this kind's ladders turn back")  # fmt: skip
     p.add_argument(
         "--new-only",
         action="store_true",
         help="only the shipped row, the per-kind detector penalties and --natural-human (not the first table's)",
+    )
+    p.add_argument(
+        "--shipped-only",
+        action="store_true",
+        help="only the shipped row (and the rows other options ask for): no alternatives, no detectors",
     )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -925,13 +986,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = load_data(args.dataset, args.cache, photos, max(1, args.jobs))
     folds = fit_folds(data, log)
     rows = [measure(data, folds, Variant("shipped"))]
-    if not args.new_only:
+    if not (args.new_only or args.shipped_only):
         rows += published_rows(data, folds, log, args.monotone)
-    rows += detector_rows(data, folds, log)
+    if not args.shipped_only:
+        rows += detector_rows(data, folds, log)
     if args.ringing:
         rows += ringing_rows(data, folds, photos, args.cache, max(1, args.jobs), log)
     if args.whole:
         rows += whole_rows(data, log, folds)
+    if args.encode:
+        rows += encode_rows(data, log, folds)
     if args.natural_human:
         log.info("refitting every fold with the natural-photo ladders in the human-aligned part")
         rows.append(
@@ -1011,7 +1075,7 @@ def published_rows(data: Data, folds: list[Fold], log: logging.Logger, monotone:
     for v in (
         Variant("ranking weight 0.75", weight=0.75),
         Variant("ranking weight 1.0", weight=1.0),
-        Variant("ranking slope +1 point per unit below -1", slope=1.0),
+        Variant("ranking slope 1 point per unit below -1 (in place of the model's)", slope=1.0),
         Variant("no severity cap (the previous protocol)", cap=math.inf),
         Variant("five fold models averaged", bagged=True),
     ):

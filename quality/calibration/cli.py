@@ -171,7 +171,12 @@ def _integrity(model: CalibrationModel) -> str:
 def _ranking(model: CalibrationModel) -> str:
     if model.ranking is None:
         return "none"
-    return f"score += {model.ranking:g} x ranking_gain(ranking), a pairwise ranker of the features and their squares"
+    slope, knee = model.ranking_slope
+    extra = f" + {slope:g} x min(0, ranking - ({knee:g}))" if slope else ""
+    return (
+        f"score += {model.ranking:g} x ranking_gain(ranking){extra}, a pairwise ranker of the features and their"
+        " squares"
+    )
 
 
 def describe(model: CalibrationModel) -> str:

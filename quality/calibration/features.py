@@ -14,7 +14,10 @@ image and its 512-px version give comparable numbers. Groups:
 * ``tone``/``colour``: contrast, clipping, histogram entropy, Lab statistics, colourfulness, saturation,
   hue entropy, colour count; the 8-bit levels left empty (digital gain) and the histogram's comb;
 * ``texture``: Canny densities at three thresholds, local-binary-pattern histogram, gradient-orientation
-  entropy.
+  entropy;
+* ``encode``: what re-encoding the image costs: the bits per pixel of a JPEG encode at three qualities (RGB) and
+  at one (luma), and the luma error of that encode. Fine detail costs bits, so blur, resolution loss and
+  lossy compression lower the sizes step by step (noise and halos raise them).
 
 Every function here is deterministic numpy/OpenCV; :func:`extract` returns a name → value mapping in a fixed
 order (:func:`feature_names`).
@@ -48,8 +51,8 @@ BLOCK = 32
 #: /2: block_h and block_v are measured on the image as decoded when the features are of a reduced copy (the same
 #: values as /1 for images at or under the working size, every AGIQA-3K image among them); /3: adds the spectrum's
 #: band levels (``spec_band*``), the edge halo measure (``halo``) and the 8-bit level gaps and comb
-#: (``level_gaps``, ``level_comb``, on the image as decoded)
-FEATURES_VERSION = "calib-features/3"
+#: (``level_gaps``, ``level_comb``, on the image as decoded); /4: adds the re-encoding group (:func:`encode_group`)
+FEATURES_VERSION = "calib-features/4"
 _LOG_EPS = 1e-6
 
 
@@ -349,6 +352,37 @@ def blockiness(y: F32) -> tuple[float, float]:
     return h, v
 
 
+#: JPEG qualities of :func:`encode_group`'s RGB encodes, and the one its luma encode and error use
+ENCODE_QUALITIES = (10, 30, 75)
+ENCODE_LUMA_QUALITY = 30
+
+
+def _jpeg(img: NDArray[np.uint8], quality: int) -> NDArray[np.uint8]:
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # pragma: no cover - OpenCV encodes every non-empty uint8 image
+        raise ValueError("JPEG encode failed")
+    return np.asarray(buf, np.uint8)
+
+
+def encode_group(rgb: NDArray[np.uint8], y: F32) -> Features:
+    """Re-encoding cost: ``enc_jpeg{q}``, the log bits per pixel of a JPEG encode of ``rgb`` at quality ``q``
+    (:data:`ENCODE_QUALITIES`); ``enc_luma``, the same for the luma alone at :data:`ENCODE_LUMA_QUALITY`;
+    ``enc_err``, ``log1p`` of the mean absolute luma error of that encode. Detail costs bits: every kind of
+    damage that removes fine structure (blur, resolution loss, JPEG, WebP, banding) lowers the sizes, noise and
+    halos raise them; OpenCV's encoder is deterministic, so the same pixels give the same values."""
+    pixels = float(rgb.shape[0] * rgb.shape[1])
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    out: Features = {f"enc_jpeg{q}": float(np.log(8.0 * _jpeg(bgr, q).size / pixels)) for q in ENCODE_QUALITIES}
+    y8 = np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    buf = _jpeg(y8, ENCODE_LUMA_QUALITY)
+    out["enc_luma"] = float(np.log(8.0 * buf.size / pixels))
+    decoded = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    if decoded is None:  # pragma: no cover - OpenCV decodes what it has just encoded
+        raise ValueError("JPEG decode failed")
+    out["enc_err"] = float(np.log1p(np.abs(decoded.astype(np.float32) - y8.astype(np.float32)).mean()))
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------
 # tone and colour
 # ----------------------------------------------------------------------------------------------------
@@ -492,6 +526,7 @@ def extract(rgb: NDArray[np.uint8], nss: dict[str, Any] | None = None, params: N
             rest |= tone_colour_group(rgb, y, lab)
             rest |= levels_group(source if source is not None else rgb)
             rest |= texture_group(y, gx, gy, polar)
+            rest |= encode_group(rgb, y)
             quarter = planes.quarter_luma()
             if pending is not None:
                 nss = pending.result()

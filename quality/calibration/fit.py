@@ -21,7 +21,8 @@ The protocol is fixed (nothing below is tuned on the images a figure is reported
    *ranking term*: a linear function of the robust-scaled features and their squares, fitted by pairwise logistic
    regression on every ordering within every ladder of the same images (:func:`fit_ranker`,
    :func:`ranking_pairs`), standardised over the rated images and weighted :data:`RANKING_WEIGHT` points per unit
-   (compressed above 0); the sum goes through ``soft_ceiling`` and ``soft_floor``
+   (compressed above 0; :data:`RANKING_SLOPE` more below :data:`RANKING_KNEE`); the sum goes through
+   ``soft_ceiling`` and ``soft_floor``
    (:meth:`.model.CalibrationModel.scores_of`): heavy damage pulls
    the score down steeply, every damage, light or heavy, moves the ranking term. (Patch codebooks, used before the
    damage ladders, are still supported by the model format but no member reads one: with damage in training they did
@@ -94,15 +95,18 @@ SCALE_PERCENTILES: tuple[tuple[float, float], ...] = ((0, 1.5), (20, 3.0), (50, 
 SCALE_BOTTOM_MARGIN = 0.5
 #: (dimension, member kind, codebook family or "" for none, feature subset or "" for all handcrafted features).
 #: Patch codebooks are not used since the damage-ladder refit: with damaged copies in training they no longer
-#: raised agreement, and their encoding cost most of the calibration's scoring time.
+#: raised agreement, and their encoding cost most of the calibration's scoring time. The re-encoding features
+#: (subset ``encode``) are read by the ranking term only: in the human-aligned part and the damage head they moved
+#: ladders between the photos and the AI images (README: re-encoding features).
 MEMBERS: tuple[tuple[str, str, str, str], ...] = (
-    ("technical", "trees", "", ""), ("technical", "svr", "", ""),
+    ("technical", "trees", "", "-encode"), ("technical", "svr", "", "-encode"),
     ("detail", "trees", "", "detail"), ("detail", "svr", "", "detail"),
-    (DAMAGE_HEAD, "trees", "", ""), (DAMAGE_HEAD, "svr", "", ""),
+    (DAMAGE_HEAD, "trees", "", "-encode"), (DAMAGE_HEAD, "svr", "", "-encode"),
     (RANKING_HEAD, "ranker", "", ""),
 )  # fmt: skip
-#: feature-name prefixes of the subsets members may read
+#: feature-name prefixes of the subsets members may read; ``"-name"`` reads every feature but subset ``name``'s
 FEATURE_SUBSETS: dict[str, tuple[str, ...]] = {
+    "encode": ("enc_",),
     "detail": ("lap_", "grad_", "local_sharp", "flat_blocks", "down_loss", "spec_", "noise", "block_", "canny", "lbp",
                "orient_", "bq", "brisque", "niqe", "local_niqe", "block_contrast", "luma_", "clip_", "halo", "level_"),
 }  # fmt: skip
@@ -134,6 +138,11 @@ NATURAL_LADDERS = True
 #: logistic pairwise fit; chosen by measurement (README: the trade-off)
 RANKING_WEIGHT = 0.5
 RANKING_C = 0.03
+#: below ``RANKING_KNEE`` (an image the ranking term sees as a standard deviation worse than the rated images, or
+#: more) each unit of the ranking term costs ``RANKING_SLOPE`` points more: where the human-aligned part and the
+#: damage head have flattened out (heavy damage), the ranking term, which has no floor, orders the copies
+RANKING_SLOPE = 0.75
+RANKING_KNEE = -1.0
 #: AGIQA images kept out of every fit (balanced over generators): the ladder check's held-out AI images
 HOLDOUT_IMAGES = 30
 DIMENSIONS: dict[str, dict[str, list[str]]] = {
@@ -200,6 +209,9 @@ def subset_names(subset: str, names: Sequence[str]) -> tuple[str, ...] | None:
     """The feature names of ``subset`` (``""``: all, returned as ``None``)."""
     if not subset:
         return None
+    if subset.startswith("-"):
+        left_out = FEATURE_SUBSETS[subset[1:]]
+        return tuple(n for n in names if not n.startswith(left_out))
     prefixes = FEATURE_SUBSETS[subset]
     return tuple(n for n in names if n.startswith(prefixes))
 
@@ -532,9 +544,14 @@ def fit_model(base: F64, encodings: dict[str, F64], mos: F64, codebooks: dict[st
                              "head": DAMAGE_HEAD,
                              "score": "damage penalty = 10 * weight * max(0, min(severity, cap) - threshold)"}
     if has_ranking:
-        meta["ranking"] = {"weight": RANKING_WEIGHT, "head": RANKING_HEAD,
-                           "score": "soft_floor(soft_ceiling(scale(predicted MOS) - damage penalty"
-                                    " + weight * ranking_gain(ranking)))"}
+        meta["ranking"] = {
+            "weight": RANKING_WEIGHT,
+            "slope": RANKING_SLOPE,
+            "knee": RANKING_KNEE,
+            "head": RANKING_HEAD,
+            "score": "soft_floor(soft_ceiling(scale(predicted MOS) - damage penalty"
+            " + weight * ranking_gain(ranking) + slope * min(0, ranking - knee)))",
+        }
     scale = fit_scale(mos, damage_floor(mos) if has_damage else None)
     return CalibrationModel(meta, dict(codebooks), tuple(members), scale)
 
@@ -762,7 +779,7 @@ def model_meta(name: str, records: Sequence[Record], excluded: Sequence[Record],
                           "svr_epsilon": DAMAGE_SVR_EPSILON,
                           "svr_rows": DAMAGE_SVR_ROWS, "target": "severity (0 as made, 1 heaviest)",
                           "rows": "fit images' ladders + natural-photo ladders (quality.calibration.damage)"},
-            "ranking": {"weight": RANKING_WEIGHT, "c": RANKING_C,
+            "ranking": {"weight": RANKING_WEIGHT, "c": RANKING_C, "slope": RANKING_SLOPE, "knee": RANKING_KNEE,
                         "features": "robust-scaled features and their squares",
                         "pairs": "every ordered pair within each ladder of the fit images and the natural photos"},
         },

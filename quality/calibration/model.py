@@ -184,6 +184,13 @@ class CalibrationModel:
         spec = self.meta.get("ranking")
         return None if not spec else float(spec["weight"])
 
+    @property
+    def ranking_slope(self) -> tuple[float, float]:
+        """``(slope, knee)``: below ``knee`` every unit of the ranking term costs ``slope`` points more (``(0, 0)``:
+        none; models fitted before it have none)."""
+        spec = self.meta.get("ranking") or {}
+        return float(spec.get("slope") or 0.0), float(spec.get("knee") or 0.0)
+
     def scores_of(self, pred: dict[str, F64]) -> dict[str, F64]:
         """0–10 scores of the calibrated dimensions from :meth:`predict_mos`'s output.
 
@@ -193,8 +200,9 @@ class CalibrationModel:
         none): images the head sees as (nearly) undamaged keep their human-aligned score, damage beyond ``t`` pulls
         it down steeply. With a ranking term (``pred["ranking"]``,
         0 on average over the rated training images, one unit per standard deviation among them) and
-        :attr:`ranking` ``r``, ``v += r·ranking_gain(ranking)``: every damage moves it, light or heavy, and it has no
-        floor (:func:`ranking_gain` only compresses it above 0).
+        :attr:`ranking` ``r``, ``v += r·ranking_gain(ranking) + slope·min(0, ranking - knee)``
+        (:attr:`ranking_slope`): every damage moves it, light or heavy, it has no floor (:func:`ranking_gain` only
+        compresses it above 0), and far below the rated images it counts more.
         ``score = soft_floor(v)``: scores below 1 stay positive and strictly ordered (``exp(v - 1)``) instead of
         clamping to 0; with a ranking term the top is :func:`soft_ceiling` too (``10 - exp(9 - v)`` above 9),
         otherwise scores are clamped at 10.
@@ -207,7 +215,11 @@ class CalibrationModel:
             if self.severity_cap is not None:
                 severity = np.minimum(severity, self.severity_cap)
             penalty = 10.0 * spec[0] * np.maximum(0.0, severity - spec[1])
-        gain = None if rank is None else rank * ranking_gain(np.asarray(pred[RANKING_HEAD]))
+        gain = None
+        if rank is not None:
+            r = np.asarray(pred[RANKING_HEAD], np.float64)
+            slope, knee = self.ranking_slope
+            gain = rank * ranking_gain(r) + slope * np.minimum(0.0, r - knee)
         out: dict[str, F64] = {}
         for d, v in pred.items():
             if d in (DAMAGE_HEAD, RANKING_HEAD):

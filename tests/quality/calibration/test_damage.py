@@ -72,6 +72,10 @@ def test_a_fit_with_damage_scores_damaged_copies_below_their_originals(with_ladd
     # detail members read a subset of the features, kept through the file
     detail = [m for m in model.members if m.dimension == "detail"]
     assert detail and all(m.inputs and set(m.inputs) < set(names) for m in detail)
+    # the re-encoding features: read by the ranking term only (no ranking pairs here, so no member reads them)
+    technical = [m for m in model.members if m.dimension == "technical"]
+    assert technical and all(m.inputs and not any(n.startswith("enc_") for n in m.inputs) for m in technical)
+    assert any(n.startswith("enc_") for n in names) and {n for m in technical for n in m.inputs} < set(names)
     loaded = from_bytes(model.to_bytes())
     assert [m.inputs for m in loaded.members] == [m.inputs for m in model.members]
     for dim, pred in model.predict_mos(base, {}).items():

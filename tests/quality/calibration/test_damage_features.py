@@ -1,5 +1,6 @@
 """The features that see damage the older statistics saw in the wrong direction (features version 3): the 8-bit
-levels a digital gain leaves empty, overshoot across edges (halos), and the spectrum's band levels."""
+levels a digital gain leaves empty, overshoot across edges (halos), and the spectrum's band levels; and what
+re-encoding an image costs (version 4)."""
 
 import io
 import itertools
@@ -12,7 +13,15 @@ from PIL import Image
 from quality import distortions
 from quality.backends import nss_math as nm
 from quality.calibration.damage import working
-from quality.calibration.features import SPECTRUM_BANDS, extract, halo, levels_group, sobel
+from quality.calibration.features import (
+    ENCODE_QUALITIES,
+    SPECTRUM_BANDS,
+    encode_group,
+    extract,
+    halo,
+    levels_group,
+    sobel,
+)
 from tests.quality.conftest import textured
 
 
@@ -111,3 +120,35 @@ def test_blur_and_resolution_loss_empty_the_upper_bands_step_by_step(photo, kind
     for name in ("spec_band16", "spec_band20"):
         assert strictly_rising([-f[name] for f in ladder]), name
     assert all(np.isfinite(f[n]) for f in ladder for n in names)
+
+
+def encode_of(rgb: np.ndarray) -> dict[str, float]:
+    return encode_group(rgb, nm.luma(rgb))
+
+
+ENCODE_NAMES = [f"enc_jpeg{q}" for q in ENCODE_QUALITIES] + ["enc_luma", "enc_err"]
+
+
+@pytest.mark.parametrize("kind", ["gaussian_blur", "defocus_blur", "resolution_loss", "webp", "contrast_loss"])
+def test_damage_that_removes_detail_makes_the_image_cheaper_to_encode_at_every_step(photo, kind):
+    sizes = [encode_of(im) for im in distortions.ladder(kind, photo)]
+    for name in ("enc_jpeg30", "enc_luma"):
+        assert strictly_rising([-f[name] for f in sizes]), (kind, name, [round(f[name], 3) for f in sizes])
+
+
+@pytest.mark.parametrize("kind", ["gaussian_noise", "oversharpen"])
+def test_noise_and_halos_make_it_dearer(photo, kind):
+    sizes = [encode_of(im)["enc_jpeg30"] for im in distortions.ladder(kind, photo)]
+    assert strictly_rising(sizes), sizes
+
+
+def test_the_encode_group_is_in_every_extract_deterministic_and_scales_with_the_pixels(photo):
+    a, b = extract(photo), extract(photo.copy())
+    assert all(n in a and np.isfinite(a[n]) and a[n] == b[n] for n in ENCODE_NAMES)
+    # bits per pixel, not bytes: the image tiled 2x2 costs about the same per pixel
+    tiled = encode_of(np.tile(photo, (2, 2, 1)))
+    assert all(abs(tiled[n] - a[n]) < 0.15 for n in ENCODE_NAMES[:-1])
+    # a flat image costs almost nothing and is encoded to within one level (JPEG's DC step rounds it)
+    flat = encode_of(np.full(photo.shape, 120, np.uint8))
+    assert flat["enc_jpeg30"] < a["enc_jpeg30"] - 0.5
+    assert flat["enc_err"] <= np.log1p(1.0) + 1e-6 < a["enc_err"]

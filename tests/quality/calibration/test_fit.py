@@ -50,6 +50,18 @@ class Memoriser:
         return {d: self.scale(v) for d, v in pred.items()}
 
 
+def test_a_subset_reads_its_prefixes_and_a_minus_subset_every_other_feature():
+    names = ["niqe", "enc_jpeg30", "lap_var", "enc_luma", "halo"]
+    assert F.subset_names("encode", names) == ("enc_jpeg30", "enc_luma")
+    assert F.subset_names("-encode", names) == ("niqe", "lap_var", "halo")
+    assert F.subset_names("", names) is None
+    with pytest.raises(KeyError):
+        F.subset_names("-nothing", names)
+    # the shipped protocol: the ranking term reads every feature, the other members no re-encoding feature
+    subsets = {(m[0], m[1]): m[3] for m in F.MEMBERS}
+    assert subsets[("ranking", "ranker")] == "" and subsets[("technical", "trees")] == "-encode"
+
+
 def test_leak_detector_a_memorising_model_is_caught_in_sample_but_learns_nothing_out_of_fold(
     synthetic_records, small_codebooks, monkeypatch
 ):

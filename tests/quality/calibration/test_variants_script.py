@@ -57,15 +57,17 @@ def test_a_variant_changes_only_what_it_names(variants, predictions):
     assert below.any() and not below.all()
     assert np.array_equal(uncapped["technical"][below], shipped["technical"][below])
     assert (uncapped["technical"][~below] < shipped["technical"][~below]).all()  # a larger penalty above the cap
-    steeper = variants.variant_scores(model, predictions, variants.Variant("slope", slope=1.0))
-    knee = predictions[RANKING_HEAD] < -1.0
+    slope, at = model.ranking_slope
+    at = at if slope else -1.0
+    steeper = variants.variant_scores(model, predictions, variants.Variant("slope", slope=slope + 1.0, knee=at))
+    knee = predictions[RANKING_HEAD] < at
     assert np.array_equal(steeper["technical"][~knee], shipped["technical"][~knee])
     assert (steeper["technical"][knee] < shipped["technical"][knee]).all()
     # exactly slope points per unit below the knee, where neither score is inside the soft floor or ceiling
     linear = knee & (steeper["technical"] > 1.0) & (shipped["technical"] < 9.0)
     assert linear.sum() > 10
     r = predictions[RANKING_HEAD][linear]
-    np.testing.assert_allclose(steeper["technical"][linear], shipped["technical"][linear] + (r + 1.0), atol=1e-9)
+    np.testing.assert_allclose(steeper["technical"][linear], shipped["technical"][linear] + (r - at), atol=1e-9)
 
 
 def test_falling_counts_strict_steps_of_scored_ladders_only(variants):
