@@ -59,7 +59,7 @@ sys.path.insert(0, str(REPO))
 from quality.calibration import fit as F  # noqa: E402
 from quality.calibration.evaluate import composite_of  # noqa: E402
 from quality.calibration.ladders import FIT_KINDS, WHOLE_FACTOR_KIND, Ladders  # noqa: E402
-from quality.calibration.model import DAMAGE_HEAD, RANKING_HEAD, CalibrationModel, ranking_gain  # noqa: E402
+from quality.calibration.model import DAMAGE_HEAD, RANKING_HEAD, CalibrationModel  # noqa: E402
 from quality.calibration.runtime import RobustScaler  # noqa: E402
 from quality.distortions import KINDS  # noqa: E402
 
@@ -407,8 +407,7 @@ def with_penalty(pred: dict[str, F64], model: CalibrationModel, points: F64) -> 
     w = model.ranking or 1.0
     slope, knee = model.ranking_slope
     assert knee <= 0.0, "the inverse is exact only for a knee where the ranking gain is the identity"
-    r = np.asarray(pred[RANKING_HEAD], np.float64)
-    t = w * ranking_gain(r) + slope * np.minimum(0.0, r - knee) - points
+    t = model.ranking_points(pred[RANKING_HEAD]) - points
     y = t / w  # above the knee: gain(r') = t / w
     above = np.where(y <= 0.0, y, np.expm1(np.maximum(y, 0.0)))
     below = (t + slope * knee) / (w + slope)
@@ -758,25 +757,24 @@ def members_reading(technical: str, damage: str, ranking: str) -> tuple[tuple[st
     return tuple((d, k, fam, subsets.get(d, sub)) for d, k, fam, sub in F.MEMBERS)
 
 
-def slope_variants(label: str) -> list[Variant]:
-    """The ranking slope below the knee: none, the shipped one and its neighbours."""
-    out = [Variant(f"{label}, no ranking slope", slope=0.0)]
-    pairs = ((0.5, -1.0), (F.RANKING_SLOPE, F.RANKING_KNEE), (1.0, -1.0), (F.RANKING_SLOPE, -0.5))
-    out += [Variant(f"{label}, ranking slope {s:g} below {k:g}", slope=s, knee=k) for s, k in pairs]
-    return out
+def slope_variant(label: str, slope: float, knee: float = F.RANKING_KNEE) -> Variant:
+    return Variant(f"{label}, ranking slope {slope:g} below {knee:g}", slope=slope, knee=knee)
 
 
 def encode_rows(data: Data, log: logging.Logger, shipped: list[Fold]) -> list[dict[str, Any]]:
-    """The ranking slope's neighbours on the shipped folds, then every fold refitted with the re-encoding features
-    in other parts (:data:`ENCODE_PLACES`), each with and without the slope."""
-    rows = [measure(data, shipped, v) for v in slope_variants("shipped")]
+    """The shipped folds without the ranking slope and with its neighbours, then every fold refitted with the
+    re-encoding features in other parts (:data:`ENCODE_PLACES`), each without and with the shipped slope."""
+    neighbours = [Variant("shipped, no ranking slope", slope=0.0), slope_variant("shipped", 0.5),
+                  slope_variant("shipped", 1.0), slope_variant("shipped", F.RANKING_SLOPE, -0.5)]  # fmt: skip
+    rows = [measure(data, shipped, v) for v in neighbours]
     original = F.MEMBERS
     try:
         for label, subsets in ENCODE_PLACES.items():
             F.MEMBERS = members_reading(*subsets)
             log.info("refitting every fold: %s", label)
             folds = fit_folds(data, log)
-            rows += [measure(data, folds, v) for v in slope_variants(label)[:3:2]]
+            pair = (Variant(f"{label}, no ranking slope", slope=0.0), slope_variant(label, F.RANKING_SLOPE))
+            rows += [measure(data, folds, v) for v in pair]
     finally:
         F.MEMBERS = original
     return rows

@@ -373,7 +373,7 @@ def encode_group(rgb: NDArray[np.uint8], y: F32) -> Features:
     pixels = float(rgb.shape[0] * rgb.shape[1])
     bgr = np.ascontiguousarray(rgb[..., ::-1])
     out: Features = {f"enc_jpeg{q}": float(np.log(8.0 * _jpeg(bgr, q).size / pixels)) for q in ENCODE_QUALITIES}
-    y8 = np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    y8 = y.astype(np.uint8)  # the rounded 0..255 luma (nss_math.luma)
     buf = _jpeg(y8, ENCODE_LUMA_QUALITY)
     out["enc_luma"] = float(np.log(8.0 * buf.size / pixels))
     decoded = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)

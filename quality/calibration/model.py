@@ -191,6 +191,13 @@ class CalibrationModel:
         spec = self.meta.get("ranking") or {}
         return float(spec.get("slope") or 0.0), float(spec.get("knee") or 0.0)
 
+    def ranking_points(self, ranking: F64) -> F64:
+        """Score points of the ranking term: ``r·ranking_gain(ranking) + slope·min(0, ranking - knee)``
+        (:attr:`ranking`, :attr:`ranking_slope`); strictly increasing. 0 for a model without a ranking term."""
+        r = np.asarray(ranking, np.float64)
+        slope, knee = self.ranking_slope
+        return np.asarray((self.ranking or 0.0) * ranking_gain(r) + slope * np.minimum(0.0, r - knee), np.float64)
+
     def scores_of(self, pred: dict[str, F64]) -> dict[str, F64]:
         """0–10 scores of the calibrated dimensions from :meth:`predict_mos`'s output.
 
@@ -215,11 +222,7 @@ class CalibrationModel:
             if self.severity_cap is not None:
                 severity = np.minimum(severity, self.severity_cap)
             penalty = 10.0 * spec[0] * np.maximum(0.0, severity - spec[1])
-        gain = None
-        if rank is not None:
-            r = np.asarray(pred[RANKING_HEAD], np.float64)
-            slope, knee = self.ranking_slope
-            gain = rank * ranking_gain(r) + slope * np.minimum(0.0, r - knee)
+        gain = None if rank is None else self.ranking_points(pred[RANKING_HEAD])
         out: dict[str, F64] = {}
         for d, v in pred.items():
             if d in (DAMAGE_HEAD, RANKING_HEAD):
